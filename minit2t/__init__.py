@@ -1,0 +1,43 @@
+"""minit2t: Tokens-to-Token ViT in NumPy and C, small enough to read.
+
+    import minit2t as mt
+    model = mt.create_model("t2t_vit_7")
+    logits = model(mt.tensor(images))          # (B, 1000)
+"""
+from minit2t import grad_mode
+from minit2t.grad_mode import enable_grad, no_grad
+from minit2t.tensor import Tensor
+from minit2t import ops  # noqa: E402  (ops import Tensor lazily)
+from minit2t import nn
+from minit2t.backends import available_backends, get_backend, set_backend
+from minit2t.io import load, save
+from minit2t.models import create_model, list_models
+from minit2t.random import manual_seed
+
+__version__ = "0.1.0"
+
+
+def tensor(data, requires_grad=False, dtype=None):
+    """A Tensor from an array, list or number (float32 unless the array says otherwise)."""
+    return Tensor(data, requires_grad=requires_grad, dtype=dtype)
+
+
+def cat(tensors, axis=0):
+    """Concatenate tensors along an existing axis."""
+    return ops.Concat.apply(*tensors, axis=axis)
+
+
+def count_params(model):
+    """Every parameter's size, trained or fixed (the paper counts the sinusoid pos_embed too)."""
+    return int(sum(p.size for p in model.parameters()))
+
+
+def count_macs(model, input_size):
+    """Multiply-accumulates of one forward pass at `input_size` (C, H, W); see minit2t.profile."""
+    from minit2t.profile import count_macs as _count
+    return _count(model, input_size)
+
+
+__all__ = ["Tensor", "available_backends", "cat", "count_macs", "count_params", "create_model",
+           "enable_grad", "get_backend", "grad_mode", "list_models", "load", "manual_seed", "nn",
+           "no_grad", "ops", "save", "set_backend", "tensor"]

@@ -1,0 +1,140 @@
+"""Tokens-to-Token ViT (Yuan et al., ICCV 2021): the T2T module and the ViT backbone.
+
+Legend: B batch, C channels, H/W image size, k/s/p kernel/stride/padding of a soft split,
+T tokens after a split, E token_dim (T2T width), D embed dim, N = num_patches.
+
+T2T module, for each of the three soft splits (k, s, p):
+    soft split:         image (B, C, H, W) -> overlapping k x k patches as tokens (B, T, C*k*k)
+    T2T transformer:    tokens (B, T, C*k*k) -> (B, T, E)       [the first two splits only]
+    re-structurization: tokens (B, T, E) -> image (B, E, sqrt T, sqrt T)
+then a Linear projects the last split's tokens to D. The backbone is a deep-narrow ViT:
+cls token + fixed sinusoid positions, `depth` pre-norm blocks, LayerNorm, linear head.
+"""
+import numpy as np
+
+from minit2t import ops
+from minit2t.models.token_performer import TokenPerformer
+from minit2t.models.token_transformer import TokenTransformer
+from minit2t.nn import init
+from minit2t.nn.layers import Conv2d, Dropout, Identity, LayerNorm, Linear, ModuleList, Unfold
+from minit2t.nn.module import Module, Parameter
+from minit2t.nn.transformer import Block
+
+RELEASE_SOFT_SPLIT = ((7, 4, 2), (3, 2, 1), (3, 2, 1))
+TOKENS_TYPES = ("performer", "transformer", "convolution")
+
+__all__ = ["T2TModule", "T2T_ViT", "TokenPerformer", "TokenTransformer", "get_sinusoid_encoding"]
+
+
+def get_sinusoid_encoding(n_position, d_hid):
+    """(1, n_position, d_hid): sin on even, cos on odd features of pos / 10000^(2(j//2)/d)."""
+    pos = np.arange(n_position, dtype=np.float64)[:, None]                  # (n, 1)
+    rates = np.power(10000.0, 2 * (np.arange(d_hid) // 2) / d_hid)          # (d,)
+    table = pos / rates                                                     # (n, d)
+    table[:, 0::2] = np.sin(table[:, 0::2])
+    table[:, 1::2] = np.cos(table[:, 1::2])
+    return table[None].astype(np.float32)                                   # (1, n, d)
+
+
+def split_sizes(img_size, soft_split):
+    """Side of the token grid after each soft split: [H0, H1, H2]."""
+    sides, side = [], img_size
+    for k, s, p in soft_split:
+        side = (side + 2 * p - k) // s + 1
+        if side < 1:
+            raise ValueError(f"soft split (k={k}, s={s}, p={p}) leaves no tokens for img_size {img_size}")
+        sides.append(side)
+    return sides
+
+
+class T2TModule(Module):
+    """Tokens-to-Token: three soft splits with two T2T layers between them, then a projection."""
+
+    def __init__(self, img_size=224, tokens_type="performer", in_chans=3, embed_dim=768, token_dim=64,
+                 soft_split=RELEASE_SOFT_SPLIT):
+        super().__init__()
+        if tokens_type not in TOKENS_TYPES:
+            raise ValueError(f"tokens_type must be one of {TOKENS_TYPES}, got {tokens_type!r}")
+        (k0, s0, p0), (k1, s1, p1), (k2, s2, p2) = soft_split
+        self.tokens_type, self.img_size, self.in_chans = tokens_type, img_size, in_chans
+        self.sides = split_sizes(img_size, soft_split)
+        if tokens_type == "convolution":                             # the paper's comparison
+            self.soft_split0 = Conv2d(in_chans, token_dim, k0, s0, p0)
+            self.soft_split1 = Conv2d(token_dim, token_dim, k1, s1, p1)
+            self.project = Conv2d(token_dim, embed_dim, k2, s2, p2)
+        else:
+            layer = TokenPerformer if tokens_type == "performer" else _token_transformer
+            self.soft_split0 = Unfold(k0, s0, p0)
+            self.soft_split1 = Unfold(k1, s1, p1)
+            self.soft_split2 = Unfold(k2, s2, p2)
+            self.attention1 = layer(dim=in_chans * k0 * k0, in_dim=token_dim)
+            self.attention2 = layer(dim=token_dim * k1 * k1, in_dim=token_dim)
+            self.project = Linear(token_dim * k2 * k2, embed_dim)
+        self.num_patches = self.sides[-1] ** 2
+
+    def forward(self, x):                                            # (B, C, H, W)
+        want = (self.in_chans, self.img_size, self.img_size)
+        if x.ndim != 4 or tuple(x.shape[1:]) != want:
+            raise ValueError(f"T2T module expects images of shape (B, {want[0]}, {want[1]}, {want[2]}), "
+                             f"got {x.shape}")
+        if self.tokens_type == "convolution":
+            x = self.project(self.soft_split1(self.soft_split0(x)))  # (B, D, H2, W2)
+            return x.reshape(x.shape[0], x.shape[1], -1).transpose(1, 2)  # (B, N, D)
+        x = self.soft_split0(x).transpose(1, 2)                      # (B, T0, C*k0*k0)
+        x = self._restructurize(self.attention1(x), self.sides[0])   # (B, E, H0, W0)
+        x = self.soft_split1(x).transpose(1, 2)                      # (B, T1, E*k1*k1)
+        x = self._restructurize(self.attention2(x), self.sides[1])   # (B, E, H1, W1)
+        x = self.soft_split2(x).transpose(1, 2)                      # (B, N, E*k2*k2)
+        return self.project(x)                                       # (B, N, D)
+
+    @staticmethod
+    def _restructurize(x, side):                                     # (B, T, E)
+        B, T, E = x.shape
+        return x.transpose(1, 2).reshape(B, E, side, side)           # (B, E, side, side)
+
+
+def _token_transformer(dim, in_dim):
+    return TokenTransformer(dim=dim, in_dim=in_dim, num_heads=1, mlp_ratio=1.0)
+
+
+class T2T_ViT(Module):
+    """T2T module + cls token + sinusoid positions + deep-narrow transformer + head."""
+
+    def __init__(self, img_size=224, tokens_type="performer", in_chans=3, num_classes=1000, embed_dim=768,
+                 depth=12, num_heads=12, mlp_ratio=4.0, qkv_bias=False, qk_scale=None, drop_rate=0.0,
+                 attn_drop_rate=0.0, drop_path_rate=0.0, token_dim=64, soft_split=RELEASE_SOFT_SPLIT):
+        super().__init__()
+        soft_split = tuple(tuple(int(v) for v in kps) for kps in soft_split)
+        self.config = dict(img_size=img_size, tokens_type=tokens_type, in_chans=in_chans, num_classes=num_classes,
+                           embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
+                           qkv_bias=qkv_bias, qk_scale=qk_scale, drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
+                           drop_path_rate=drop_path_rate, token_dim=token_dim, soft_split=soft_split)
+        self.num_classes = num_classes
+        self.num_features = self.embed_dim = embed_dim
+        self.tokens_to_token = T2TModule(img_size, tokens_type, in_chans, embed_dim, token_dim, soft_split)
+        N = self.tokens_to_token.num_patches
+        self.cls_token = Parameter(init.trunc_normal((1, 1, embed_dim), std=0.02))
+        self.pos_embed = Parameter(get_sinusoid_encoding(N + 1, embed_dim), requires_grad=False)
+        self.pos_drop = Dropout(drop_rate)
+        dpr = np.linspace(0, drop_path_rate, depth) if depth else []  # stochastic depth decay
+        self.blocks = ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias, qk_scale, drop_rate,
+                                       attn_drop_rate, float(dpr[i])) for i in range(depth))
+        self.norm = LayerNorm(embed_dim)
+        self.head = Linear(embed_dim, num_classes) if num_classes > 0 else Identity()
+
+    def no_weight_decay(self):
+        """Parameter names the release leaves out of weight decay."""
+        return {"cls_token"}
+
+    def forward_features(self, x):                                   # (B, C, H, W)
+        x = self.tokens_to_token(x)                                  # (B, N, D)
+        B = x.shape[0]
+        cls = self.cls_token.expand(B, -1, -1)                       # (B, 1, D)
+        x = ops.Concat.apply(cls, x, axis=1)                         # (B, N+1, D)
+        x = self.pos_drop(x + self.pos_embed)
+        for blk in self.blocks:
+            x = blk(x)                                               # (B, N+1, D)
+        return self.norm(x)[:, 0]                                    # (B, D)
+
+    def forward(self, x):                                            # (B, C, H, W)
+        return self.head(self.forward_features(x))                   # (B, num_classes)

@@ -1,0 +1,54 @@
+"""The T2T transformer: a one-head transformer layer that also changes the token width.
+
+Legend: B batch, T tokens, Din input width (C*k*k of the soft split), E output width (token_dim).
+
+Its attention projects Din -> E for q, k and v, so the residual around the
+attention cannot be the input (width Din); the release uses v (width E) instead.
+The scale comes from the *input* width: (Din / heads) ** -0.5.
+"""
+from minit2t.nn.layers import Dropout, DropPath, Identity, LayerNorm, Linear
+from minit2t.nn.module import Module
+from minit2t.nn.transformer import Mlp
+
+
+class TokenAttention(Module):
+    def __init__(self, dim, num_heads=1, in_dim=None, qkv_bias=False, qk_scale=None,
+                 attn_drop=0.0, proj_drop=0.0):
+        super().__init__()
+        if num_heads != 1:
+            raise ValueError(f"the T2T transformer's attention has one head, got num_heads={num_heads}")
+        self.dim, self.num_heads, self.in_dim = dim, num_heads, in_dim
+        self.scale = qk_scale or (dim // num_heads) ** -0.5
+        self.qkv = Linear(dim, in_dim * 3, bias=qkv_bias)
+        self.attn_drop = Dropout(attn_drop)
+        self.proj = Linear(in_dim, in_dim)
+        self.proj_drop = Dropout(proj_drop)
+
+    def forward(self, x):                                            # (B, T, Din)
+        B, T, _ = x.shape
+        E = self.in_dim
+        qkv = self.qkv(x).reshape(B, T, 3, 1, E).permute(2, 0, 3, 1, 4)  # (3, B, 1, T, E)
+        q, k, v = qkv[0], qkv[1], qkv[2]                             # (B, 1, T, E) each
+        attn = (q * self.scale) @ k.transpose(-2, -1)                # (B, 1, T, T)
+        attn = self.attn_drop(attn.softmax(axis=-1))
+        x = (attn @ v).transpose(1, 2).reshape(B, T, E)              # (B, T, E)
+        x = self.proj_drop(self.proj(x))
+        return v.reshape(B, T, E) + x                                # (B, T, E) value skip
+
+
+class TokenTransformer(Module):
+    def __init__(self, dim, in_dim, num_heads=1, mlp_ratio=1.0, qkv_bias=False, qk_scale=None,
+                 drop=0.0, attn_drop=0.0, drop_path=0.0):
+        super().__init__()
+        self.dim = dim
+        self.norm1 = LayerNorm(dim)
+        self.attn = TokenAttention(dim, num_heads, in_dim, qkv_bias, qk_scale, attn_drop, drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else Identity()
+        self.norm2 = LayerNorm(in_dim)
+        self.mlp = Mlp(in_dim, int(in_dim * mlp_ratio), in_dim, drop=drop)
+
+    def forward(self, x):                                            # (B, T, Din)
+        if x.ndim != 3 or x.shape[-1] != self.dim:
+            raise ValueError(f"TokenTransformer expects tokens of shape (B, T, {self.dim}), got {x.shape}")
+        x = self.attn(self.norm1(x))                                 # (B, T, E)
+        return x + self.drop_path(self.mlp(self.norm2(x)))           # (B, T, E)

@@ -1,0 +1,183 @@
+"""Module and Parameter: PyTorch's bookkeeping for layers, in NumPy.
+
+A Module registers the Parameters, buffers and sub-Modules assigned to its
+attributes, so state_dict() names every array by its dotted path
+("blocks.0.attn.qkv.weight"), exactly as torch does.
+"""
+from collections import OrderedDict
+
+import numpy as np
+
+from minit2t.tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A Tensor a Module owns and trains (requires_grad=True unless told otherwise)."""
+
+    def __init__(self, data, requires_grad=True):
+        super().__init__(data, requires_grad=requires_grad)
+
+    def __repr__(self):
+        return "Parameter(" + super().__repr__()[len("Tensor("):]
+
+
+class Module:
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}.__init__ must call super().__init__() first")
+        for table in (self._parameters, self._buffers, self._modules):
+            table.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name, array):
+        """A named array saved in state_dict but not trained (e.g. running statistics)."""
+        self._buffers[name] = np.asarray(array)
+        object.__setattr__(self, name, self._buffers[name])
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    def forward(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} has no forward()")
+
+    # ---- traversal --------------------------------------------------------
+    def named_modules(self, prefix=""):
+        yield prefix, self
+        for name, m in self._modules.items():
+            yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        return [m for _, m in self.named_modules()]
+
+    def named_children(self):
+        return iter(self._modules.items())
+
+    def children(self):
+        return list(self._modules.values())
+
+    def named_parameters(self, prefix=""):
+        for mname, m in self.named_modules(prefix):
+            for pname, p in m._parameters.items():
+                yield (f"{mname}.{pname}" if mname else pname), p
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def named_buffers(self):
+        for mname, m in self.named_modules():
+            for bname, b in m._buffers.items():
+                yield (f"{mname}.{bname}" if mname else bname), b
+
+    def apply(self, fn):
+        """Call fn on every sub-module (children first) and on self, as torch does."""
+        for m in self.children():
+            m.apply(fn)
+        fn(self)
+        return self
+
+    # ---- modes and gradients ------------------------------------------------
+    def train(self, mode=True):
+        for m in self.modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.grad = None
+
+    def to(self, dtype):
+        """Cast every parameter and floating buffer to `dtype` (np.float32 or np.float64)."""
+        for m in self.modules():
+            for p in m._parameters.values():
+                p.data = p.data.astype(dtype)
+                p.grad = None
+            for name, b in list(m._buffers.items()):
+                if b.dtype.kind == "f":
+                    m.register_buffer(name, b.astype(dtype))
+        return self
+
+    def double(self):
+        return self.to(np.float64)
+
+    def float(self):
+        return self.to(np.float32)
+
+    # ---- state ------------------------------------------------------------
+    def state_dict(self):
+        """name -> ndarray (a copy) for every parameter and buffer, in registration order."""
+        out = OrderedDict()
+        for mname, m in self.named_modules():
+            for name, p in list(m._parameters.items()) + list(m._buffers.items()):
+                arr = p.data if isinstance(p, Tensor) else p
+                out[f"{mname}.{name}" if mname else name] = np.array(arr, copy=True)
+        return out
+
+    def load_state_dict(self, state, strict=True):
+        """Copy arrays into the parameters and buffers of the same names.
+
+        Shapes must match exactly. With strict=True every key must be present
+        and no other key may be; the error names the keys. Floating arrays keep
+        their dtype (load float64 weights for a float64 model).
+        """
+        own = self.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        if strict and (missing or unexpected):
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+        targets = self._state_targets()
+        for key, value in state.items():
+            if key not in own:
+                continue
+            value = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+            if value.shape != own[key].shape:
+                raise ValueError(f"load_state_dict: {key} has shape {own[key].shape} in the model "
+                                 f"but {value.shape} in the state dict")
+            if value.dtype.kind not in "fiu":
+                raise TypeError(f"load_state_dict: {key} must be numeric, got dtype {value.dtype}")
+            dtype = value.dtype if value.dtype.kind == "f" else own[key].dtype
+            targets[key](np.array(value, dtype=dtype, copy=True))
+        return missing, unexpected
+
+    def _state_targets(self):
+        """state_dict key -> a setter that stores an array there."""
+        setters = {}
+        for mname, m in self.named_modules():
+            for name, p in m._parameters.items():
+                setters[f"{mname}.{name}" if mname else name] = _param_setter(p)
+            for name in m._buffers:
+                setters[f"{mname}.{name}" if mname else name] = _buffer_setter(m, name)
+        return setters
+
+    # ---- printing ---------------------------------------------------------
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        for name, m in self._modules.items():
+            child = repr(m).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {child}")
+        return lines[0] + ")" if len(lines) == 1 else "\n".join(lines) + "\n)"
+
+
+def _param_setter(p):
+    def set_(array):
+        p.data, p.grad = array, None
+    return set_
+
+
+def _buffer_setter(module, name):
+    return lambda array: module.register_buffer(name, array)

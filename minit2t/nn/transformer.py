@@ -1,0 +1,71 @@
+"""The ViT backbone's pieces (the release's transformer_block.py): Mlp, Attention, Block.
+
+Legend: B batch, N tokens, D embed dim, h heads, d = D / h head dim, F hidden dim.
+"""
+from minit2t.nn.layers import GELU, Dropout, DropPath, Identity, LayerNorm, Linear
+from minit2t.nn.module import Module
+
+
+def _check_tokens(x, dim, what):
+    if x.ndim != 3 or x.shape[-1] != dim:
+        raise ValueError(f"{what} expects tokens of shape (B, N, {dim}), got {x.shape}")
+
+
+class Mlp(Module):
+    """fc1 -> GELU -> dropout -> fc2 -> dropout."""
+
+    def __init__(self, in_features, hidden_features=None, out_features=None, drop=0.0):
+        super().__init__()
+        hidden_features = hidden_features or in_features
+        out_features = out_features or in_features
+        self.fc1 = Linear(in_features, hidden_features)
+        self.act = GELU()
+        self.fc2 = Linear(hidden_features, out_features)
+        self.drop = Dropout(drop)
+
+    def forward(self, x):                                            # (B, N, D)
+        x = self.drop(self.act(self.fc1(x)))                         # (B, N, F)
+        return self.drop(self.fc2(x))                                # (B, N, Dout)
+
+
+class Attention(Module):
+    """Multi-head self-attention: softmax(q k^T * scale) v, heads concatenated, projected."""
+
+    def __init__(self, dim, num_heads=8, qkv_bias=False, qk_scale=None, attn_drop=0.0, proj_drop=0.0):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
+        self.dim, self.num_heads = dim, num_heads
+        self.scale = qk_scale or (dim // num_heads) ** -0.5
+        self.qkv = Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = Dropout(attn_drop)
+        self.proj = Linear(dim, dim)
+        self.proj_drop = Dropout(proj_drop)
+
+    def forward(self, x):
+        _check_tokens(x, self.dim, "Attention")
+        B, N, D = x.shape
+        h = self.num_heads
+        qkv = self.qkv(x).reshape(B, N, 3, h, D // h).permute(2, 0, 3, 1, 4)  # (3, B, h, N, d)
+        q, k, v = qkv[0], qkv[1], qkv[2]                             # (B, h, N, d) each
+        attn = (q @ k.transpose(-2, -1)) * self.scale                # (B, h, N, N)
+        attn = self.attn_drop(attn.softmax(axis=-1))
+        x = (attn @ v).transpose(1, 2).reshape(B, N, D)              # (B, N, D)
+        return self.proj_drop(self.proj(x))
+
+
+class Block(Module):
+    """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x))."""
+
+    def __init__(self, dim, num_heads, mlp_ratio=4.0, qkv_bias=False, qk_scale=None,
+                 drop=0.0, attn_drop=0.0, drop_path=0.0):
+        super().__init__()
+        self.norm1 = LayerNorm(dim)
+        self.attn = Attention(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else Identity()
+        self.norm2 = LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
+
+    def forward(self, x):                                            # (B, N, D)
+        x = x + self.drop_path(self.attn(self.norm1(x)))
+        return x + self.drop_path(self.mlp(self.norm2(x)))           # (B, N, D)

@@ -1,0 +1,70 @@
+"""The base of every op: a forward and a backward over ndarrays, sharing a context.
+
+An op is a subclass of Function with two static methods side by side:
+
+    forward(ctx, *arrays, **options)  -> ndarray
+    backward(ctx, grad_out)           -> one gradient (or None) per input array
+
+`ctx` is the only state an op keeps between the two: forward saves what
+backward needs on it (ctx.save_for_backward(...), or plain attributes).
+Function.apply runs forward on the tensors' data and, when a gradient is
+wanted, links the result to its inputs so Tensor.backward can walk back.
+"""
+import numpy as np
+
+from minit2t import grad_mode
+
+
+class Context:
+    """What one application of an op remembers for its backward."""
+
+    def __init__(self, fn):
+        self.fn = fn              # the Function subclass that made the output
+        self.inputs = ()          # the input tensors (set only when tracked)
+        self.saved = ()
+
+    def save_for_backward(self, *arrays):
+        self.saved = arrays
+
+
+class Function:
+    @staticmethod
+    def forward(ctx, *arrays, **options):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs, **options):
+        from minit2t.tensor import Tensor
+        for t in inputs:
+            if not isinstance(t, Tensor):
+                raise TypeError(f"{cls.__name__} expects Tensor inputs, got {type(t).__name__}")
+        ctx = Context(cls)
+        out = cls.forward(ctx, *(t.data for t in inputs), **options)
+        track = grad_mode.is_enabled() and any(t.requires_grad for t in inputs)
+        result = Tensor._wrap(out, requires_grad=track)
+        if track:
+            ctx.inputs = inputs
+            result._ctx = ctx
+        return result
+
+
+def unbroadcast(grad, shape):
+    """Sum `grad` down to `shape`, undoing NumPy broadcasting (the backward of every binary op)."""
+    if grad.shape == tuple(shape):
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))                   # drop leading dims
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)                   # size-1 dims
+    return grad.reshape(shape)
+
+
+def as_dtype(x, dtype):
+    """x as an ndarray of `dtype` (no copy when it already is)."""
+    return np.asarray(x, dtype=dtype)

@@ -1,0 +1,91 @@
+"""Ops that move values around without arithmetic: reshape, permute,
+indexing, concatenate, expand. Each backward routes the gradient back."""
+import numpy as np
+
+from minit2t.ops.function import Function, unbroadcast
+
+
+class Reshape(Function):
+    @staticmethod
+    def forward(ctx, a, shape):
+        ctx.shape = a.shape
+        try:
+            return a.reshape(shape)
+        except ValueError:
+            raise ValueError(f"cannot reshape a tensor of shape {a.shape} "
+                             f"({a.size} elements) into {tuple(shape)}") from None
+
+    @staticmethod
+    def backward(ctx, g):
+        return (g.reshape(ctx.shape),)
+
+
+class Permute(Function):
+    @staticmethod
+    def forward(ctx, a, axes):
+        if sorted(int(x) % max(a.ndim, 1) for x in axes) != list(range(a.ndim)):
+            raise ValueError(f"permute needs a permutation of {a.ndim} axes, got {tuple(axes)}")
+        ctx.axes = tuple(axes)
+        return np.transpose(a, axes)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (np.transpose(g, np.argsort([x % g.ndim for x in ctx.axes])),)
+
+
+def _has_array_index(index):
+    index = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(i, (list, np.ndarray)) for i in index)
+
+
+class GetItem(Function):
+    """a[index] for basic slicing and integer-array indexing."""
+
+    @staticmethod
+    def forward(ctx, a, index):
+        ctx.shape, ctx.dtype, ctx.index = a.shape, a.dtype, index
+        out = a[index]
+        return np.ascontiguousarray(out) if isinstance(out, np.ndarray) else np.asarray(out)
+
+    @staticmethod
+    def backward(ctx, g):
+        grad = np.zeros(ctx.shape, dtype=g.dtype)
+        if _has_array_index(ctx.index):
+            np.add.at(grad, ctx.index, g)          # repeated indices accumulate
+        else:
+            grad[ctx.index] = g
+        return (grad,)
+
+
+class Concat(Function):
+    @staticmethod
+    def forward(ctx, *arrays, axis=0):
+        ref = arrays[0]
+        axis = axis % max(ref.ndim, 1)
+        for x in arrays[1:]:
+            if x.ndim != ref.ndim or any(x.shape[i] != ref.shape[i] for i in range(x.ndim) if i != axis):
+                raise ValueError(f"concatenate along axis {axis}: shapes {ref.shape} and {x.shape} "
+                                 "must agree on every other axis")
+        ctx.axis = axis
+        ctx.bounds = np.cumsum([x.shape[axis] for x in arrays])[:-1]
+        return np.concatenate(arrays, axis=axis)
+
+    @staticmethod
+    def backward(ctx, g):
+        return tuple(np.split(g, ctx.bounds, axis=ctx.axis))
+
+
+class Expand(Function):
+    """Broadcast a to `shape` (no copy in forward); backward sums back."""
+
+    @staticmethod
+    def forward(ctx, a, shape):
+        ctx.shape = a.shape
+        try:
+            return np.broadcast_to(a, shape)
+        except ValueError:
+            raise ValueError(f"cannot expand a tensor of shape {a.shape} to {tuple(shape)}") from None
+
+    @staticmethod
+    def backward(ctx, g):
+        return (unbroadcast(g, ctx.shape),)

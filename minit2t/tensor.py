@@ -1,0 +1,213 @@
+"""The Tensor: an ndarray, the op that produced it, and its gradient.
+
+Arithmetic on tensors goes through the ops in minit2t/ops; each result
+remembers its op's context (`_ctx`) so `backward()` can walk the graph in
+reverse topological order, calling every op's backward and accumulating
+gradients into the leaves' `.grad`.
+"""
+import numpy as np
+
+from minit2t import grad_mode, ops
+
+_FLOATS = (np.float32, np.float64)
+
+
+def _to_array(data, dtype=None):
+    """An ndarray for `data`: lists and scalars become float32, arrays keep their dtype."""
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is not None:
+        return np.asarray(data, dtype=dtype)
+    if isinstance(data, np.ndarray):
+        if data.dtype == np.float16:
+            return data.astype(np.float32)
+        return data
+    arr = np.asarray(data)
+    return arr.astype(np.float32) if arr.dtype.kind in "fb" or arr.dtype == object else arr
+
+
+class Tensor:
+    __array_priority__ = 100          # ndarray <op> Tensor defers to Tensor
+
+    def __init__(self, data, requires_grad=False, dtype=None):
+        self.data = _to_array(data, dtype)
+        if requires_grad and self.data.dtype.type not in _FLOATS:
+            raise TypeError(f"only float32/float64 tensors can require grad, got {self.data.dtype}")
+        self.requires_grad = bool(requires_grad)
+        self.grad = None
+        self._ctx = None
+
+    @classmethod
+    def _wrap(cls, array, requires_grad=False):
+        t = cls.__new__(Tensor)
+        t.data, t.requires_grad, t.grad, t._ctx = np.asarray(array), requires_grad, None, None
+        return t
+
+    # ---- plain attributes -------------------------------------------------
+    shape = property(lambda self: self.data.shape)
+    ndim = property(lambda self: self.data.ndim)
+    dtype = property(lambda self: self.data.dtype)
+    size = property(lambda self: self.data.size)
+    is_leaf = property(lambda self: self._ctx is None)
+
+    def __len__(self):
+        return len(self.data)
+
+    def __repr__(self):
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor({np.array2string(self.data, precision=4, threshold=20)}, dtype={self.dtype}{grad})"
+
+    def numpy(self):
+        return self.data
+
+    def item(self):
+        return self.data.item()
+
+    def detach(self):
+        return Tensor._wrap(self.data)
+
+    def astype(self, dtype):
+        return Tensor._wrap(self.data.astype(dtype), self.requires_grad and np.dtype(dtype).type in _FLOATS)
+
+    def requires_grad_(self, flag=True):
+        self.requires_grad = bool(flag)
+        return self
+
+    # ---- backward ---------------------------------------------------------
+    def backward(self, grad=None, retain_graph=False):
+        """Accumulate d(self)/d(leaf) into every leaf's .grad that requires it."""
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad "
+                               "(no input had requires_grad=True, or it was built under no_grad)")
+        if grad is None:
+            if self.size != 1:
+                raise RuntimeError(f"backward() without a gradient needs a scalar, got shape {self.shape}")
+            grad = np.ones_like(self.data)
+        grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
+        if grad.shape != self.shape:
+            raise ValueError(f"backward(): gradient shape {grad.shape} != tensor shape {self.shape}")
+        grads = {id(self): grad}
+        for t in reversed(self._topo_order()):
+            g = grads.pop(id(t), None)
+            if g is None:
+                continue
+            if t._ctx is None:
+                t.grad = g.copy() if t.grad is None else t.grad + g
+                continue
+            ctx = t._ctx
+            if ctx.saved is None:
+                raise RuntimeError("backward() through a graph that was already freed; "
+                                   "pass retain_graph=True to the first backward()")
+            in_grads = ctx.fn.backward(ctx, g)
+            for inp, ig in zip(ctx.inputs, in_grads):
+                if ig is None or not inp.requires_grad:
+                    continue
+                ig = np.asarray(ig, dtype=inp.dtype)
+                grads[id(inp)] = ig if id(inp) not in grads else grads[id(inp)] + ig
+            if not retain_graph:
+                ctx.saved = None
+
+    def _topo_order(self):
+        """Tensors of the graph, every input before the tensors made from it."""
+        order, seen, stack = [], set(), [(self, False)]
+        while stack:
+            t, done = stack.pop()
+            if done:
+                order.append(t)
+                continue
+            if id(t) in seen:
+                continue
+            seen.add(id(t))
+            stack.append((t, True))
+            if t._ctx is not None:
+                stack.extend((i, False) for i in t._ctx.inputs if i.requires_grad and id(i) not in seen)
+        return order
+
+    # ---- operators --------------------------------------------------------
+    def _lift(self, other):
+        """A Python number or array as a constant tensor of this tensor's dtype."""
+        if isinstance(other, Tensor):
+            return other
+        arr = np.asarray(other)
+        return Tensor._wrap(arr.astype(self.dtype) if arr.dtype.kind in "biuf" else arr)
+
+    def __add__(self, o): return ops.Add.apply(self, self._lift(o))
+    def __radd__(self, o): return ops.Add.apply(self._lift(o), self)
+    def __sub__(self, o): return ops.Sub.apply(self, self._lift(o))
+    def __rsub__(self, o): return ops.Sub.apply(self._lift(o), self)
+    def __mul__(self, o): return ops.Mul.apply(self, self._lift(o))
+    def __rmul__(self, o): return ops.Mul.apply(self._lift(o), self)
+    def __truediv__(self, o): return ops.Div.apply(self, self._lift(o))
+    def __rtruediv__(self, o): return ops.Div.apply(self._lift(o), self)
+    def __neg__(self): return ops.Neg.apply(self)
+    def __matmul__(self, o): return ops.MatMul.apply(self, self._lift(o))
+    def __rmatmul__(self, o): return ops.MatMul.apply(self._lift(o), self)
+    def __getitem__(self, index): return ops.GetItem.apply(self, index=_index(index))
+
+    def __pow__(self, exponent):
+        if isinstance(exponent, Tensor):
+            return (exponent * self.log()).exp()
+        return ops.Pow.apply(self, exponent=exponent)
+
+    def __rpow__(self, base):
+        return (self * float(np.log(base))).exp()
+
+    # ---- math ---------------------------------------------------------------
+    def exp(self): return ops.Exp.apply(self)
+    def log(self): return ops.Log.apply(self)
+    def sqrt(self): return ops.Sqrt.apply(self)
+    def tanh(self): return ops.Tanh.apply(self)
+    def erf(self): return ops.Erf.apply(self)
+    def matmul(self, o): return self @ o
+    def sum(self, axis=None, keepdims=False): return ops.Sum.apply(self, axis=axis, keepdims=keepdims)
+    def mean(self, axis=None, keepdims=False): return ops.Mean.apply(self, axis=axis, keepdims=keepdims)
+    def max(self, axis=None, keepdims=False): return ops.Max.apply(self, axis=axis, keepdims=keepdims)
+    def softmax(self, axis=-1): return ops.Softmax.apply(self, axis=axis)
+    def log_softmax(self, axis=-1): return ops.LogSoftmax.apply(self, axis=axis)
+
+    # ---- shapes -------------------------------------------------------------
+    def reshape(self, *shape):
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        return ops.Reshape.apply(self, shape=tuple(shape))
+
+    def permute(self, *axes):
+        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+        return ops.Permute.apply(self, axes=tuple(axes))
+
+    def transpose(self, a=-2, b=-1):
+        """Swap two axes (the last two by default)."""
+        axes = list(range(self.ndim))
+        axes[a], axes[b] = axes[b], axes[a]
+        return self.permute(axes)
+
+    @property
+    def T(self):
+        return self.permute(tuple(reversed(range(self.ndim))))
+
+    def expand(self, *shape):
+        """Broadcast to `shape`; -1 keeps a dimension's size (as torch.expand)."""
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        lead = len(shape) - self.ndim
+        full = tuple(self.shape[i - lead] if s == -1 else s for i, s in enumerate(shape))
+        return ops.Expand.apply(self, shape=full)
+
+    def split(self, sizes, axis=-1):
+        """Pieces of `sizes` along axis (an int: equal pieces of that size)."""
+        n = self.shape[axis]
+        if isinstance(sizes, int):
+            sizes = [sizes] * (n // sizes) + ([n % sizes] if n % sizes else [])
+        if sum(sizes) != n:
+            raise ValueError(f"split sizes {list(sizes)} do not add up to {n} (axis {axis} of {self.shape})")
+        bounds = np.cumsum([0] + list(sizes))
+        axis = axis % self.ndim
+        lead = (slice(None),) * axis
+        return [self[lead + (slice(int(a), int(b)),)] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _index(index):
+    """Tensors used as indices become their arrays."""
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return index
