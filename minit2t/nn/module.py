@@ -10,6 +10,8 @@ import numpy as np
 
 from minit2t.tensor import Tensor
 
+_call_hooks = []     # observers of every Module call (see minit2t.profile)
+
 
 class Parameter(Tensor):
     """A Tensor a Module owns and trains (requires_grad=True unless told otherwise)."""
@@ -45,7 +47,14 @@ class Module:
         object.__setattr__(self, name, self._buffers[name])
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        if not _call_hooks:
+            return self.forward(*args, **kwargs)
+        for hook in _call_hooks:
+            hook.enter(self)
+        out = self.forward(*args, **kwargs)
+        for hook in reversed(_call_hooks):
+            hook.exit(self, out)
+        return out
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
