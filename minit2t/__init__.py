@@ -8,7 +8,7 @@ from minit2t import grad_mode
 from minit2t.grad_mode import enable_grad, no_grad
 from minit2t.tensor import Tensor
 from minit2t import ops  # noqa: E402  (ops import Tensor lazily)
-from minit2t import nn
+from minit2t import data, nn, optim
 from minit2t.backends import available_backends, get_backend, set_backend
 from minit2t.io import load, save
 from minit2t.models import create_model, list_models
@@ -38,6 +38,6 @@ def count_macs(model, input_size):
     return _count(model, input_size)
 
 
-__all__ = ["Tensor", "available_backends", "cat", "count_macs", "count_params", "create_model",
+__all__ = ["Tensor", "available_backends", "cat", "count_macs", "count_params", "create_model", "data",
            "enable_grad", "get_backend", "grad_mode", "list_models", "load", "manual_seed", "nn",
-           "no_grad", "ops", "save", "set_backend", "tensor"]
+           "no_grad", "ops", "optim", "save", "set_backend", "tensor"]
