@@ -24,6 +24,7 @@ def save(state, path):
             np.savez(f, **arrays)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())         # mkstemp makes 0600; use the usual mode
         os.replace(tmp, path)                    # readers see the old file or the new, never half
     except BaseException:
         if os.path.exists(tmp):
@@ -37,9 +38,18 @@ def load(path):
     if not os.path.isfile(path):
         raise FileNotFoundError(f"load: no such file: {path}")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not a .npz archive")
+        with data:
             return {key: data[key] for key in data.files}
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ValueError(f"load: {path} is not a readable .npz file ({exc})") from None
     except ValueError as exc:
         raise ValueError(f"load: {path} holds something other than plain arrays ({exc})") from None
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

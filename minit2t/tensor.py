@@ -18,7 +18,8 @@ def _to_array(data, dtype=None):
         data = data.data
     if dtype is not None:
         return np.asarray(data, dtype=dtype)
-    if isinstance(data, np.ndarray):
+    if isinstance(data, (np.ndarray, np.generic)):
+        data = np.asarray(data)
         if data.dtype == np.float16:
             return data.astype(np.float32)
         return data
@@ -67,7 +68,9 @@ class Tensor:
         return Tensor._wrap(self.data)
 
     def astype(self, dtype):
-        return Tensor._wrap(self.data.astype(dtype), self.requires_grad and np.dtype(dtype).type in _FLOATS)
+        if np.dtype(dtype).type not in _FLOATS:
+            return Tensor._wrap(self.data.astype(dtype))
+        return ops.Cast.apply(self, dtype=np.dtype(dtype))
 
     def requires_grad_(self, flag=True):
         self.requires_grad = bool(flag)
@@ -129,7 +132,8 @@ class Tensor:
         if isinstance(other, Tensor):
             return other
         arr = np.asarray(other)
-        return Tensor._wrap(arr.astype(self.dtype) if arr.dtype.kind in "biuf" else arr)
+        dtype = self.dtype if self.dtype.kind == "f" or arr.dtype.kind in "biu" else np.float32
+        return Tensor._wrap(arr.astype(dtype) if arr.dtype.kind in "biuf" else arr)
 
     def __add__(self, o): return ops.Add.apply(self, self._lift(o))
     def __radd__(self, o): return ops.Add.apply(self._lift(o), self)
@@ -188,6 +192,8 @@ class Tensor:
         """Broadcast to `shape`; -1 keeps a dimension's size (as torch.expand)."""
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
         lead = len(shape) - self.ndim
+        if any(s == -1 for s in shape[:lead]):
+            raise ValueError(f"expand: -1 is not allowed for the new leading dims of {tuple(shape)}")
         full = tuple(self.shape[i - lead] if s == -1 else s for i, s in enumerate(shape))
         return ops.Expand.apply(self, shape=full)
 

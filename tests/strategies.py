@@ -47,3 +47,177 @@ def arrays(draw, shape_strategy=None, dtype=np.float64, low=None, high=None):
 
 
 seeds = st.integers(0, 2**31 - 1)
+
+
+# ---- ops: axes, matmul pairs, indices, windows -----------------------------
+
+@st.composite
+def reduce_axes(draw, ndim):
+    """An axis argument for a reduction over `ndim` dims: None, an int (maybe negative)
+    or a tuple of distinct axes (maybe negative)."""
+    kind = draw(st.sampled_from(["none", "int", "tuple"]))
+    if kind == "none":
+        return None
+    if kind == "int":
+        return draw(st.integers(-ndim, ndim - 1))
+    picked = draw(st.lists(st.integers(0, ndim - 1), min_size=1, max_size=ndim, unique=True))
+    return tuple(a - ndim if draw(st.booleans()) else a for a in picked)
+
+
+def distinct_array(seed, shape, noncontiguous=False):
+    """Values with no ties (gaps >= 4/size), shuffled: max has a single winner everywhere."""
+    n = int(np.prod(shape))
+    x = (np.random.default_rng(seed).permutation(n) - n / 2) * (4.0 / max(n, 1))
+    base = make_array(seed, shape, noncontiguous=noncontiguous)
+    base[...] = x.reshape(shape)                                      # keeps the layout
+    return base
+
+
+MATMUL_KINDS = ("2d", "batched", "broadcast", "vec_a", "vec_b", "vec_both", "weight", "vec_batched")
+
+
+@st.composite
+def matmul_shapes(draw, kind=None, max_side=4):
+    """(a.shape, b.shape) for a @ b of one kind (drawn when None): 2-D, batched, broadcast
+    batch dims, 1-D operands, and (B, N, K) @ (K, M) weights."""
+    M, K, N, B, C = (draw(st.integers(1, max_side)) for _ in range(5))
+    kind = kind if kind is not None else draw(st.sampled_from(MATMUL_KINDS))
+    return {
+        "2d": ((M, K), (K, N)),
+        "batched": ((B, M, K), (B, K, N)),
+        "broadcast": ((B, 1, M, K), (C, K, N)),                      # batch (B, C)
+        "vec_a": ((K,), (K, N)),
+        "vec_b": ((M, K), (K,)),
+        "vec_both": ((K,), (K,)),
+        "weight": ((B, N, K), (K, M)),
+        "vec_batched": ((K,), (B, K, N)),
+    }[kind]
+
+
+def _index_part(draw, n):
+    """One axis of an index into a side of size n: a slice (any step sign), an int or an int array."""
+    kind = draw(st.sampled_from(["slice", "int", "array", "all"]))
+    if kind == "all":
+        return slice(None)
+    if kind == "int":
+        return draw(st.integers(-n, n - 1))
+    if kind == "array":
+        return np.array(draw(st.lists(st.integers(-n, n - 1), min_size=1, max_size=6)))  # repeats allowed
+    start = draw(st.none() | st.integers(-n, n - 1))
+    stop = draw(st.none() | st.integers(-n - 1, n))
+    step = draw(st.sampled_from([None, 1, 2, -1, -2]))
+    return slice(start, stop, step)
+
+
+@st.composite
+def getitem_indices(draw, shape):
+    """An index for an array of `shape`: one part per leading axis, at most one int-array part."""
+    parts, used_array = [], False
+    for n in shape[:draw(st.integers(1, len(shape)))]:
+        part = _index_part(draw, n)
+        if isinstance(part, np.ndarray):
+            if used_array:
+                part = slice(None, None, -1)
+            used_array = True
+        parts.append(part)
+    return parts[0] if len(parts) == 1 and draw(st.booleans()) else tuple(parts)
+
+
+@st.composite
+def window_params(draw, max_side=5):
+    """(B, C, H, W, k, s, p) with at least one k x k window in each direction."""
+    B, C = draw(st.integers(1, 2)), draw(st.integers(1, 3))
+    k, s = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    p = draw(st.integers(0, (k - 1) if k > 1 else 0))
+    H = draw(st.integers(max(1, k - 2 * p), max_side))
+    W = draw(st.integers(max(1, k - 2 * p), max_side))
+    return B, C, H, W, k, s, p
+
+
+def window_count(size, k, s, p):
+    return (size + 2 * p - k) // s + 1
+
+
+@st.composite
+def concat_shapes(draw, max_dims=3, max_side=4):
+    """(shapes, axis): 1..3 shapes that agree on every axis but `axis` (maybe negative)."""
+    base = list(draw(shapes(1, max_dims, max_side=max_side)))
+    axis = draw(st.integers(-len(base), len(base) - 1))
+    out = []
+    for _ in range(draw(st.integers(1, 3))):
+        base[axis] = draw(st.integers(1, max_side))
+        out.append(tuple(base))
+    return out, axis
+
+
+@st.composite
+def expand_shapes(draw, max_dims=3, max_side=4):
+    """(shape, target): target broadcasts shape (size-1 sides grown, new leading dims)."""
+    target = draw(shapes(1, max_dims, max_side=max_side))
+    keep = draw(st.integers(0, len(target)))
+    shape = tuple(1 if draw(st.booleans()) else s for s in target[len(target) - keep:])
+    return shape, target
+
+
+@st.composite
+def reshape_targets(draw, shape):
+    """A new shape with the same size (sometimes with one -1)."""
+    n, dims = int(np.prod(shape)), []
+    rest = n
+    while rest > 1 and len(dims) < 3:
+        d = draw(st.sampled_from([f for f in range(1, rest + 1) if rest % f == 0]))
+        dims.append(d)
+        rest //= d
+    dims.append(rest)
+    dims = draw(st.permutations(dims))
+    if draw(st.booleans()):
+        dims[draw(st.integers(0, len(dims) - 1))] = -1
+    return tuple(dims)
+
+
+# ---- backend kernels (tests/test_backends.py) -------------------------------
+# Matrix sides: 0, 1, primes, and the sizes around the C kernels' blocks
+# (micro-tiles 6 x 16 and 12 x 32, MC = 144, KC = 192 / 384).
+gemm_sides = st.sampled_from([0, 1, 2, 3, 5, 6, 7, 11, 12, 13, 16, 17, 31, 32, 33, 97, 145])
+gemm_depths = st.sampled_from([0, 1, 2, 3, 7, 16, 27, 31, 64, 193, 385])
+layouts = st.sampled_from(["contiguous", "transposed", "strided", "reversed"])
+
+
+def as_layout(x, layout):
+    """The values of x in another memory layout (a view, never a copy of x)."""
+    if layout == "transposed":      # columns contiguous, as a .T of a stored array
+        return np.ascontiguousarray(x.swapaxes(-1, -2)).swapaxes(-1, -2)
+    if layout == "strided":         # every other element of a wider array
+        big = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), dtype=x.dtype)
+        big[..., ::2] = x
+        return big[..., ::2]
+    if layout == "reversed":        # negative row stride
+        return np.ascontiguousarray(x[..., ::-1, :])[..., ::-1, :]
+    return x
+
+
+@st.composite
+def gemm_cases(draw):
+    """(a, b) float32 operands: 2-D, batched 3-D, or 3-D @ 2-D, any layouts."""
+    m, k, n = draw(gemm_sides), draw(gemm_depths), draw(gemm_sides)
+    kind = draw(st.sampled_from(["2d", "batched", "3d@2d", "bcast"]))
+    bt = draw(st.integers(1, 3))
+    shape_a = (m, k) if kind == "2d" else ((1 if kind == "bcast" else bt), m, k)
+    shape_b = (k, n) if kind in ("2d", "3d@2d") else (bt, k, n)
+    seed = draw(seeds)
+    a = as_layout(make_array(seed, shape_a, np.float32), draw(layouts))
+    b = as_layout(make_array(seed + 1, shape_b, np.float32), draw(layouts))
+    return a, b
+
+
+@st.composite
+def window_cases(draw, max_side=12):
+    """(x shape (B, C, H, W), k, s, p) with the kernel inside the padded input."""
+    k = draw(st.integers(1, 5))
+    s = draw(st.integers(1, 4))
+    p = draw(st.integers(0, 3))
+    low = max(1, k - 2 * p)
+    h = draw(st.sampled_from([v for v in (1, 2, 3, 5, 7, 8, 11, 12, 13) if v >= low] or [low]))
+    w = draw(st.integers(low, max(low, max_side)))
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 4)), h, w)
+    return shape, k, s, p

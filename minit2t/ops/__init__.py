@@ -1,7 +1,7 @@
 """Every autograd op: one class each, forward and backward side by side."""
 from minit2t.ops.activation import GELU, Dropout, LogSoftmax, Softmax
 from minit2t.ops.conv import Fold, Unfold
-from minit2t.ops.elementwise import Add, Div, Erf, Exp, Log, Mul, Neg, Pow, Sqrt, Sub, Tanh
+from minit2t.ops.elementwise import Add, Cast, Div, Erf, Exp, Log, Mul, Neg, Pow, Sqrt, Sub, Tanh
 from minit2t.ops.function import Context, Function, unbroadcast
 from minit2t.ops.matmul import MatMul
 from minit2t.ops.norm import LayerNorm

@@ -78,7 +78,22 @@ class Pow(Function):
     def backward(ctx, g):
         (a,) = ctx.saved
         p = ctx.exponent
+        if p == 0:
+            return (np.zeros_like(g),)
         return (g * p * np.power(a, p - 1).astype(a.dtype, copy=False),)
+
+
+class Cast(Function):
+    """a.astype(dtype) between float dtypes; the gradient goes back in a's dtype."""
+
+    @staticmethod
+    def forward(ctx, a, dtype):
+        ctx.dtype = a.dtype
+        return a.astype(dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        return (g.astype(ctx.dtype),)
 
 
 class Exp(Function):

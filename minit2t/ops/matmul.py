@@ -22,9 +22,9 @@ def _mm(a, b):
     return be.matmul(a3, b3).reshape(batch + (M, N))               # (..., M, N)
 
 
-def _check(a, b):
+def _check(a, b, sa, sb):
     if a.ndim < 2 or b.ndim < 2 or a.shape[-1] != b.shape[-2]:
-        raise ValueError(f"matmul: expected (..., M, K) @ (..., K, N), got {a.shape} @ {b.shape}")
+        raise ValueError(f"matmul: expected (..., M, K) @ (..., K, N), got {sa} @ {sb}")
     try:
         np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     except ValueError:
@@ -39,7 +39,7 @@ class MatMul(Function):
         ctx.shapes = a.shape, b.shape
         a2 = a[None, :] if a.ndim == 1 else a                       # (1, K)
         b2 = b[:, None] if b.ndim == 1 else b                       # (K, 1)
-        _check(a2, b2)
+        _check(a2, b2, a.shape, b.shape)
         ctx.save_for_backward(a2, b2)
         out = _mm(a2, b2)
         if a.ndim == 1:

@@ -61,7 +61,9 @@ class Concat(Function):
     @staticmethod
     def forward(ctx, *arrays, axis=0):
         ref = arrays[0]
-        axis = axis % max(ref.ndim, 1)
+        if not -ref.ndim <= axis < ref.ndim:
+            raise ValueError(f"concatenate: axis {axis} is out of range for shape {ref.shape}")
+        axis = axis % ref.ndim
         for x in arrays[1:]:
             if x.ndim != ref.ndim or any(x.shape[i] != ref.shape[i] for i in range(x.ndim) if i != axis):
                 raise ValueError(f"concatenate along axis {axis}: shapes {ref.shape} and {x.shape} "

@@ -1,0 +1,90 @@
+"""Shared checks for the op tests: against torch, and against finite differences.
+
+Both run an op forward, send one random upstream gradient back through it,
+and compare every input gradient. Comparisons are norm-wise:
+    ||got - want|| <= atol + rtol * ||want||
+"""
+import numpy as np
+
+import minit2t as mt
+
+F64 = (1e-10, 1e-12)            # (rtol, atol) of a float64 comparison with torch
+
+
+def relative_error(a, b):
+    """||a - b|| / max(||b||, tiny), norm-wise over all elements."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), np.finfo(np.float64).tiny))
+
+
+def assert_close(got, want, rtol, atol, what):
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape, f"{what}: shape {got.shape} != expected {want.shape}"
+    diff = float(np.linalg.norm(got.astype(np.float64) - want.astype(np.float64)))
+    bound = atol + rtol * float(np.linalg.norm(want.astype(np.float64)))
+    assert diff <= bound, (f"{what}: ||got - want|| = {diff:.3e} > {bound:.3e} "
+                           f"(relative error {relative_error(got, want):.3e})")
+
+
+def _is_float(a):
+    return np.asarray(a).dtype.kind == "f"
+
+
+def _upstream(shape, dtype, seed):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def check_against_torch(mt_fn, torch_fn, arrays, rtol, atol, grad_out_seed=0):
+    """Run mt_fn on minit2t tensors and torch_fn on torch tensors made from the same
+    ndarrays; compare outputs, then the gradients of every float input for one random
+    upstream gradient. Returns the minit2t output."""
+    import torch
+    mt_in = [mt.tensor(a, requires_grad=_is_float(a)) for a in arrays]
+    th_in = [torch.tensor(np.array(a), requires_grad=_is_float(a)) for a in arrays]
+    out, ref = mt_fn(*mt_in), torch_fn(*th_in)
+    want = ref.detach().numpy()
+    assert out.dtype == want.dtype, f"output dtype {out.dtype} != torch's {want.dtype}"
+    assert_close(out.data, want, rtol, atol, "forward")
+    g = _upstream(out.shape, out.dtype, grad_out_seed)
+    out.backward(g)
+    ref.backward(torch.from_numpy(g))
+    for i, (t, r) in enumerate(zip(mt_in, th_in)):
+        if not t.requires_grad:
+            continue
+        assert t.grad is not None, f"input {i}: no gradient"
+        assert t.grad.dtype == t.dtype, f"input {i}: gradient dtype {t.grad.dtype} != {t.dtype}"
+        assert_close(t.grad, r.grad.numpy(), rtol, atol, f"gradient of input {i}")
+    return out
+
+
+def numerical_grad_check(fn, arrays, eps=1e-6, rtol=1e-6, atol=1e-8, seed=0):
+    """Central finite differences (float64) of s = <fn(x), R> against the engine's gradient.
+
+    The float arrays are perturbed in place (and restored), so non-contiguous views
+    stay non-contiguous; integer arrays are passed through as constants."""
+    arrays = [np.asarray(a) for a in arrays]
+    for a in arrays:
+        assert a.dtype.kind != "f" or a.dtype == np.float64, f"finite differences need float64, got {a.dtype}"
+    inputs = [mt.tensor(a, requires_grad=_is_float(a)) for a in arrays]
+    out = fn(*inputs)
+    R = _upstream(out.shape, np.float64, seed)
+    out.backward(R)
+
+    def s():
+        with mt.no_grad():
+            return float(np.sum(fn(*[mt.tensor(a) for a in arrays]).data * R))
+
+    for i, a in enumerate(arrays):
+        if not _is_float(a):
+            continue
+        num = np.zeros(a.shape)
+        for idx in np.ndindex(a.shape):
+            old = a[idx]
+            a[idx] = old + eps
+            plus = s()
+            a[idx] = old - eps
+            minus = s()
+            a[idx] = old
+            num[idx] = (plus - minus) / (2 * eps)
+        assert inputs[i].grad is not None, f"input {i}: no gradient"
+        assert_close(inputs[i].grad, num, rtol, atol, f"input {i} vs finite differences")
