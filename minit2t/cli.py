@@ -1,4 +1,4 @@
-"""The command line: python -m minit2t {summary, convert} ... (one clear line on bad input)."""
+"""The command line: python -m minit2t {summary, convert, train, eval} ... (one clear line on bad input)."""
 import argparse
 import sys
 
@@ -33,6 +33,69 @@ def cmd_convert(args):
     print(f"wrote {args.dst} ({len(state)} arrays)")
 
 
+def cmd_train(args):
+    from minit2t.train import RUN_KEYS, run
+    cfg = {key: getattr(args, key) for key in RUN_KEYS}
+    history = run(cfg, args.data, args.out, resume=args.resume)
+    if history:
+        print(f"test accuracy: {history[-1]['test_acc']:.4f}")
+
+
+def cmd_eval(args):
+    from minit2t import backends, data
+    from minit2t.checkpoint import load_checkpoint, model_from_checkpoint_config
+    from minit2t.train import evaluate
+    if args.backend:
+        backends.set_backend(args.backend)
+    if args.pretrained:
+        from minit2t.pretrained import pretrained
+        model = pretrained(args.pretrained)
+    else:
+        ckpt = load_checkpoint(args.checkpoint)
+        model = model_from_checkpoint_config(ckpt["model_config"])
+        model.load_state_dict(ckpt["model"], strict=True)
+    images, labels = data.load_cifar10(args.data, split="test")
+    print(f"test accuracy: {evaluate(model, images, labels):.4f}")
+
+
+def _train_parser(sub):
+    p = sub.add_parser("train", help="train a T2T-ViT on CIFAR-10")
+    p.add_argument("--data", default=None, help="CIFAR-10 archive or folder (default: $MINIT2T_DATA, else download)")
+    p.add_argument("--model", default="t2t_vit_cifar", choices=list_models())
+    p.add_argument("--epochs", type=_positive(int), default=30)
+    p.add_argument("--batch-size", type=_positive(int), default=128)
+    p.add_argument("--lr", type=_positive(float), default=1e-3)
+    p.add_argument("--min-lr", type=float, default=1e-5)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--warmup-epochs", type=float, default=2.0)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--clip-grad", type=float, default=1.0, help="max gradient norm (0: no clipping)")
+    p.add_argument("--mixup", action="store_true", help="mixup/cutmix as in the release's recipe")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--backend", default=None, choices=["numpy", "c", "opencl"])
+    p.add_argument("--train-subset", type=_positive(int), default=None, metavar="N",
+                   help="train on N images only (a seeded random subset)")
+    p.add_argument("--out", required=True, metavar="DIR", help="checkpoints, metrics.jsonl, curves.png")
+    p.add_argument("--resume", action="store_true", help="continue from DIR/last.npz if it exists")
+    p.set_defaults(fn=cmd_train)
+    p = sub.add_parser("eval", help="test accuracy of a checkpoint or a pretrained model")
+    p.add_argument("--data", default=None)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--checkpoint", metavar="FILE")
+    which.add_argument("--pretrained", metavar="NAME")
+    p.add_argument("--backend", default=None, choices=["numpy", "c", "opencl"])
+    p.set_defaults(fn=cmd_eval)
+
+
+def _positive(kind):
+    def parse(text):
+        value = kind(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    return parse
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m minit2t", description="T2T-ViT in NumPy and C")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -48,6 +111,7 @@ def build_parser():
     p.add_argument("--model", choices=list_models(), help="also check the weights load into this model")
     p.add_argument("--num-classes", type=int, default=None)
     p.set_defaults(fn=cmd_convert)
+    _train_parser(sub)
     return parser
 
 
@@ -55,7 +119,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         args.fn(args)
-    except (ValueError, TypeError, KeyError, FileNotFoundError, RuntimeError) as exc:
+    except (ValueError, TypeError, KeyError, OSError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
