@@ -12,6 +12,7 @@ from minit2t import data, nn, optim
 from minit2t.backends import available_backends, get_backend, set_backend
 from minit2t.io import load, save
 from minit2t.models import create_model, list_models
+from minit2t.hub import list_pretrained, pretrained
 from minit2t.random import manual_seed
 
 __version__ = "0.1.0"
@@ -40,4 +41,4 @@ def count_macs(model, input_size):
 
 __all__ = ["Tensor", "available_backends", "cat", "count_macs", "count_params", "create_model", "data",
            "enable_grad", "get_backend", "grad_mode", "list_models", "load", "manual_seed", "nn",
-           "no_grad", "ops", "optim", "save", "set_backend", "tensor"]
+           "no_grad", "ops", "optim", "pretrained", "list_pretrained", "save", "set_backend", "tensor"]

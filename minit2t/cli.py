@@ -48,7 +48,7 @@ def cmd_eval(args):
     if args.backend:
         backends.set_backend(args.backend)
     if args.pretrained:
-        from minit2t.pretrained import pretrained
+        from minit2t.hub import pretrained
         model = pretrained(args.pretrained)
     else:
         ckpt = load_checkpoint(args.checkpoint)
