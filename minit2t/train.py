@@ -96,7 +96,7 @@ def build(cfg, steps_per_epoch):
     random.manual_seed(cfg["seed"])
     cifar = {} if cfg["model"] == "t2t_vit_cifar" else dict(img_size=32, num_classes=10,
                                                              soft_split=((3, 2, 1), (3, 2, 1), (3, 1, 1)))
-    model = create_model(cfg["model"], **cifar)
+    model = create_model(cfg["model"], **{**cifar, **cfg.get("model_kwargs", {})})
     groups = optim.param_groups_for_weight_decay(model, cfg["weight_decay"])
     opt = optim.AdamW(groups, lr=cfg["lr"])
     total = max(cfg["epochs"] * steps_per_epoch, 1)

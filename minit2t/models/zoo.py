@@ -41,16 +41,18 @@ def create_model(name, **kwargs):
 
     kwargs: img_size, in_chans, num_classes, token_dim, qkv_bias, qk_scale, drop_rate,
     attn_drop_rate, drop_path_rate, soft_split ((k, s, p) of the three soft splits),
-    tokens_type (to swap the T2T layers, e.g. "convolution" for the paper's comparison).
+    tokens_type (to swap the T2T layers, e.g. "convolution" for the paper's comparison);
+    t2t_vit_cifar also takes embed_dim, depth, num_heads and mlp_ratio.
     The release's pretrained weights were trained with qk_scale = embed_dim ** -0.5
     (512 ** -0.5 for t2t_vit_14_wide); pass it when loading them.
     """
     if name not in VARIANTS and name not in CIFAR_VARIANTS:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
-    unknown = set(kwargs) - _KWARGS
+    accepted = _KWARGS | ({"embed_dim", "depth", "num_heads", "mlp_ratio"} if name in CIFAR_VARIANTS else set())
+    unknown = set(kwargs) - accepted
     if unknown:
         raise TypeError(f"create_model({name!r}) got unexpected arguments {sorted(unknown)}; "
-                        f"accepted: {sorted(_KWARGS)}")
+                        f"accepted: {sorted(accepted)}")
     if name in CIFAR_VARIANTS:
         model = T2T_ViT(**{**CIFAR_VARIANTS[name], **kwargs})
         mean, std, crop_pct = CIFAR10_MEAN, CIFAR10_STD, 1.0

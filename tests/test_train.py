@@ -1,0 +1,115 @@
+"""The training job: loss falls on a small set, kill-and-resume ends with the same weights, the NaN guard."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+import minit2t as mt
+from minit2t import train
+from minit2t.cli import main as cli_main
+from minit2t.data import cifar
+
+PER_FILE = 40                        # records per batch file: 200 training, 40 test images
+TINY = dict(embed_dim=32, depth=1, num_heads=2, token_dim=8)
+
+
+def _write_dataset(root):
+    """A learnable CIFAR-format folder: each class is a colour plus noise."""
+    folder = root / "cifar-10-batches-bin"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    colours = rng.integers(0, 256, (10, 3))
+    names = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+    for name in names:
+        labels = rng.integers(0, 10, PER_FILE)
+        images = colours[labels][:, :, None] + rng.normal(0, 40, (PER_FILE, 3, 1024))
+        images = np.clip(images, 0, 255).astype(np.uint8)
+        records = np.concatenate([labels[:, None].astype(np.uint8), images.reshape(PER_FILE, -1)], axis=1)
+        (folder / name).write_bytes(records.tobytes())
+    return folder
+
+
+@pytest.fixture
+def dataset(tmp_path, monkeypatch):
+    monkeypatch.setattr(cifar, "RECORDS_PER_FILE", PER_FILE)
+    return str(_write_dataset(tmp_path))
+
+
+def _cfg(**over):
+    cfg = dict(model="t2t_vit_cifar", epochs=3, batch_size=20, lr=3e-3, min_lr=1e-5, weight_decay=0.05,
+               warmup_epochs=0.5, label_smoothing=0.1, clip_grad=1.0, mixup=False, seed=0, backend=None,
+               train_subset=None, model_kwargs=TINY)
+    cfg.update(over)
+    return cfg
+
+
+def _weights(out):
+    return mt.load(os.path.join(out, train.CHECKPOINT))
+
+
+def test_loss_falls_and_outputs_are_written(dataset, tmp_path):
+    out = str(tmp_path / "run")
+    history = train.run(_cfg(epochs=4), dataset, out)
+    assert history[-1]["train_loss"] < history[0]["train_loss"] - 0.1
+    lines = [json.loads(s) for s in open(os.path.join(out, "metrics.jsonl"))]
+    assert [h["epoch"] for h in lines] == [1, 2, 3, 4]
+    assert all(0.0 <= h["test_acc"] <= 1.0 for h in lines)
+    assert os.path.exists(os.path.join(out, train.CHECKPOINT))
+
+
+def test_killed_run_resumes_to_the_same_weights(dataset, tmp_path, monkeypatch):
+    full = str(tmp_path / "full")
+    train.run(_cfg(), dataset, full)
+    killed = str(tmp_path / "killed")
+    real_step, calls = mt.optim.AdamW.step, {"n": 0}
+
+    def dying_step(self):
+        calls["n"] += 1
+        if calls["n"] == 23:                                  # 10 steps an epoch: dies inside epoch 3
+            raise KeyboardInterrupt
+        real_step(self)
+
+    monkeypatch.setattr(mt.optim.AdamW, "step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        train.run(_cfg(), dataset, killed)
+    monkeypatch.setattr(mt.optim.AdamW, "step", real_step)
+    assert int(_weights(killed)["epoch"]) == 2
+    history = train.run(_cfg(), dataset, killed, resume=True)
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    a, b = _weights(full), _weights(killed)
+    weights = [k for k in a if k.startswith("model.") or k.startswith("optimizer.state")]
+    assert weights and all(np.array_equal(a[k], b[k]) for k in weights)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(dataset, tmp_path, monkeypatch, capsys):
+    out = str(tmp_path / "run")
+    real_ce, calls = train.cross_entropy, {"n": 0}
+
+    def poisoned(logits, labels, label_smoothing=0.0):
+        calls["n"] += 1
+        loss = real_ce(logits, labels, label_smoothing)
+        return loss * float("nan") if calls["n"] > 15 else loss
+
+    monkeypatch.setattr(train, "cross_entropy", poisoned)
+    code = cli_main(["train", "--data", dataset, "--out", out, "--epochs", "3", "--batch-size", "20"])
+    assert code == 2
+    assert "loss became nan at epoch 2, step 6" in capsys.readouterr().err
+    assert int(_weights(out)["epoch"]) == 1
+
+
+def test_bad_flags_get_one_line(tmp_path, capsys):
+    assert cli_main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nowhere" in err[0]
+    with pytest.raises(SystemExit):
+        cli_main(["train", "--epochs", "0", "--out", str(tmp_path)])
+
+
+def test_eval_prints_accuracy_last(dataset, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    train.run(_cfg(epochs=1), dataset, out)
+    capsys.readouterr()
+    assert cli_main(["eval", "--data", dataset, "--checkpoint", os.path.join(out, train.CHECKPOINT)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("test accuracy: 0.") and len(last) == len("test accuracy: 0.0000")
