@@ -177,9 +177,9 @@ def reshape_targets(draw, shape):
 
 # ---- backend kernels (tests/test_backends.py) -------------------------------
 # Matrix sides: 0, 1, primes, and the sizes around the C kernels' blocks
-# (micro-tiles 6 x 16 and 12 x 32, MC = 144, KC = 192 / 384).
+# (micro-tiles 6 x 16 and 12 x 32, MC = 144, KC = 256 / 512).
 gemm_sides = st.sampled_from([0, 1, 2, 3, 5, 6, 7, 11, 12, 13, 16, 17, 31, 32, 33, 97, 145])
-gemm_depths = st.sampled_from([0, 1, 2, 3, 7, 16, 27, 31, 64, 193, 385])
+gemm_depths = st.sampled_from([0, 1, 2, 3, 7, 16, 27, 31, 64, 257, 513])
 layouts = st.sampled_from(["contiguous", "transposed", "strided", "reversed"])
 
 

@@ -16,6 +16,7 @@ with the semantics of torch.matmul and torch.nn.functional.unfold/fold
 are imported only when asked for.
 """
 import importlib
+import numbers
 import os
 
 _MODULES = {
@@ -71,3 +72,28 @@ def _default():
     except (ImportError, RuntimeError):
         _active = get_backend("numpy")
     return _active
+
+
+_num_threads = None   # what set_num_threads asked for, when the C backend is absent
+
+
+def set_num_threads(n):
+    """Threads the C kernels use (default: $MINIT2T_NUM_THREADS, else every core)."""
+    global _num_threads
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+        raise TypeError(f"set_num_threads expects a positive int; got {n!r}")
+    if n < 1:
+        raise ValueError(f"set_num_threads expects a positive int; got {n}")
+    _num_threads = n = int(n)
+    try:
+        get_backend("c").set_num_threads(n)
+    except (ImportError, RuntimeError):
+        pass
+
+
+def get_num_threads():
+    """Threads the C kernels use."""
+    try:
+        return get_backend("c").get_num_threads()
+    except (ImportError, RuntimeError):
+        return _num_threads or os.cpu_count() or 1

@@ -10,13 +10,16 @@ Device choice, env MINIT2T_OPENCL_DEVICE:
 import collections
 import os
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-KERNEL_DIR = Path(__file__).resolve().parents[2] / "cext"   # the static .cl sources
+# the static .cl sources: cext/ of a source checkout, else the copy installed in minit2t/cl/
+KERNEL_DIR = next((d for d in (Path(__file__).resolve().parents[2] / "cext", Path(__file__).resolve().parents[1] / "cl")
+                   if (d / "im2col.cl").is_file()), Path(__file__).resolve().parents[2] / "cext")
 POOL_BYTES = 256 << 20          # idle buffers kept for reuse, at most
-_PROGRAMS = {}                  # (context, file, options) -> built program
+_KERNELS = {}                   # (context, file, options, name) -> kernel of a built program
 _runtime = None
 _lock = threading.Lock()
 
@@ -36,8 +39,12 @@ def _all_devices(cl):
     except cl.Error as e:     # the ICD loader finds no platform
         raise RuntimeError(f"no OpenCL platform found ({e}); install a driver, "
                            "e.g. apt-get install pocl-opencl-icd") from None
-    found = [(pi, di, d) for pi, pf in enumerate(platforms)
-             for di, d in enumerate(pf.get_devices())]
+    found = []
+    for pi, pf in enumerate(platforms):
+        try:
+            found += [(pi, di, d) for di, d in enumerate(pf.get_devices())]
+        except cl.Error:      # a platform with no device says so by raising
+            pass
     if not found:
         raise RuntimeError("OpenCL platforms found, but no device on any of them")
     return found
@@ -111,22 +118,29 @@ class Runtime:
         self.pool = BufferPool(cl, self.ctx)
         self.max_alloc = device.max_mem_alloc_size
         self.max_group = device.max_work_group_size
+        vw = device.preferred_vector_width_float      # floats per SIMD register
+        self.vector_width = vw if vw in (4, 8, 16) else 4
         self.last = {}                              # kind -> seconds, of the last call
 
     def kernel(self, file, name, options=""):
         """Kernel `name` of cext/`file`, built once per (context, file, options)."""
-        key = (self.ctx.int_ptr, file, options)
+        key = (self.ctx.int_ptr, file, options, name)
         with _lock:
-            prg = _PROGRAMS.get(key)
-        if prg is None:
+            knl = _KERNELS.get(key)
+        if knl is None:
             path = KERNEL_DIR / file
             if not path.is_file():
                 raise RuntimeError(f"OpenCL source {path} is missing; minit2t's "
                                    "opencl backend needs an editable install (pip install -e)")
-            prg = self.cl.Program(self.ctx, path.read_text()).build(options=options)
+            with warnings.catch_warnings():         # a build log is shown only on
+                if not os.environ.get("PYOPENCL_COMPILER_OUTPUT"):   # request
+                    warnings.simplefilter("ignore", self.cl.CompilerWarning)
+                prg = self.cl.Program(self.ctx, path.read_text()).build(options=options)
             with _lock:
-                _PROGRAMS[key] = prg
-        return getattr(prg, name)
+                for knl in prg.all_kernels():
+                    _KERNELS[key[:3] + (knl.function_name,)] = knl
+                knl = _KERNELS[key]
+        return knl
 
     def call(self):
         return Call(self)
@@ -158,7 +172,8 @@ class Call:
         return buf
 
     def run(self, kernel, global_size, local_size, *args):
-        ev = kernel(self.rt.queue, global_size, local_size, *args)
+        with _lock:                                 # a kernel object holds its args
+            ev = kernel(self.rt.queue, global_size, local_size, *args)
         self.events.append(("kernel", ev, None))
 
     def download(self, buf, shape):

@@ -5,11 +5,15 @@ p padding, L number of sliding windows (Ho * Wo).
 """
 import numpy as np
 
+from minit2t.backends._checks import check_fold, check_matmul, check_unfold
+
 name = "numpy"
 
 
 def matmul(a, b):
     """a (M, K) @ b (K, N) -> (M, N), or batched (Bt, M, K) @ (Bt, K, N)."""
+    a, b = np.asarray(a), np.asarray(b)
+    check_matmul(a, b)
     return np.matmul(a, b)
 
 
@@ -19,9 +23,9 @@ def _out_size(size, k, s, p):
 
 def unfold(x, kernel_size, stride, padding):
     """Sliding k x k windows of x as columns (im2col)."""
+    x = np.asarray(x)
+    k, s, p, Ho, Wo = check_unfold(x, kernel_size, stride, padding)
     B, C, H, W = x.shape
-    k, s, p = kernel_size, stride, padding
-    Ho, Wo = _out_size(H, k, s, p), _out_size(W, k, s, p)
     xp = np.pad(x, ((0, 0), (0, 0), (p, p), (p, p)))             # (B, C, H+2p, W+2p)
     cols = np.empty((B, C, k, k, Ho, Wo), dtype=x.dtype)
     for i in range(k):
@@ -32,8 +36,8 @@ def unfold(x, kernel_size, stride, padding):
 
 def fold(cols, output_size, kernel_size, stride, padding):
     """Adjoint of unfold: sum every column back onto its window (col2im)."""
-    H, W = output_size
-    k, s, p = kernel_size, stride, padding
+    cols = np.asarray(cols)
+    k, s, p, H, W, _ = check_fold(cols, output_size, kernel_size, stride, padding)
     B, Ckk, L = cols.shape
     C = Ckk // (k * k)
     Ho, Wo = _out_size(H, k, s, p), _out_size(W, k, s, p)

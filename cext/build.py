@@ -1,0 +1,63 @@
+"""cffi build of the C kernels into the module minit2t._cext (API mode).
+
+setup.py runs it through `cffi_modules=["cext/build.py:ffibuilder"]`, so
+`pip install -e .` compiles it; `python cext/build.py` rebuilds it in place.
+Extra compiler flags come from MINIT2T_CFLAGS (e.g. the AddressSanitizer
+build of asan_check.sh). The library is compiled for baseline x86-64: the
+AVX2 / AVX-512 code is selected per function by target pragmas and chosen
+at run time, so the module runs on any x86-64 (see cpu.c).
+"""
+import glob
+import os
+import re
+import subprocess
+import sys
+
+from cffi import FFI
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCES = ["cpu.c", "gemm.c", "im2col.c", "avx2.c", "avx512.c"]
+HEADERS = ["minit2t.h", "internal.h", "gemm_kernel.h", "im2col_fast.h", "runs.h"]
+
+
+def _cdef():
+    """minit2t.h without its preprocessor lines: cffi parses plain C only."""
+    with open(os.path.join(HERE, "minit2t.h"), encoding="utf-8") as f:
+        text = f.read()
+    return re.sub(r"(?m)^\s*#.*$", "", text)
+
+
+def make_builder():
+    """The FFI builder; setuptools wants source paths relative to setup.py."""
+    def path(name):
+        return os.path.relpath(os.path.join(HERE, name))
+
+    flags = os.environ.get("MINIT2T_CFLAGS", "").split()
+    builder = FFI()
+    builder.cdef(_cdef())
+    builder.set_source(
+        "minit2t._cext",
+        '#include "minit2t.h"',
+        sources=[path(s) for s in SOURCES],
+        depends=[path(h) for h in HEADERS],
+        include_dirs=[path(".")],
+        extra_compile_args=["-O3", "-fopenmp", "-std=gnu11"] + flags,
+        extra_link_args=["-fopenmp"] + flags,
+    )
+    return builder
+
+
+ffibuilder = make_builder()
+
+if __name__ == "__main__":
+    # Rebuild in place, as `pip install -e .` does. Old builds are unlinked
+    # first: processes that have one loaded keep their copy.
+    root = os.path.dirname(HERE)
+    for old in glob.glob(os.path.join(root, "minit2t", "_cext*.so")):
+        os.remove(old)
+    subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+                   cwd=root, check=True)
+    built = glob.glob(os.path.join(root, "minit2t", "_cext*.so"))
+    if not built:
+        sys.exit("the C extension did not build (see the warning above)")
+    print("built", *built)

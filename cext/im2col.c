@@ -1,0 +1,70 @@
+/* unfold (im2col) and fold (col2im): the reference loops and the dispatchers.
+ *
+ * Legend: B batch (nb), C channels (nc), H/W height/width, k kernel,
+ * s stride, p padding, Ho/Wo = (H/W + 2p - k) / s + 1, L = Ho * Wo.
+ * Row (c*k + i)*k + j of cols holds, for every window (oh, ow), the input
+ * pixel x[c, oh*s - p + i, ow*s - p + j] (0 in the padding). fold sums
+ * each column entry back onto that pixel: it is unfold's adjoint. */
+#include <string.h>
+#include "internal.h"
+
+void unfold_ref(const float *x, const int64_t *sx, float *cols, int64_t nb,
+                int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p)
+{
+    if (h + 2 * p < k || w + 2 * p < k) return;      /* no windows */
+    int64_t ho = (h + 2 * p - k) / s + 1, wo = (w + 2 * p - k) / s + 1;
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t c = 0; c < nc; c++)
+            for (int64_t i = 0; i < k; i++)
+                for (int64_t j = 0; j < k; j++) {
+                    float *row = cols + (((b * nc + c) * k + i) * k + j) * ho * wo;
+                    for (int64_t oh = 0; oh < ho; oh++)
+                        for (int64_t ow = 0; ow < wo; ow++) {
+                            int64_t ih = oh * s - p + i, iw = ow * s - p + j;
+                            int inside = ih >= 0 && ih < h && iw >= 0 && iw < w;
+                            row[oh * wo + ow] = inside ? x[b * sx[0] + c * sx[1]
+                                                           + ih * sx[2] + iw * sx[3]] : 0.0f;
+                        }
+                }
+}
+
+void fold_ref(const float *cols, const int64_t *scol, float *x, int64_t nb,
+              int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p)
+{
+    for (int64_t t = 0; t < nb * nc * h * w; t++) x[t] = 0.0f;
+    if (h + 2 * p < k || w + 2 * p < k) return;
+    int64_t ho = (h + 2 * p - k) / s + 1, wo = (w + 2 * p - k) / s + 1;
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t c = 0; c < nc; c++)
+            for (int64_t i = 0; i < k; i++)
+                for (int64_t j = 0; j < k; j++) {
+                    const float *row = cols + b * scol[0] + ((c * k + i) * k + j) * scol[1];
+                    for (int64_t oh = 0; oh < ho; oh++)
+                        for (int64_t ow = 0; ow < wo; ow++) {
+                            int64_t ih = oh * s - p + i, iw = ow * s - p + j;
+                            if (ih >= 0 && ih < h && iw >= 0 && iw < w)
+                                x[((b * nc + c) * h + ih) * w + iw] +=
+                                    row[(oh * wo + ow) * scol[2]];
+                        }
+                }
+}
+
+void unfold(const float *x, const int64_t *sx, float *cols, int64_t nb,
+            int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p)
+{
+    int isa = minit2t_isa();
+    if (sx[3] != 1) isa = ISA_SCALAR;      /* fast path: unit column stride */
+    if (isa == ISA_AVX512) unfold_avx512(x, sx, cols, nb, nc, h, w, k, s, p);
+    else if (isa == ISA_AVX2) unfold_avx2(x, sx, cols, nb, nc, h, w, k, s, p);
+    else unfold_ref(x, sx, cols, nb, nc, h, w, k, s, p);
+}
+
+void fold(const float *cols, const int64_t *scol, float *x, int64_t nb,
+          int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p)
+{
+    int isa = minit2t_isa();
+    if (scol[2] != 1) isa = ISA_SCALAR;    /* fast path: unit column stride */
+    if (isa == ISA_AVX512) fold_avx512(cols, scol, x, nb, nc, h, w, k, s, p);
+    else if (isa == ISA_AVX2) fold_avx2(cols, scol, x, nb, nc, h, w, k, s, p);
+    else fold_ref(cols, scol, x, nb, nc, h, w, k, s, p);
+}

@@ -1,0 +1,82 @@
+/* minit2t C kernels: the public functions the cffi module exposes.
+ *
+ * Legend (shapes are row-major, strides are in elements, not bytes):
+ *   Bt   number of matrices in a batched matmul
+ *   M, K, N  matrix sides: C (M, N) = A (M, K) @ B (K, N)
+ *   B batch, C channels, H/W height/width, k kernel, s stride, p padding
+ *   Ho = (H + 2p - k) / s + 1, Wo likewise, L = Ho * Wo sliding windows
+ *
+ * Every kernel comes as a triplet with one signature:
+ *   name_ref     plain loops, the readable reference (also the scalar path)
+ *   name_avx2    packed / blocked / vectorised, AVX2 + FMA
+ *   name_avx512  the same with AVX-512F
+ *   name         the dispatcher: the best ISA of this CPU (see minit2t_isa),
+ *                falling back to name_ref for what the fast path does not take
+ * The fast versions must only be called on a CPU that has the instructions.
+ * Callers validate arguments: sizes >= 0, k >= 1, s >= 1, p >= 0, and
+ * pointers that cover every element the strides reach.
+ *
+ * This file is also the cffi cdef: build.py drops the preprocessor lines.
+ */
+#ifndef MINIT2T_H
+#define MINIT2T_H
+#include <stdint.h>
+
+/* ---- matmul: C[b] = A[b] @ B[b] for b < bt ------------------------------
+ * a   A (Bt, M, K) with strides sa = {batch, row, col}
+ * b   B (Bt, K, N) with strides sb = {batch, row, col}
+ * c   C (Bt, M, N) with strides sc = {batch, row}; C columns are contiguous
+ * Any stride may be 0 (broadcast) or negative for A and B; C is written,
+ * never read, so it must not overlap A or B. */
+void sgemm_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
+               const float *a, const int64_t *sa, const float *b,
+               const int64_t *sb, float *c, const int64_t *sc);
+void sgemm_avx2(int64_t bt, int64_t m, int64_t n, int64_t k,
+                const float *a, const int64_t *sa, const float *b,
+                const int64_t *sb, float *c, const int64_t *sc);
+void sgemm_avx512(int64_t bt, int64_t m, int64_t n, int64_t k,
+                  const float *a, const int64_t *sa, const float *b,
+                  const int64_t *sb, float *c, const int64_t *sc);
+void sgemm(int64_t bt, int64_t m, int64_t n, int64_t k,
+           const float *a, const int64_t *sa, const float *b,
+           const int64_t *sb, float *c, const int64_t *sc);
+
+/* ---- unfold (im2col): x (B, C, H, W) -> cols (B, C*k*k, L) --------------
+ * x has strides sx = {batch, channel, row, col}; cols is contiguous.
+ * cols[b, (c*k + i)*k + j, oh*Wo + ow] = x[b, c, oh*s - p + i, ow*s - p + j]
+ * (0 where that falls in the padding). */
+void unfold_ref(const float *x, const int64_t *sx, float *cols, int64_t nb,
+                int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p);
+void unfold_avx2(const float *x, const int64_t *sx, float *cols, int64_t nb,
+                 int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p);
+void unfold_avx512(const float *x, const int64_t *sx, float *cols, int64_t nb,
+                   int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p);
+void unfold(const float *x, const int64_t *sx, float *cols, int64_t nb,
+            int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p);
+
+/* ---- fold (col2im), the adjoint of unfold: cols (B, C*k*k, L) -> x ------
+ * cols has strides scol = {batch, row, col}; x (B, C, H, W) is contiguous
+ * and fully written: zero, then every column summed onto its window. */
+void fold_ref(const float *cols, const int64_t *scol, float *x, int64_t nb,
+              int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p);
+void fold_avx2(const float *cols, const int64_t *scol, float *x, int64_t nb,
+               int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p);
+void fold_avx512(const float *cols, const int64_t *scol, float *x, int64_t nb,
+                 int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p);
+void fold(const float *cols, const int64_t *scol, float *x, int64_t nb,
+          int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p);
+
+/* ---- instruction set and threads ----------------------------------------
+ * ISA levels: 0 scalar (the _ref loops), 1 AVX2+FMA, 2 AVX-512F.
+ * minit2t_cpu_isa: the best level this CPU runs; minit2t_isa: the level the
+ * dispatchers use now; minit2t_set_isa caps it (tests, comparisons) and
+ * returns the level in force, never above what the CPU runs. */
+int minit2t_cpu_isa(void);
+int minit2t_isa(void);
+int minit2t_set_isa(int level);
+const char *minit2t_isa_name(int level);
+void minit2t_set_num_threads(int n);   /* n < 1 means 1 */
+int minit2t_get_num_threads(void);
+int minit2t_openmp(void);              /* 1 when built with OpenMP */
+
+#endif

@@ -1,0 +1,304 @@
+"""Every backend against the references: NumPy in float64 and torch.
+
+One suite, parametrized over the backends; one that cannot run here is
+skipped with its reason. Legend: Bt matrices, M/K/N matrix sides, B batch,
+C channels, H/W height/width, k kernel, s stride, p padding, L windows.
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+
+from minit2t.backends import get_backend, get_num_threads, set_num_threads
+from strategies import gemm_cases, make_array, seeds, window_cases
+
+BACKENDS = ["numpy", "c", "opencl"]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request):
+    try:
+        return get_backend(request.param)
+    except (ImportError, RuntimeError) as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def c_backend():
+    try:
+        return get_backend("c")
+    except (ImportError, RuntimeError) as exc:
+        pytest.skip(str(exc))
+
+
+def assert_matmul_close(out, a, b):
+    """out equals a @ b up to float32 rounding: float64 NumPy and torch."""
+    ref = np.matmul(a.astype(np.float64), b.astype(np.float64))
+    assert out.shape == ref.shape and out.dtype == np.result_type(a, b)
+    atol = 4e-6 * (a.shape[-1] + 1)          # float32 sums of K unit-normal products
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=atol)
+    expect = torch.matmul(torch.from_numpy(a.copy()), torch.from_numpy(b.copy())).numpy()
+    np.testing.assert_allclose(out, expect, rtol=1e-5, atol=atol)
+
+
+# ---- matmul -------------------------------------------------------------------
+
+@given(case=gemm_cases())
+def test_matmul_matches_references(backend, case):
+    a, b = case
+    assert_matmul_close(backend.matmul(a, b), a, b)
+
+
+@pytest.mark.parametrize("m, k, n", [(145, 520, 1537), (1, 1, 1), (300, 1, 2)])
+def test_matmul_crosses_every_block(backend, m, k, n):
+    a, b = make_array(1, (m, k), np.float32), make_array(2, (k, n), np.float32)
+    assert_matmul_close(backend.matmul(a, b), a, b)
+
+
+def test_matmul_float64_in_float64_out(backend):
+    a, b = make_array(3, (2, 9, 5)), make_array(4, (2, 5, 7))
+    out = backend.matmul(a, b)
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, a @ b, rtol=1e-12, atol=1e-12)
+
+
+def test_matmul_mixed_precision_promotes(backend):
+    a, b = make_array(5, (4, 6), np.float32), make_array(6, (6, 3))
+    out = backend.matmul(a, b)
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out, a.astype(np.float64) @ b, rtol=1e-12)
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [
+    ((0, 4), (4, 3)), ((3, 0), (0, 5)), ((2, 3, 4), (2, 4, 0)), ((0, 3, 4), (4, 2))])
+def test_matmul_zero_size(backend, a_shape, b_shape):
+    a, b = np.ones(a_shape, np.float32), np.ones(b_shape, np.float32)
+    out = backend.matmul(a, b)
+    np.testing.assert_array_equal(out, np.matmul(a, b))   # zeros of the right shape
+
+
+@pytest.mark.parametrize("a, b, error, match", [
+    (np.ones((2, 3), np.int64), np.ones((3, 4), np.float32), TypeError, "int64"),
+    (np.ones((2, 3), np.float32), np.ones((4, 5), np.float32), ValueError, r"K=3.*K=4"),
+    (np.ones((2, 2, 3), np.float32), np.ones((3, 3, 4), np.float32), ValueError, "batch"),
+    (np.ones(3, np.float32), np.ones((3, 4), np.float32), ValueError, r"\(3,\)"),
+    (np.ones((1, 2, 3, 4), np.float32), np.ones((4, 4), np.float32), ValueError, "3-D"),
+])
+def test_matmul_refuses_bad_input(backend, a, b, error, match):
+    with pytest.raises(error, match=match):
+        backend.matmul(a, b)
+
+
+# ---- unfold / fold ------------------------------------------------------------
+
+def torch_unfold(x, k, s, p):
+    return F.unfold(torch.from_numpy(np.ascontiguousarray(x)), k, stride=s, padding=p).numpy()
+
+
+def torch_fold(cols, hw, k, s, p):
+    return F.fold(torch.from_numpy(np.ascontiguousarray(cols)), hw, k, stride=s, padding=p).numpy()
+
+
+@given(case=window_cases(), seed=seeds, layout=st.sampled_from(["contiguous", "strided", "cropped"]))
+def test_unfold_fold_match_references(backend, case, seed, layout):
+    shape, k, s, p = case
+    x = make_array(seed, shape, np.float32, noncontiguous=layout == "strided")
+    if layout == "cropped":                  # rows not contiguous, columns are
+        x = make_array(seed, shape[:3] + (shape[3] + 2,), np.float32)[..., 1:-1]
+    cols = backend.unfold(x, k, s, p)                       # (B, C*k*k, L)
+    np.testing.assert_array_equal(cols, torch_unfold(x, k, s, p))
+    np.testing.assert_array_equal(cols, get_backend("numpy").unfold(x, k, s, p))
+    g = make_array(seed + 1, cols.shape, np.float32, noncontiguous=layout == "strided")
+    out = backend.fold(g, shape[2:], k, s, p)               # (B, C, H, W)
+    np.testing.assert_allclose(out, torch_fold(g, shape[2:], k, s, p), rtol=1e-6, atol=1e-6)
+    assert out.shape == shape and out.dtype == np.float32
+
+
+@pytest.mark.parametrize("shape, k, s, p, dtype", [
+    ((2, 3, 9, 8), 3, 2, 1, np.float64),
+    ((16, 16, 32, 32), 3, 1, 1, np.float32),   # outputs of 8 MiB and more: the C
+    ((32, 64, 32, 32), 2, 2, 0, np.float32)])  # kernels stream them past the cache
+def test_unfold_fold_float64_and_large(backend, shape, k, s, p, dtype):
+    x = make_array(7, shape, dtype)
+    cols = backend.unfold(x, k, s, p)
+    assert cols.dtype == dtype
+    np.testing.assert_array_equal(cols, torch_unfold(x, k, s, p))
+    np.testing.assert_allclose(backend.fold(cols, shape[2:], k, s, p),
+                               torch_fold(cols, shape[2:], k, s, p), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(0, 3, 5, 5), (2, 0, 5, 5)])
+def test_unfold_fold_zero_size(backend, shape):
+    x = np.ones(shape, np.float32)
+    cols = backend.unfold(x, 3, 1, 1)
+    assert cols.shape == (shape[0], shape[1] * 9, 25)
+    assert backend.fold(cols, (5, 5), 3, 1, 1).shape == shape
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda be: be.unfold(np.ones((1, 1, 4, 4), np.int32), 3, 1, 1), TypeError, "int32"),
+    (lambda be: be.unfold(np.ones((1, 4, 4), np.float32), 3, 1, 1), ValueError, r"\(B, C, H, W\)"),
+    (lambda be: be.unfold(np.ones((1, 1, 2, 2), np.float32), 5, 1, 1), ValueError, r"\(4, 4\)"),
+    (lambda be: be.unfold(np.ones((1, 1, 4, 4), np.float32), 3, 0, 1), ValueError, "stride"),
+    (lambda be: be.unfold(np.ones((1, 1, 4, 4), np.float32), 3, 1, -1), ValueError, "padding"),
+    (lambda be: be.unfold(np.ones((1, 1, 4, 4), np.float32), 2.5, 1, 0), TypeError, "kernel_size"),
+    (lambda be: be.fold(np.ones((1, 9, 15), np.float32), (4, 4), 3, 1, 1), ValueError, r"\(1, 9, 15\)"),
+    (lambda be: be.fold(np.ones((1, 9, 16), np.float32), 4, 3, 1, 1), TypeError, "pair"),
+    (lambda be: be.fold(np.ones((1, 9, 1), np.float32), (1, 1), 3, 0, 0), ValueError, "stride"),
+    (lambda be: be.fold(np.ones((1, 9, 16), np.int64), (4, 4), 3, 1, 1), TypeError, "int64"),
+])
+def test_unfold_fold_refuse_bad_input(backend, call, error, match):
+    with pytest.raises(error, match=match):
+        call(backend)
+
+
+# ---- the C extension itself ---------------------------------------------------
+
+def _cpu_flags():
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    return set()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="needs /proc/cpuinfo")
+def test_c_dispatches_to_the_best_isa_of_this_cpu(c_backend):
+    flags = _cpu_flags()
+    if "avx512f" in flags:
+        expected = "avx512"
+    elif {"avx2", "fma"} <= flags:
+        expected = "avx2"
+    else:
+        expected = "scalar"
+    assert c_backend.isa() == expected
+
+
+def _fast_levels(c_backend):
+    """The fast kernels this CPU runs (each has a _ref twin)."""
+    lib = c_backend.lib
+    return [name for name, level in (("avx2", 1), ("avx512", 2)) if lib.minit2t_cpu_isa() >= level]
+
+
+@given(case=gemm_cases())
+def test_c_fast_gemm_equals_reference(c_backend, case):
+    a, b = case
+    ffi, lib = c_backend.ffi, c_backend.lib
+    a3, b3 = (a[None] if a.ndim == 2 else a), (b[None] if b.ndim == 2 else b)
+    bt = max(a3.shape[0], b3.shape[0])
+    m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
+    sa = c_backend._strides(a3, (0 if a3.shape[0] > 1 else None, 1, 2))
+    sb = c_backend._strides(b3, (0 if b3.shape[0] > 1 else None, 1, 2))
+    outs = {}
+    for level in ["ref"] + _fast_levels(c_backend):
+        out = np.full((bt, m, n), np.nan, np.float32)
+        getattr(lib, "sgemm_" + level)(bt, m, n, k, c_backend._ptr(a3), sa, c_backend._ptr(b3),
+                                       sb, c_backend._ptr(out), c_backend._strides(out, (0, 1)))
+        outs[level] = out
+    for level, out in outs.items():
+        np.testing.assert_allclose(out, outs["ref"], rtol=1e-5, atol=4e-6 * (k + 1), err_msg=level)
+
+
+@given(case=window_cases(), seed=seeds)
+def test_c_fast_unfold_fold_equal_reference(c_backend, case, seed):
+    (nb, nc, h, w), k, s, p = case
+    ffi, lib = c_backend.ffi, c_backend.lib
+    x = make_array(seed, (nb, nc, h, w), np.float32)
+    cols = np.asarray(torch_unfold(x, k, s, p))
+    for level in ["ref"] + _fast_levels(c_backend):
+        got = np.full_like(cols, np.nan)
+        getattr(lib, "unfold_" + level)(c_backend._ptr(x), c_backend._strides(x, range(4)),
+                                        c_backend._ptr(got), nb, nc, h, w, k, s, p)
+        np.testing.assert_array_equal(got, cols, err_msg=level)
+        back = np.full_like(x, np.nan)
+        getattr(lib, "fold_" + level)(c_backend._ptr(cols), c_backend._strides(cols, range(3)),
+                                      c_backend._ptr(back), nb, nc, h, w, k, s, p)
+        np.testing.assert_allclose(back, torch_fold(cols, (h, w), k, s, p), rtol=1e-6, atol=1e-6)
+
+
+def test_c_forced_scalar_path_agrees(c_backend):
+    a, b = make_array(8, (70, 40), np.float32), make_array(9, (40, 33), np.float32)
+    fast = c_backend.matmul(a, b)
+    try:
+        assert c_backend.set_isa("scalar") == "scalar"
+        slow = c_backend.matmul(a, b)
+    finally:
+        c_backend.set_isa("avx512")
+    np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-4)
+
+
+def test_c_threads_give_identical_results(c_backend):
+    a, b = make_array(10, (3, 200, 70), np.float32), make_array(11, (3, 70, 90), np.float32)
+    before = get_num_threads()
+    try:
+        set_num_threads(1)
+        assert get_num_threads() == 1
+        one = c_backend.matmul(a, b)
+        set_num_threads(2)
+        two = c_backend.matmul(a, b)
+    finally:
+        set_num_threads(before)
+    np.testing.assert_array_equal(one, two)
+    with pytest.raises(ValueError, match="got 0"):
+        set_num_threads(0)
+
+
+def test_c_output_buffers_are_never_shared_while_held(c_backend):
+    a, b = make_array(12, (512, 64), np.float32), make_array(13, (64, 1024), np.float32)
+    first = c_backend.matmul(a, b)                 # 2 MiB: from the pool
+    view = first[3:5]
+    keep = view.copy()
+    second = c_backend.matmul(b.T, a.T)            # same size, while `view` lives
+    assert not np.shares_memory(second, view)
+    np.testing.assert_array_equal(view, keep)
+    address = second.ctypes.data
+    del second
+    third = c_backend.matmul(b.T, a.T)             # dropped: its buffer comes back
+    assert third.ctypes.data == address
+
+
+def _run(code, **env):
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, **env}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_c_threads_from_environment(c_backend):
+    code = "from minit2t.backends import get_num_threads as g; print(g())"
+    assert _run(code, MINIT2T_NUM_THREADS="1").stdout.strip() == "1"
+
+
+def test_c_works_in_a_forked_child(c_backend):
+    code = ("import os, numpy as np\n"
+            "from minit2t.backends import get_backend, set_num_threads\n"
+            "c = get_backend('c'); set_num_threads(2)\n"
+            "a = np.ones((700, 300), np.float32); b = np.ones((300, 200), np.float32)\n"
+            "c.matmul(a, b)\n"                      # the parent's thread pool is up
+            "pid = os.fork()\n"
+            "if pid == 0:\n"
+            "    os._exit(0 if c.matmul(a, b)[0, 0] == 300 else 1)\n"
+            "print(os.waitpid(pid, 0)[1])")
+    assert _run(code).stdout.strip() == "0"
+
+
+def test_missing_extension_falls_back_to_numpy_with_one_warning():
+    code = ("import sys, warnings; sys.modules['minit2t._cext'] = None\n"
+            "warnings.simplefilter('always')\n"
+            "from minit2t.backends import get_backend\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always')\n"
+            "    names = [get_backend().name, get_backend().name]\n"
+            "    try:\n"
+            "        get_backend('c')\n"
+            "    except RuntimeError:\n"
+            "        names.append(False)\n"
+            "print(names, len(w), w[0].message)")
+    out = _run(code).stdout
+    assert out.startswith("['numpy', 'numpy', False] 1 the C extension"), out
