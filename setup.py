@@ -61,6 +61,7 @@ setup(
     extras_require={
         "test": ["pytest", "hypothesis", "torch==2.13.0"],
         "opencl": ["pyopencl"],
+        "notebooks": ["jupyter", "nbclient", "nbformat", "ipykernel", "matplotlib"],
     },
     entry_points={"console_scripts": ["minit2t=minit2t.__main__:main"]},
     cffi_modules=["cext/build.py:ffibuilder"],
