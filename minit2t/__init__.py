@@ -9,7 +9,8 @@ from minit2t.grad_mode import enable_grad, no_grad
 from minit2t.tensor import Tensor
 from minit2t import ops  # noqa: E402  (ops import Tensor lazily)
 from minit2t import data, nn, optim
-from minit2t.backends import available_backends, get_backend, get_num_threads, set_backend, set_num_threads
+from minit2t.backends import (available_backends, get_backend, get_num_threads, set_backend,
+                              set_num_threads)
 from minit2t.io import load, save
 from minit2t.models import create_model, list_models
 from minit2t.hub import list_pretrained, pretrained

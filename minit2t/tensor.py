@@ -96,19 +96,8 @@ class Tensor:
                 continue
             if t._ctx is None:
                 t.grad = g.copy() if t.grad is None else t.grad + g
-                continue
-            ctx = t._ctx
-            if ctx.saved is None:
-                raise RuntimeError("backward() through a graph that was already freed; "
-                                   "pass retain_graph=True to the first backward()")
-            in_grads = ctx.fn.backward(ctx, g)
-            for inp, ig in zip(ctx.inputs, in_grads):
-                if ig is None or not inp.requires_grad:
-                    continue
-                ig = np.asarray(ig, dtype=inp.dtype)
-                grads[id(inp)] = ig if id(inp) not in grads else grads[id(inp)] + ig
-            if not retain_graph:
-                ctx.saved = None
+            else:
+                _backprop_node(t._ctx, g, grads, retain_graph)
 
     def _topo_order(self):
         """Tensors of the graph, every input before the tensors made from it."""
@@ -208,6 +197,20 @@ class Tensor:
         axis = axis % self.ndim
         lead = (slice(None),) * axis
         return [self[lead + (slice(int(a), int(b)),)] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _backprop_node(ctx, g, grads, retain_graph):
+    """Run one op's backward and add its input gradients into `grads` (keyed by tensor id)."""
+    if ctx.saved is None:
+        raise RuntimeError("backward() through a graph that was already freed; "
+                           "pass retain_graph=True to the first backward()")
+    for inp, ig in zip(ctx.inputs, ctx.fn.backward(ctx, g)):
+        if ig is None or not inp.requires_grad:
+            continue
+        ig = np.asarray(ig, dtype=inp.dtype)
+        grads[id(inp)] = ig if id(inp) not in grads else grads[id(inp)] + ig
+    if not retain_graph:
+        ctx.saved = None
 
 
 def _index(index):
