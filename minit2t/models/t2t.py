@@ -18,6 +18,7 @@ from minit2t.models.token_transformer import TokenTransformer
 from minit2t.nn import init
 from minit2t.nn.layers import Conv2d, Dropout, Identity, LayerNorm, Linear, ModuleList, Unfold
 from minit2t.nn.module import Module, Parameter
+from minit2t.tensor import Tensor
 from minit2t.nn.transformer import Block
 
 RELEASE_SOFT_SPLIT = ((7, 4, 2), (3, 2, 1), (3, 2, 1))
@@ -73,6 +74,8 @@ class T2TModule(Module):
         self.num_patches = self.sides[-1] ** 2
 
     def forward(self, x):                                            # (B, C, H, W)
+        if not isinstance(x, Tensor):
+            raise TypeError(f"T2T module expects a Tensor (wrap images with mt.tensor), got {type(x).__name__}")
         want = (self.in_chans, self.img_size, self.img_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != want:
             raise ValueError(f"T2T module expects images of shape (B, {want[0]}, {want[1]}, {want[2]}), "
