@@ -1,0 +1,60 @@
+"""The notebooks: committed with their outputs, and every one runs top to bottom without an error.
+
+Each is executed again, in memory, in a fresh python3 kernel whose working directory is notebooks/
+and whose PYTHONPATH starts with this checkout (as `python notebooks/build.py` runs them); a failing
+cell fails the test with its traceback. Needs the "notebooks" extra (nbclient, ipykernel, matplotlib).
+"""
+import os
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat", reason="notebook tests need nbformat: pip install -e '.[notebooks]'")
+nbclient = pytest.importorskip("nbclient", reason="notebook tests need nbclient: pip install -e '.[notebooks]'")
+pytest.importorskip("ipykernel", reason="notebook tests need ipykernel: pip install -e '.[notebooks]'")
+pytest.importorskip("matplotlib", reason="the notebooks draw with matplotlib: pip install -e '.[notebooks]'")
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK_DIR = ROOT / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
+EXPECTED = ["01_autograd", "02_soft_split", "03_t2t_attention", "04_the_model"]
+CIFAR = ROOT.parent / "shared" / "data" / "cifar-10-binary.tar.gz"     # where the notebooks look by default
+CELL_TIMEOUT = 300                                                     # seconds, per cell
+MAX_TOTAL_BYTES = 2_000_000
+
+
+def _code(nb):
+    return "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
+
+
+def test_the_notebooks_are_there_and_small():
+    assert [p.stem for p in NOTEBOOKS][:len(EXPECTED)] == EXPECTED
+    total = sum(p.stat().st_size for p in NOTEBOOKS)
+    assert total < MAX_TOTAL_BYTES, f"notebooks take {total:,} bytes, more than {MAX_TOTAL_BYTES:,}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_with_outputs(path):
+    """Every code cell was executed, in order, and none of the saved outputs is an error."""
+    cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
+    counts = [c.execution_count for c in cells]
+    assert counts == list(range(1, len(cells) + 1)), f"{path.name}: execution counts {counts}; run notebooks/build.py"
+    errors = [o.get("ename") for c in cells for o in c.outputs if o.output_type == "error"]
+    assert not errors, f"{path.name}: saved outputs hold errors {errors}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs(path, monkeypatch):
+    nb = nbformat.read(path, as_version=4)
+    code = _code(nb)
+    if "import torch" in code:
+        pytest.importorskip("torch", reason=f"{path.name} compares with PyTorch")
+    if "load_cifar10" in code and not (os.environ.get("MINIT2T_DATA") or CIFAR.exists()):
+        pytest.skip(f"{path.name} reads CIFAR-10: no {CIFAR} and no $MINIT2T_DATA")
+    old = os.environ.get("PYTHONPATH")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT)] + ([old] if old else [])))
+    client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
+                                     resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
+    client.execute()                             # raises CellExecutionError, with the traceback, on a failing cell
+    outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
