@@ -1,4 +1,6 @@
-/* Float32 GEMM: the reference loop, the blocked driver and the dispatcher.
+/* Float32 GEMM: the reference loop, the blocks of the blocked product
+ * (packing, macro-kernel, one product on one thread) and the dispatcher.
+ * The threaded drivers are in gemm_threads.c.
  *
  * Legend: C (M, N) = A (M, K) @ B (K, N), Bt matrices; MR x NR micro-tile,
  * MC / KC / NC cache blocks (per ISA, in avx2.c / avx512.c).
@@ -17,15 +19,9 @@
  *                                       in registers, KC rank-1 updates
  * The first K block stores C, later ones add to it. Tiles cut by the edge of
  * M or N are computed into a zero-padded scratch tile and copied out.
- * Threads: a batch that splits evenly runs one matrix per thread; otherwise
- * the threads pack each B panel together, then take (A block x run of
- * slivers) work items as they come free, so a thread slowed by other work
- * on the machine holds no one up. Work items never share a C element. */
+ * Threads: see gemm_threads.c. */
 #include <string.h>
 #include "internal.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 void sgemm_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
                const float *a, const int64_t *sa, const float *b,
@@ -43,10 +39,20 @@ void sgemm_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
         }
 }
 
+void sgemm_bias_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
+                    const float *a, const int64_t *sa, const float *b,
+                    const int64_t *sb, const float *bias, float *c, const int64_t *sc)
+{
+    sgemm_ref(bt, m, n, k, a, sa, b, sb, c, sc);
+    for (int64_t t = 0; t < bt; t++)
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) c[t * sc[0] + i * sc[1] + j] += bias[j];
+}
+
 /* B[0:kc, 0:nb] (strides rsb, csb) -> dst, slivers of NR columns:
  * dst[(j / NR) * kc * NR + p * NR + j % NR], zero past nb. */
-static void pack_b(int64_t kc, int64_t nb, const float *b, int64_t rsb,
-                   int64_t csb, int nr, float *dst)
+void gemm_pack_b(int64_t kc, int64_t nb, const float *b, int64_t rsb,
+                 int64_t csb, int nr, float *dst)
 {
     for (int64_t j0 = 0; j0 < nb; j0 += nr, dst += kc * nr) {
         int64_t w = MIN(nr, nb - j0);
@@ -64,31 +70,49 @@ static void pack_b(int64_t kc, int64_t nb, const float *b, int64_t rsb,
     }
 }
 
+/* pack_a for a transposed A (rsa = 1: column p, A[0:mb, p], is contiguous):
+ * column by column, each cut into the slivers. Inlined with a constant mr
+ * (see gemm_pack_a), so the copies of mr floats unroll. */
+static inline __attribute__((always_inline)) void
+pack_a_cols(int64_t mb, int64_t kc, const float *a, int64_t csa, int mr, float *dst)
+{
+    int64_t sliver = kc * mr, full = mb / mr * mr;
+    for (int64_t p = 0; p < kc; p++) {
+        const float *src = a + p * csa;                     /* A[0:mb, p] */
+        float *d = dst + p * mr;
+        if (p + 8 < kc)                                     /* a column 8 ahead: from memory */
+            for (int64_t i = 0; i < mb; i += 16) __builtin_prefetch(src + 8 * csa + i);
+        for (int64_t i0 = 0; i0 < full; i0 += mr, d += sliver)
+            for (int i = 0; i < mr; i++) d[i] = src[i0 + i];
+        if (full < mb)
+            for (int i = 0; i < mr; i++) d[i] = full + i < mb ? src[full + i] : 0.0f;
+    }
+}
+
 /* A[0:mb, 0:kc] (strides rsa, csa) -> dst, slivers of MR rows:
  * dst[(i / MR) * kc * MR + p * MR + i % MR], zero past mb. */
-static void pack_a(int64_t mb, int64_t kc, const float *a, int64_t rsa,
-                   int64_t csa, int mr, float *dst)
+void gemm_pack_a(int64_t mb, int64_t kc, const float *a, int64_t rsa,
+                 int64_t csa, int mr, float *dst)
 {
+    if (rsa == 1) {
+        if (mr == 6) pack_a_cols(mb, kc, a, csa, 6, dst);          /* AVX2 */
+        else if (mr == 12) pack_a_cols(mb, kc, a, csa, 12, dst);   /* AVX-512 */
+        else pack_a_cols(mb, kc, a, csa, mr, dst);
+        return;
+    }
     for (int64_t i0 = 0; i0 < mb; i0 += mr, dst += kc * mr) {
         int64_t h = MIN(mr, mb - i0);
         const float *src = a + i0 * rsa;
-        if (rsa == 1) {             /* a transposed A: columns contiguous */
-            for (int64_t p = 0; p < kc; p++) {
-                memcpy(dst + p * mr, src + p * csa, (size_t)h * sizeof(float));
-                memset(dst + p * mr + h, 0, (size_t)(mr - h) * sizeof(float));
-            }
-        } else {
-            for (int64_t i = 0; i < mr; i++)
-                for (int64_t p = 0; p < kc; p++)
-                    dst[p * mr + i] = i < h ? src[i * rsa + p * csa] : 0.0f;
-        }
+        for (int64_t i = 0; i < mr; i++)
+            for (int64_t p = 0; p < kc; p++)
+                dst[p * mr + i] = i < h ? src[i * rsa + p * csa] : 0.0f;
     }
 }
 
 /* A tile cut by the edge of M or N: mr x nr of the MR x NR micro-tile. */
 static void edge_tile(const gemm_arch *g, int64_t mr, int64_t nr, int64_t kc,
                       const float *a, int64_t rsa, int packed, const float *bs,
-                      float *c, int64_t rsc, int acc, float *edge_a)
+                      float *c, int64_t rsc, int acc, const float *bias, float *edge_a)
 {
     float tile[16 * 64];                       /* MR x NR, MR <= 16, NR <= 64 */
     if (packed) {                              /* rows past mr are zeros */
@@ -105,13 +129,15 @@ static void edge_tile(const gemm_arch *g, int64_t mr, int64_t nr, int64_t kc,
     }
     for (int64_t i = 0; i < mr; i++)
         for (int64_t j = 0; j < nr; j++)
-            c[i * rsc + j] = (acc ? c[i * rsc + j] : 0.0f) + tile[i * g->nr + j];
+            c[i * rsc + j] = (acc ? c[i * rsc + j] : bias ? bias[j] : 0.0f) + tile[i * g->nr + j];
 }
 
-/* The two innermost loops over one A block (mb x kc) and B panel (kc x nb). */
-static void macro_kernel(const gemm_arch *g, int64_t mb, int64_t nb, int64_t kc,
-                         const float *a, int64_t rsa, int packed, const float *bp,
-                         float *c, int64_t rsc, int acc, float *edge_a)
+/* The two innermost loops over one A block (mb x kc) and B panel (kc x nb).
+ * A bias is written into a full C tile first, which the kernel then adds
+ * to: the tile is in L1, so the bias costs no pass over C of its own. */
+void gemm_macro_kernel(const gemm_arch *g, int64_t mb, int64_t nb, int64_t kc,
+                       const float *a, int64_t rsa, int packed, const float *bp,
+                       float *c, int64_t rsc, int acc, const float *bias, float *edge_a)
 {
     ukernel_fn kernel = packed ? g->kernel_packed : g->kernel_rows;
     for (int64_t jr = 0; jr < nb; jr += g->nr) {
@@ -121,148 +147,64 @@ static void macro_kernel(const gemm_arch *g, int64_t mb, int64_t nb, int64_t kc,
             int64_t mr = MIN(g->mr, mb - ir);
             const float *as = a + (packed ? ir * kc : ir * rsa);  /* MR rows */
             float *ct = c + ir * rsc + jr;
-            if (mr == g->mr && nr == g->nr)
+            if (mr == g->mr && nr == g->nr && bias) {
+                for (int64_t i = 0; i < mr; i++)
+                    memcpy(ct + i * rsc, bias + jr, (size_t)nr * sizeof(float));
+                kernel(kc, as, rsa, bs, ct, rsc, 1);
+            } else if (mr == g->mr && nr == g->nr) {
                 kernel(kc, as, rsa, bs, ct, rsc, acc);
-            else
-                edge_tile(g, mr, nr, kc, as, rsa, packed, bs, ct, rsc, acc, edge_a);
-        }
-    }
-}
-
-/* A is packed when its columns are strided (a transposed A). */
-#ifndef PACK_A
-#define PACK_A(csa) ((csa) != 1)
-#endif
-
-static int64_t ceil_div(int64_t x, int64_t y) { return (x + y - 1) / y; }
-
-static int thread_id(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
-typedef struct {               /* one product C = A @ B; strides in floats */
-    int64_t m, n, k;
-    const float *a;
-    int64_t rsa, csa;
-    const float *b;
-    int64_t rsb, csb;
-    float *c;
-    int64_t rsc;
-} gemm_problem;
-
-/* Pack the B panel [pc:+kb, jc:+nb], one NR sliver per step, threads sharing
- * the slivers (called inside a parallel region; ends with a barrier). */
-static void pack_panel(const gemm_arch *g, const gemm_problem *P, int64_t jc,
-                       int64_t nb, int64_t pc, int64_t kb, float *bp)
-{
-    int64_t slivers = ceil_div(nb, g->nr);
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < slivers; t++) {
-        int64_t j = t * g->nr;
-        pack_b(kb, MIN(g->nr, nb - j), P->b + pc * P->rsb + (jc + j) * P->csb,
-               P->rsb, P->csb, g->nr, bp + j * kb);
-    }
-}
-
-/* C[:, jc:+nb] (+)= A[:, pc:+kb] @ packed panel, as work items of one A
- * block (MC rows) by a run of slivers, handed out to threads as they come
- * free. Short M is split along N too, so every thread gets work. */
-static void panel_items(const gemm_arch *g, const gemm_problem *P, int64_t jc,
-                        int64_t nb, int64_t pc, int64_t kb, const float *bp,
-                        float *ap, float *edge_a, int nt)
-{
-    int64_t mblocks = ceil_div(ceil_div(P->m, g->mc), nt) * nt;  /* even shares */
-    int64_t mc = ceil_div(ceil_div(P->m, mblocks), g->mr) * g->mr; /* <= MC + MR */
-    int64_t slivers = ceil_div(nb, g->nr);
-    mblocks = ceil_div(P->m, mc);
-    int64_t split = (nt == 1 || mblocks >= 8 * nt) ? 1 : ceil_div(8 * nt, mblocks);
-    int64_t nw = ceil_div(slivers, MIN(split, slivers)) * g->nr;  /* item width */
-    split = ceil_div(nb, nw);
-    int packed = PACK_A(P->csa);
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t t = 0; t < mblocks * split; t++) {
-        int64_t ic = t / split * mc, j0 = t % split * nw;
-        int64_t mb = MIN(mc, P->m - ic);
-        const float *ab = P->a + ic * P->rsa + pc * P->csa;      /* (mb, kb) */
-        if (packed) {
-            pack_a(mb, kb, ab, P->rsa, P->csa, g->mr, ap);
-            ab = ap;
-        }
-        macro_kernel(g, mb, MIN(nw, nb - j0), kb, ab, P->rsa, packed, bp + j0 * kb,
-                     P->c + ic * P->rsc + jc + j0, P->rsc, pc > 0, edge_a);
-    }
-}
-
-/* One product on nt threads: the panel loops (jc, pc) run on every thread,
- * which share the packed B panel and split its work items. */
-static void gemm_one(const gemm_arch *g, const gemm_problem *P, int nt)
-{
-    int64_t kc = ceil_div(P->k, ceil_div(P->k, g->kc));    /* balanced K blocks */
-    int64_t nc = MIN(g->nc, ceil_div(P->n, g->nr) * g->nr);
-    int64_t per_a = (g->mc + g->mr) * kc, per_e = g->mr * kc;  /* per thread */
-    float *bp = minit2t_scratch(0, (size_t)(kc * nc));
-    float *ap = minit2t_scratch(1, (size_t)(nt * per_a));
-    float *edge_a = minit2t_scratch(2, (size_t)(nt * per_e));
-    if (!bp || !ap || !edge_a) {                            /* out of memory */
-        int64_t sa[3] = {0, P->rsa, P->csa}, sb[3] = {0, P->rsb, P->csb};
-        int64_t sc[2] = {0, P->rsc};
-        sgemm_ref(1, P->m, P->n, P->k, P->a, sa, P->b, sb, P->c, sc);
-        return;
-    }
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        int tid = thread_id();
-        for (int64_t jc = 0; jc < P->n; jc += nc)
-            for (int64_t pc = 0; pc < P->k; pc += kc) {
-                int64_t nb = MIN(nc, P->n - jc), kb = MIN(kc, P->k - pc);
-                pack_panel(g, P, jc, nb, pc, kb, bp);
-                panel_items(g, P, jc, nb, pc, kb, bp, ap + tid * per_a,
-                            edge_a + tid * per_e, nt);
+            } else {
+                edge_tile(g, mr, nr, kc, as, rsa, packed, bs, ct, rsc, acc,
+                          bias ? bias + jr : NULL, edge_a);
             }
+        }
     }
 }
 
-static gemm_problem problem_at(int64_t t, int64_t m, int64_t n, int64_t k,
-                               const float *a, const int64_t *sa, const float *b,
-                               const int64_t *sb, float *c, const int64_t *sc)
+int64_t gemm_balanced_kc(const gemm_arch *g, int64_t k)
 {
-    gemm_problem P = {m, n, k, a + t * sa[0], sa[1], sa[2],
-                      b + t * sb[0], sb[1], sb[2], c + t * sc[0], sc[1]};
-    return P;
+    return ceil_div(k, ceil_div(k, g->kc));              /* K blocks of equal size */
 }
 
-/* Batches that split evenly over the threads run one matrix per thread;
- * otherwise every matrix is split over all threads. */
-void sgemm_blocked(const gemm_arch *g, int64_t bt, int64_t m, int64_t n,
-                   int64_t k, const float *a, const int64_t *sa,
-                   const float *b, const int64_t *sb, float *c,
-                   const int64_t *sc)
+void gemm_fallback(const gemm_problem *P)                /* out of scratch memory */
 {
-    if (bt <= 0 || m <= 0 || n <= 0) return;
-    if (k <= 0) {
-        for (int64_t t = 0; t < bt; t++)
-            for (int64_t i = 0; i < m; i++)
-                memset(c + t * sc[0] + i * sc[1], 0, (size_t)n * sizeof(float));
+    int64_t sa[3] = {0, P->rsa, P->csa}, sb[3] = {0, P->rsb, P->csb}, sc[2] = {0, P->rsc};
+    if (P->bias)
+        sgemm_bias_ref(1, P->m, P->n, P->k, P->a, sa, P->b, sb, P->bias, P->c, sc);
+    else
+        sgemm_ref(1, P->m, P->n, P->k, P->a, sa, P->b, sb, P->c, sc);
+}
+
+/* One product on the calling thread alone, with no OpenMP construct (so it
+ * may run inside a parallel region): the blocking of the threaded drivers
+ * (gemm_threads.c), their work items in order, so every element of C gets
+ * the same sums. */
+void gemm_serial(const gemm_arch *g, const gemm_problem *P)
+{
+    int64_t kc = gemm_balanced_kc(g, P->k), nc = MIN(g->nc, ceil_div(P->n, g->nr) * g->nr);
+    float *bp = minit2t_scratch(0, (size_t)(kc * nc));
+    float *ap = minit2t_scratch(1, (size_t)((g->mc + g->mr) * kc));
+    float *edge_a = minit2t_scratch(2, (size_t)(g->mr * kc));
+    if (!bp || !ap || !edge_a) {
+        gemm_fallback(P);
         return;
     }
-    int nt = minit2t_threads_for(2.0 * (double)bt * (double)m * (double)n * (double)k);
-    if (nt > 1 && (bt >= 4 * nt || bt % nt == 0)) {
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-        for (int64_t t = 0; t < bt; t++) {
-            gemm_problem P = problem_at(t, m, n, k, a, sa, b, sb, c, sc);
-            gemm_one(g, &P, 1);
+    int packed = PACK_A(P->csa);
+    for (int64_t jc = 0; jc < P->n; jc += nc)
+        for (int64_t pc = 0; pc < P->k; pc += kc) {
+            int64_t nb = MIN(nc, P->n - jc), kb = MIN(kc, P->k - pc);
+            gemm_pack_b(kb, nb, P->b + pc * P->rsb + jc * P->csb, P->rsb, P->csb, g->nr, bp);
+            for (int64_t ic = 0; ic < P->m; ic += g->mc) {
+                int64_t mb = MIN(g->mc, P->m - ic);
+                const float *ab = P->a + ic * P->rsa + pc * P->csa;   /* (mb, kb) */
+                if (packed) {
+                    gemm_pack_a(mb, kb, ab, P->rsa, P->csa, g->mr, ap);
+                    ab = ap;
+                }
+                gemm_macro_kernel(g, mb, nb, kb, ab, P->rsa, packed, bp, P->c + ic * P->rsc + jc,
+                                  P->rsc, pc > 0, pc == 0 && P->bias ? P->bias + jc : NULL, edge_a);
+            }
         }
-    } else {
-        for (int64_t t = 0; t < bt; t++) {
-            gemm_problem P = problem_at(t, m, n, k, a, sa, b, sb, c, sc);
-            gemm_one(g, &P, nt);
-        }
-    }
 }
 
 /* Tiny products are faster without packing. */
@@ -277,4 +219,17 @@ void sgemm(int64_t bt, int64_t m, int64_t n, int64_t k,
         sgemm_avx512(bt, m, n, k, a, sa, b, sb, c, sc);
     else
         sgemm_avx2(bt, m, n, k, a, sa, b, sb, c, sc);
+}
+
+void sgemm_bias(int64_t bt, int64_t m, int64_t n, int64_t k,
+                const float *a, const int64_t *sa, const float *b,
+                const int64_t *sb, const float *bias, float *c, const int64_t *sc)
+{
+    int isa = minit2t_isa();
+    if (isa == ISA_SCALAR || (double)m * (double)n * (double)k < 2048.0)
+        sgemm_bias_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);
+    else if (isa == ISA_AVX512)
+        sgemm_bias_avx512(bt, m, n, k, a, sa, b, sb, bias, c, sc);
+    else
+        sgemm_bias_avx2(bt, m, n, k, a, sa, b, sb, bias, c, sc);
 }

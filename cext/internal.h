@@ -36,10 +36,51 @@ typedef struct {
     ukernel_fn kernel_rows, kernel_packed;   /* A in place / A packed */
 } gemm_arch;
 
-/* The blocked, threaded GEMM driver (gemm.c); same arguments as sgemm. */
+/* The blocked, threaded GEMM driver (gemm_threads.c); the arguments of
+ * sgemm_bias (bias NULL: none). */
 void sgemm_blocked(const gemm_arch *g, int64_t bt, int64_t m, int64_t n,
                    int64_t k, const float *a, const int64_t *sa,
-                   const float *b, const int64_t *sb, float *c,
-                   const int64_t *sc);
+                   const float *b, const int64_t *sb, const float *bias,
+                   float *c, const int64_t *sc);
+
+/* ---- the blocks of the blocked GEMM (gemm.c), for its drivers ---- */
+
+typedef struct {               /* one product C = A @ B; strides in floats */
+    int64_t m, n, k;
+    const float *a;
+    int64_t rsa, csa;
+    const float *b;
+    int64_t rsb, csb;
+    float *c;
+    int64_t rsc;
+    const float *bias;         /* (N,) added to every row of C, or NULL */
+} gemm_problem;
+
+/* A is packed when its columns are strided (a transposed A). */
+#define PACK_A(csa) ((csa) != 1)
+
+static inline int64_t ceil_div(int64_t x, int64_t y) { return (x + y - 1) / y; }
+
+/* K blocks of equal size, at most g->kc. */
+int64_t gemm_balanced_kc(const gemm_arch *g, int64_t k);
+
+/* B[0:kc, 0:nb] (strides rsb, csb) -> dst: slivers of nr columns (kc, nr). */
+void gemm_pack_b(int64_t kc, int64_t nb, const float *b, int64_t rsb,
+                 int64_t csb, int nr, float *dst);
+
+/* A[0:mb, 0:kc] (strides rsa, csa) -> dst: slivers of mr rows (kc, mr). */
+void gemm_pack_a(int64_t mb, int64_t kc, const float *a, int64_t rsa,
+                 int64_t csa, int mr, float *dst);
+
+/* C block (mb, nb) (+)= A block (mb, kc) @ packed B panel (kc, nb); with
+ * bias (nb,) (first K block only, acc = 0): C = bias + A @ B. */
+void gemm_macro_kernel(const gemm_arch *g, int64_t mb, int64_t nb, int64_t kc,
+                       const float *a, int64_t rsa, int packed, const float *bp,
+                       float *c, int64_t rsc, int acc, const float *bias, float *edge_a);
+
+/* One product on the calling thread, no OpenMP construct; the reference
+ * loops when scratch memory runs out (gemm_fallback). */
+void gemm_serial(const gemm_arch *g, const gemm_problem *P);
+void gemm_fallback(const gemm_problem *P);
 
 #endif

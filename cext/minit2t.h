@@ -41,6 +41,22 @@ void sgemm(int64_t bt, int64_t m, int64_t n, int64_t k,
            const float *a, const int64_t *sa, const float *b,
            const int64_t *sb, float *c, const int64_t *sc);
 
+/* ---- matmul plus a bias: C[b] = A[b] @ B[b] + bias, bias (N,) added to
+ * every row (the forward of a linear layer); arguments otherwise as sgemm.
+ * The fast versions add the bias to each C tile as it is first written. */
+void sgemm_bias_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
+                    const float *a, const int64_t *sa, const float *b,
+                    const int64_t *sb, const float *bias, float *c, const int64_t *sc);
+void sgemm_bias_avx2(int64_t bt, int64_t m, int64_t n, int64_t k,
+                     const float *a, const int64_t *sa, const float *b,
+                     const int64_t *sb, const float *bias, float *c, const int64_t *sc);
+void sgemm_bias_avx512(int64_t bt, int64_t m, int64_t n, int64_t k,
+                       const float *a, const int64_t *sa, const float *b,
+                       const int64_t *sb, const float *bias, float *c, const int64_t *sc);
+void sgemm_bias(int64_t bt, int64_t m, int64_t n, int64_t k,
+                const float *a, const int64_t *sa, const float *b,
+                const int64_t *sb, const float *bias, float *c, const int64_t *sc);
+
 /* ---- unfold (im2col): x (B, C, H, W) -> cols (B, C*k*k, L) --------------
  * x has strides sx = {batch, channel, row, col}; cols is contiguous.
  * cols[b, (c*k + i)*k + j, oh*Wo + ow] = x[b, c, oh*s - p + i, ow*s - p + j]
@@ -65,6 +81,63 @@ void fold_avx512(const float *cols, const int64_t *scol, float *x, int64_t nb,
                  int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p);
 void fold(const float *cols, const int64_t *scol, float *x, int64_t nb,
           int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p);
+
+/* ---- fused elementwise kernels (fused.c; fast versions fused_fast.h) ----
+ * Legend: n elements; R rows of D (layer norm) or N (softmax) floats.
+ * GELU (exact): y = x * Phi(x), Phi the standard normal CDF, phi its density
+ *   gelu_forward         x (n,) -> y (n,)
+ *   gelu_backward        g, x (n,) -> gx = g * (Phi(x) + x * phi(x)) (n,)
+ * Layer norm over the last dim: x (R, D) with row stride sx, columns
+ * contiguous (likewise g with sg); w, b (D,)
+ *   layer_norm_forward   -> y (R, D) contiguous = (x - mean) * rstd * w + b,
+ *                           mean (R,), rstd (R,) = 1 / sqrt(var + eps)
+ *   layer_norm_backward  g, x, w, mean, rstd -> gx (R, D) contiguous,
+ *                           gw = sum_rows(g * xhat) (D,), gb = sum_rows(g) (D,)
+ * Softmax over the last dim, rows contiguous:
+ *   softmax_forward      x (R, N) -> y (R, N) = exp(x - max) / sum
+ *   softmax_backward     g, y (R, N) -> gx = y * (g - sum(g * y)) (R, N)
+ * Outputs are written, never read, and must not overlap any input. */
+void gelu_forward_ref(const float *x, float *y, int64_t n);
+void gelu_forward_avx2(const float *x, float *y, int64_t n);
+void gelu_forward_avx512(const float *x, float *y, int64_t n);
+void gelu_forward(const float *x, float *y, int64_t n);
+
+void gelu_backward_ref(const float *g, const float *x, float *gx, int64_t n);
+void gelu_backward_avx2(const float *g, const float *x, float *gx, int64_t n);
+void gelu_backward_avx512(const float *g, const float *x, float *gx, int64_t n);
+void gelu_backward(const float *g, const float *x, float *gx, int64_t n);
+
+void layer_norm_forward_ref(const float *x, int64_t sx, const float *w, const float *b,
+                            float eps, float *y, float *mean, float *rstd, int64_t r, int64_t d);
+void layer_norm_forward_avx2(const float *x, int64_t sx, const float *w, const float *b,
+                             float eps, float *y, float *mean, float *rstd, int64_t r, int64_t d);
+void layer_norm_forward_avx512(const float *x, int64_t sx, const float *w, const float *b,
+                               float eps, float *y, float *mean, float *rstd, int64_t r, int64_t d);
+void layer_norm_forward(const float *x, int64_t sx, const float *w, const float *b,
+                        float eps, float *y, float *mean, float *rstd, int64_t r, int64_t d);
+
+void layer_norm_backward_ref(const float *g, int64_t sg, const float *x, int64_t sx,
+                             const float *w, const float *mean, const float *rstd,
+                             float *gx, float *gw, float *gb, int64_t r, int64_t d);
+void layer_norm_backward_avx2(const float *g, int64_t sg, const float *x, int64_t sx,
+                              const float *w, const float *mean, const float *rstd,
+                              float *gx, float *gw, float *gb, int64_t r, int64_t d);
+void layer_norm_backward_avx512(const float *g, int64_t sg, const float *x, int64_t sx,
+                                const float *w, const float *mean, const float *rstd,
+                                float *gx, float *gw, float *gb, int64_t r, int64_t d);
+void layer_norm_backward(const float *g, int64_t sg, const float *x, int64_t sx,
+                         const float *w, const float *mean, const float *rstd,
+                         float *gx, float *gw, float *gb, int64_t r, int64_t d);
+
+void softmax_forward_ref(const float *x, float *y, int64_t r, int64_t n);
+void softmax_forward_avx2(const float *x, float *y, int64_t r, int64_t n);
+void softmax_forward_avx512(const float *x, float *y, int64_t r, int64_t n);
+void softmax_forward(const float *x, float *y, int64_t r, int64_t n);
+
+void softmax_backward_ref(const float *g, const float *y, float *gx, int64_t r, int64_t n);
+void softmax_backward_avx2(const float *g, const float *y, float *gx, int64_t r, int64_t n);
+void softmax_backward_avx512(const float *g, const float *y, float *gx, int64_t r, int64_t n);
+void softmax_backward(const float *g, const float *y, float *gx, int64_t r, int64_t n);
 
 /* ---- instruction set and threads ----------------------------------------
  * ISA levels: 0 scalar (the _ref loops), 1 AVX2+FMA, 2 AVX-512F.

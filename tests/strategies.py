@@ -221,3 +221,15 @@ def window_cases(draw, max_side=12):
     w = draw(st.integers(low, max(low, max_side)))
     shape = (draw(st.integers(1, 3)), draw(st.integers(1, 4)), h, w)
     return shape, k, s, p
+
+
+# ---- fused kernels (tests/test_fused.py) --------------------------------------
+# Row lengths around the vector widths (8, 16) and the layer-norm chunk (32 rows).
+fused_widths = st.sampled_from([1, 2, 7, 8, 9, 15, 16, 17, 27, 33, 65, 130])
+
+
+@st.composite
+def fused_shapes(draw):
+    """(..., D) shapes for the row kernels: 1 to 3 leading dims, D from fused_widths."""
+    lead = draw(shapes(min_dims=0, max_dims=2, max_side=40))
+    return tuple(lead) + (draw(fused_widths),)

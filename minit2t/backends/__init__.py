@@ -14,6 +14,17 @@ with the semantics of torch.matmul and torch.nn.functional.unfold/fold
 (kernel_size, stride, padding are ints; output_size is a pair (H, W)).
 "numpy" is the readable reference; "c" and "opencl" are optional and
 are imported only when asked for.
+
+Fused kernels: a backend may also offer some of
+    gelu_forward(x), gelu_backward(g, x)
+    layer_norm_forward(x, weight, bias, eps) -> (y, mean, rstd)
+    layer_norm_backward(g, x, weight, mean, rstd) -> (gx, gweight, gbias)
+    softmax_forward(x), softmax_backward(g, y)          (along the last dim)
+    linear_forward(x, weight, bias) -> x @ weight.T + bias
+(shapes in numpy_backend, which has them all, as the reference). The ops
+call kernel(name), which gives the active backend's version when it has
+one and the NumPy reference otherwise; the Linear op uses linear_forward
+only from a backend that has it, and that backend's matmul otherwise.
 """
 import importlib
 import numbers
@@ -52,6 +63,12 @@ def get_backend(name=None):
             module.check_available()   # raises RuntimeError with the reason
         _loaded[name] = module
     return _loaded[name]
+
+
+def kernel(name):
+    """The active backend's fused kernel `name`, else the NumPy reference's."""
+    found = getattr(get_backend(), name, None)
+    return found if found is not None else getattr(get_backend("numpy"), name)
 
 
 def set_backend(name):

@@ -89,3 +89,61 @@ def check_fold(cols, output_size, kernel_size, stride, padding):
                          f"output_size ({h}, {w}), k={k}, s={s}, p={p}; "
                          f"got {cols.shape}")
     return k, s, p, h, w, cols.shape[1] // (k * k)
+
+
+# ---- the fused kernels (gelu, layer norm, softmax) ------------------------------
+# Legend: "..." any leading dims, D the normalised (last) dim, N the softmax dim.
+
+def check_same_shape(what, **arrays):
+    """Floating-point arrays of one shape (at least 1-D): g and x of a backward."""
+    shape = None
+    for label, x in arrays.items():
+        check_float(f"{what} {label}", x)
+        if x.ndim == 0:
+            raise ValueError(f"{what} expects arrays of at least one dim; got {label} of shape ()")
+        if shape is not None and x.shape != shape:
+            names = ", ".join(f"{k} {v.shape}" for k, v in arrays.items())
+            raise ValueError(f"{what} expects arrays of one shape; got {names}")
+        shape = x.shape
+
+
+def check_layer_norm(x, weight, bias, eps):
+    """x (..., D), weight (D,), bias (D,), eps a number >= 0."""
+    check_same_shape("layer_norm", x=x)
+    d = x.shape[-1]
+    for label, p in (("weight", weight), ("bias", bias)):
+        check_float(f"layer_norm {label}", p)
+        if p.shape != (d,):
+            raise ValueError(f"layer_norm expects {label} of shape ({d},) for x of shape "
+                             f"{x.shape}; got {p.shape}")
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps >= 0:
+        raise ValueError(f"layer_norm expects eps as a number >= 0; got {eps!r}")
+
+
+def check_layer_norm_backward(g, x, weight, mean, rstd):
+    """g, x (..., D), weight (D,), mean and rstd (...) as layer_norm_forward returned them."""
+    check_same_shape("layer_norm_backward", g=g, x=x)
+    check_layer_norm(x, weight, weight, 0.0)
+    for label, s in (("mean", mean), ("rstd", rstd)):
+        check_float(f"layer_norm_backward {label}", s)
+        if s.shape != x.shape[:-1]:
+            raise ValueError(f"layer_norm_backward expects {label} of shape {x.shape[:-1]} "
+                             f"for x of shape {x.shape}; got {s.shape}")
+
+
+def check_linear(x, weight, bias):
+    """x (R, Din), weight (Dout, Din), bias (Dout,) or None -> (R, Dout)."""
+    for label, a in (("x", x), ("weight", weight)):
+        check_float(f"linear_forward {label}", a)
+        if a.ndim != 2:
+            raise ValueError(f"linear_forward expects 2-D x (R, Din) and weight (Dout, Din); "
+                             f"got {label} of shape {a.shape}")
+    if x.shape[1] != weight.shape[1]:
+        raise ValueError(f"linear_forward: x {x.shape} has Din={x.shape[1]} but weight "
+                         f"{weight.shape} has Din={weight.shape[1]}")
+    if bias is not None:
+        check_float("linear_forward bias", bias)
+        if bias.shape != (weight.shape[0],):
+            raise ValueError(f"linear_forward expects bias of shape ({weight.shape[0]},); "
+                             f"got {bias.shape}")
+    return x.shape[0], weight.shape[0]

@@ -5,7 +5,9 @@ p padding, L number of sliding windows (Ho * Wo).
 """
 import numpy as np
 
-from minit2t.backends._checks import check_fold, check_matmul, check_unfold
+from minit2t.backends._checks import (check_fold, check_layer_norm, check_layer_norm_backward,
+                                      check_linear, check_matmul, check_same_shape, check_unfold)
+from minit2t.ops.special import normal_cdf, normal_pdf
 
 name = "numpy"
 
@@ -47,3 +49,78 @@ def fold(cols, output_size, kernel_size, stride, padding):
         for j in range(k):
             xp[:, :, i:i + s * Ho:s, j:j + s * Wo:s] += cols[:, :, i, j]
     return xp[:, :, p:p + H, p:p + W]                              # (B, C, H, W)
+
+
+# ---- fused kernels: the references of the C backend's ---------------------------
+# Legend: "..." any leading dims, D the normalised (last) dim, N the softmax dim.
+# Each works in its inputs' float dtype; the ops reach them through
+# minit2t.backends.kernel(name) when the active backend has no version of its own.
+
+def linear_forward(x, weight, bias=None):
+    """x (R, Din) @ weight.T (Din, Dout) + bias (Dout,) -> (R, Dout)."""
+    x, weight = np.asarray(x), np.asarray(weight)
+    bias = None if bias is None else np.asarray(bias)
+    check_linear(x, weight, bias)
+    y = x @ weight.T                                               # (R, Dout)
+    return y if bias is None else y + bias
+
+
+def gelu_forward(x):
+    """Exact GELU: x (...) -> x * Phi(x), Phi the standard normal CDF."""
+    x = np.asarray(x)
+    check_same_shape("gelu", x=x)
+    return x * normal_cdf(x)
+
+
+def gelu_backward(g, x):
+    """g, x (...) -> g * (Phi(x) + x * phi(x)), phi the standard normal density."""
+    g, x = np.asarray(g), np.asarray(x)
+    check_same_shape("gelu_backward", g=g, x=x)
+    dy = x * normal_pdf(x)
+    dy += normal_cdf(x)
+    return g * dy
+
+
+def layer_norm_forward(x, weight, bias, eps):
+    """x (..., D) -> y = (x - mean) * rstd * weight + bias (..., D), mean (...), rstd (...)."""
+    x, weight, bias = np.asarray(x), np.asarray(weight), np.asarray(bias)
+    check_layer_norm(x, weight, bias, eps)
+    mean = x.mean(axis=-1, keepdims=True)                          # (..., 1)
+    y = x - mean                                                   # (..., D)
+    rstd = 1 / np.sqrt(np.mean(y * y, axis=-1, keepdims=True) + eps)
+    y *= rstd
+    y = y * weight                                                 # may promote
+    y += bias
+    return y, mean[..., 0], rstd[..., 0]
+
+
+def layer_norm_backward(g, x, weight, mean, rstd):
+    """g, x (..., D) -> gx (..., D), gweight (D,), gbias (D,)."""
+    g, x, weight = np.asarray(g), np.asarray(x), np.asarray(weight)
+    mean, rstd = np.asarray(mean), np.asarray(rstd)
+    check_layer_norm_backward(g, x, weight, mean, rstd)
+    lead = tuple(range(g.ndim - 1))
+    xhat = (x - mean[..., None]) * rstd[..., None]                 # (..., D)
+    gw = (g * xhat).sum(axis=lead)                                 # (D,)
+    gb = g.sum(axis=lead)                                          # (D,)
+    gxhat = g * weight                                             # (..., D)
+    gx = gxhat - gxhat.mean(axis=-1, keepdims=True)
+    gx -= xhat * (gxhat * xhat).mean(axis=-1, keepdims=True)
+    gx *= rstd[..., None]
+    return gx, gw, gb
+
+
+def softmax_forward(x):
+    """x (..., N) -> exp(x - max) / sum(exp(x - max)) along the last dim."""
+    x = np.asarray(x)
+    check_same_shape("softmax", x=x)
+    y = np.exp(x - x.max(axis=-1, keepdims=True))
+    y /= y.sum(axis=-1, keepdims=True)
+    return y
+
+
+def softmax_backward(g, y):
+    """g, y (..., N) -> y * (g - sum(g * y)) along the last dim."""
+    g, y = np.asarray(g), np.asarray(y)
+    check_same_shape("softmax_backward", g=g, y=y)
+    return y * (g - (g * y).sum(axis=-1, keepdims=True))

@@ -17,10 +17,14 @@ def _check_last_dim(x, n, what):
 
 
 def linear(x, weight, bias=None):
-    """x (..., Din) @ weight.T (Din, Dout) + bias (Dout,) -> (..., Dout)."""
+    """x (..., Din) @ weight.T (Din, Dout) + bias (Dout,) -> (..., Dout), as one op."""
+    if not isinstance(weight, Tensor) or weight.ndim != 2:
+        got = weight.shape if isinstance(weight, Tensor) else type(weight).__name__
+        raise ValueError(f"linear expects weight as a (Dout, Din) Tensor, got {got}")
     _check_last_dim(x, weight.shape[1], "linear")
-    y = x @ weight.transpose(0, 1)                                   # (..., Dout)
-    return y + bias if bias is not None else y
+    if bias is None:
+        return ops.Linear.apply(x, weight)                           # (..., Dout)
+    return ops.Linear.apply(x, weight, bias)                         # (..., Dout)
 
 
 def layer_norm(x, weight, bias, eps=1e-5):

@@ -3,11 +3,12 @@ from minit2t.ops.activation import GELU, Dropout, LogSoftmax, Softmax
 from minit2t.ops.conv import Fold, Unfold
 from minit2t.ops.elementwise import Add, Cast, Div, Erf, Exp, Log, Mul, Neg, Pow, Sqrt, Sub, Tanh
 from minit2t.ops.function import Context, Function, unbroadcast
+from minit2t.ops.linear import Linear
 from minit2t.ops.matmul import MatMul
 from minit2t.ops.norm import LayerNorm
 from minit2t.ops.reduce import Max, Mean, Sum
 from minit2t.ops.shape import Concat, Expand, GetItem, Permute, Reshape
 
 __all__ = ["Add", "Concat", "Context", "Div", "Dropout", "Erf", "Exp", "Expand", "Fold", "Function",
-           "GELU", "GetItem", "LayerNorm", "Log", "LogSoftmax", "MatMul", "Max", "Mean", "Mul", "Neg",
+           "GELU", "GetItem", "LayerNorm", "Linear", "Log", "LogSoftmax", "MatMul", "Max", "Mean", "Mul", "Neg",
            "Permute", "Pow", "Reshape", "Softmax", "Sqrt", "Sub", "Sum", "Tanh", "Unfold", "unbroadcast"]

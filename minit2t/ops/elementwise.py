@@ -27,7 +27,7 @@ class Sub(Function):
     @staticmethod
     def backward(ctx, g):
         sa, sb = ctx.shapes
-        return unbroadcast(g, sa), unbroadcast(-g, sb)
+        return unbroadcast(g, sa), -unbroadcast(g, sb)              # negate after any reduction
 
 
 class Mul(Function):
@@ -39,7 +39,9 @@ class Mul(Function):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved
-        return unbroadcast(g * b, a.shape), unbroadcast(g * a, b.shape)
+        ga = unbroadcast(g * b, a.shape) if ctx.needs_input_grad(0) else None
+        gb = unbroadcast(g * a, b.shape) if ctx.needs_input_grad(1) else None
+        return ga, gb
 
 
 class Div(Function):
@@ -51,8 +53,9 @@ class Div(Function):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved
-        gb = unbroadcast(-g * a / (b * b), b.shape)
-        return unbroadcast(g / b, a.shape), gb
+        ga = unbroadcast(g / b, a.shape) if ctx.needs_input_grad(0) else None
+        gb = unbroadcast(-g * a / (b * b), b.shape) if ctx.needs_input_grad(1) else None
+        return ga, gb
 
 
 class Neg(Function):
@@ -158,4 +161,6 @@ class Erf(Function):
     @staticmethod
     def backward(ctx, g):
         (a,) = ctx.saved
-        return (g * (2 / np.sqrt(np.pi)) * np.exp(-a * a),)
+        d = np.exp(-a * a)
+        d *= 2 / np.sqrt(np.pi, dtype=d.dtype)                     # in a's dtype
+        return (g * d,)

@@ -26,6 +26,10 @@ class Context:
     def save_for_backward(self, *arrays):
         self.saved = arrays
 
+    def needs_input_grad(self, i):
+        """Whether input i wants a gradient (backward may return None for it otherwise)."""
+        return i < len(self.inputs) and self.inputs[i].requires_grad
+
 
 class Function:
     @staticmethod

@@ -56,12 +56,16 @@ class MatMul(Function):
             g = g[..., None]
         if len(sa) == 1:
             g = g[..., None, :]
-        ga = _mm(g, np.swapaxes(b, -1, -2))                         # (..., M, K)
-        if b.ndim == 2:
-            K, N = b.shape
-            gb = _mm(a.reshape(-1, a.shape[-1]).T, g.reshape(-1, N))  # (K, N)
-        else:
-            gb = _mm(np.swapaxes(a, -1, -2), g)                     # (..., K, N)
-        ga = unbroadcast(ga, a.shape).reshape(sa)
-        gb = unbroadcast(gb, b.shape).reshape(sb)
+        if g.ndim > 3 and not g.flags.c_contiguous:
+            g = np.ascontiguousarray(g)                             # once, not once per product
+        ga = gb = None
+        if ctx.needs_input_grad(0):
+            ga = _mm(g, np.swapaxes(b, -1, -2))                     # (..., M, K)
+            ga = unbroadcast(ga, a.shape).reshape(sa)
+        if ctx.needs_input_grad(1):
+            if b.ndim == 2:
+                gb = _mm(a.reshape(-1, a.shape[-1]).T, g.reshape(-1, b.shape[1]))  # (K, N)
+            else:
+                gb = _mm(np.swapaxes(a, -1, -2), g)                 # (..., K, N)
+            gb = unbroadcast(gb, b.shape).reshape(sb)
         return ga, gb

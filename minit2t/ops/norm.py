@@ -2,35 +2,27 @@
 
 Legend: D normalised (last) dimension; "..." any leading dims.
 """
-import numpy as np
-
+from minit2t.backends import kernel
 from minit2t.ops.function import Function
 
 
 class LayerNorm(Function):
-    """y = (x - mean) / sqrt(var + eps) * weight + bias, statistics over the last dim."""
+    """y = (x - mean) / sqrt(var + eps) * weight + bias, statistics over the last dim.
+
+    Runs the active backend's fused kernel (minit2t.backends.kernel); the
+    backward recomputes xhat from x and the saved mean and rstd (...)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps=1e-5):
-        D = x.shape[-1]
+        D = x.shape[-1] if x.ndim else None
         if weight.shape != (D,) or bias.shape != (D,):
             raise ValueError(f"layer_norm: weight and bias must be ({D},) for input {x.shape}, "
                              f"got {weight.shape} and {bias.shape}")
-        mu = x.mean(axis=-1, keepdims=True)                          # (..., 1)
-        xc = x - mu                                                  # (..., D)
-        var = (xc * xc).mean(axis=-1, keepdims=True)                 # (..., 1)
-        rstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype, copy=False)
-        xhat = xc * rstd                                             # (..., D)
-        ctx.save_for_backward(xhat, rstd, weight)
-        return xhat * weight + bias
+        y, mean, rstd = kernel("layer_norm_forward")(x, weight, bias, eps)   # (..., D), (...), (...)
+        ctx.save_for_backward(x, weight, mean, rstd)
+        return y
 
     @staticmethod
     def backward(ctx, g):
-        xhat, rstd, weight = ctx.saved
-        lead = tuple(range(g.ndim - 1))
-        gb = g.sum(axis=lead)                                        # (D,)
-        gw = (g * xhat).sum(axis=lead)                               # (D,)
-        gxhat = g * weight                                           # (..., D)
-        gx = rstd * (gxhat - gxhat.mean(axis=-1, keepdims=True)
-                     - xhat * (gxhat * xhat).mean(axis=-1, keepdims=True))
-        return gx, gw, gb
+        x, weight, mean, rstd = ctx.saved
+        return kernel("layer_norm_backward")(g, x, weight, mean, rstd)     # (..., D), (D,), (D,)

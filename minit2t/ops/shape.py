@@ -39,17 +39,23 @@ def _has_array_index(index):
 
 
 class GetItem(Function):
-    """a[index] for basic slicing and integer-array indexing."""
+    """a[index] for basic slicing and integer-array indexing.
+
+    The gradient is laid out in memory as `a` is (a permuted view gets a
+    permuted gradient), so the ops before it get it back contiguous:
+    q, k, v = qkv[0], qkv[1], qkv[2] of a permuted qkv costs no copy there."""
 
     @staticmethod
     def forward(ctx, a, index):
-        ctx.shape, ctx.dtype, ctx.index = a.shape, a.dtype, index
+        ctx.index = index
+        ctx.save_for_backward(a)                  # a view of the input: its shape and layout
         out = a[index]
         return np.ascontiguousarray(out) if isinstance(out, np.ndarray) else np.asarray(out)
 
     @staticmethod
     def backward(ctx, g):
-        grad = np.zeros(ctx.shape, dtype=g.dtype)
+        (a,) = ctx.saved
+        grad = np.zeros_like(a, dtype=g.dtype)    # a's shape and memory order
         if _has_array_index(ctx.index):
             np.add.at(grad, ctx.index, g)          # repeated indices accumulate
         else:

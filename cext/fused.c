@@ -1,0 +1,142 @@
+/* Fused elementwise kernels: GELU, layer norm and softmax, each forward
+ * and backward, as the reference loops and the dispatchers (the fast
+ * versions are in fused_fast.h, compiled per ISA).
+ *
+ * Legend: n elements; R rows of D (layer norm) or N (softmax) floats.
+ * Shapes of every argument are in minit2t.h. The references accumulate
+ * row sums in double; they are also the scalar path of CPUs without AVX2. */
+#include <math.h>
+#include "internal.h"
+
+/* Phi(x) = P(X <= x), X ~ N(0, 1), and its density phi(x), in double:
+ * erfc keeps the lower tail accurate, and x / sqrt 2 is not rounded to
+ * float (that alone would cost 2 x^2 / 2 ulps of Phi far in the tail). */
+static double normal_cdf(double x) { return 0.5 * erfc(-x * M_SQRT1_2); }
+
+static double normal_pdf(double x) { return exp(-0.5 * x * x) / sqrt(2.0 * M_PI); }
+
+void gelu_forward_ref(const float *x, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] = (float)(x[i] * normal_cdf(x[i]));
+}
+
+void gelu_backward_ref(const float *g, const float *x, float *gx, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        gx[i] = (float)(g[i] * (normal_cdf(x[i]) + x[i] * normal_pdf(x[i])));
+}
+
+void layer_norm_forward_ref(const float *x, int64_t sx, const float *w, const float *b,
+                            float eps, float *y, float *mean, float *rstd, int64_t r, int64_t d)
+{
+    for (int64_t i = 0; i < r; i++) {
+        const float *xi = x + i * sx;                       /* row i: (D,) */
+        double sum = 0.0, sq = 0.0;
+        for (int64_t j = 0; j < d; j++) sum += xi[j];
+        float mu = (float)(sum / (double)d);
+        for (int64_t j = 0; j < d; j++) sq += (double)(xi[j] - mu) * (xi[j] - mu);
+        float rs = (float)(1.0 / sqrt(sq / (double)d + eps));
+        for (int64_t j = 0; j < d; j++) y[i * d + j] = (xi[j] - mu) * rs * w[j] + b[j];
+        mean[i] = mu;
+        rstd[i] = rs;
+    }
+}
+
+void layer_norm_backward_ref(const float *g, int64_t sg, const float *x, int64_t sx,
+                             const float *w, const float *mean, const float *rstd,
+                             float *gx, float *gw, float *gb, int64_t r, int64_t d)
+{
+    for (int64_t j = 0; j < d; j++) gw[j] = gb[j] = 0.0f;
+    for (int64_t i = 0; i < r; i++) {
+        const float *gi = g + i * sg, *xi = x + i * sx;     /* row i: (D,) */
+        double s1 = 0.0, s2 = 0.0;                          /* sum g w, sum g w xh */
+        for (int64_t j = 0; j < d; j++) {
+            float xh = (xi[j] - mean[i]) * rstd[i];
+            s1 += gi[j] * w[j];
+            s2 += (double)gi[j] * w[j] * xh;
+            gw[j] += gi[j] * xh;
+            gb[j] += gi[j];
+        }
+        float c1 = (float)(s1 / (double)d), c2 = (float)(s2 / (double)d);
+        for (int64_t j = 0; j < d; j++) {
+            float xh = (xi[j] - mean[i]) * rstd[i];
+            gx[i * d + j] = rstd[i] * (gi[j] * w[j] - c1 - xh * c2);
+        }
+    }
+}
+
+void softmax_forward_ref(const float *x, float *y, int64_t r, int64_t n)
+{
+    for (int64_t i = 0; i < r; i++) {
+        const float *xi = x + i * n;                        /* row i: (N,) */
+        float *yi = y + i * n;
+        float mx = -INFINITY;
+        double sum = 0.0;
+        for (int64_t j = 0; j < n; j++) mx = xi[j] > mx ? xi[j] : mx;
+        for (int64_t j = 0; j < n; j++) sum += yi[j] = expf(xi[j] - mx);
+        for (int64_t j = 0; j < n; j++) yi[j] = (float)(yi[j] / sum);
+    }
+}
+
+void softmax_backward_ref(const float *g, const float *y, float *gx, int64_t r, int64_t n)
+{
+    for (int64_t i = 0; i < r; i++) {
+        const float *gi = g + i * n, *yi = y + i * n;       /* row i: (N,) */
+        double dot = 0.0;
+        for (int64_t j = 0; j < n; j++) dot += (double)gi[j] * yi[j];
+        for (int64_t j = 0; j < n; j++) gx[i * n + j] = yi[j] * (gi[j] - (float)dot);
+    }
+}
+
+/* ---- dispatchers: the best ISA of this CPU ------------------------------- */
+
+void gelu_forward(const float *x, float *y, int64_t n)
+{
+    int isa = minit2t_isa();
+    if (isa == ISA_AVX512) gelu_forward_avx512(x, y, n);
+    else if (isa == ISA_AVX2) gelu_forward_avx2(x, y, n);
+    else gelu_forward_ref(x, y, n);
+}
+
+void gelu_backward(const float *g, const float *x, float *gx, int64_t n)
+{
+    int isa = minit2t_isa();
+    if (isa == ISA_AVX512) gelu_backward_avx512(g, x, gx, n);
+    else if (isa == ISA_AVX2) gelu_backward_avx2(g, x, gx, n);
+    else gelu_backward_ref(g, x, gx, n);
+}
+
+void layer_norm_forward(const float *x, int64_t sx, const float *w, const float *b,
+                        float eps, float *y, float *mean, float *rstd, int64_t r, int64_t d)
+{
+    int isa = minit2t_isa();
+    if (isa == ISA_AVX512) layer_norm_forward_avx512(x, sx, w, b, eps, y, mean, rstd, r, d);
+    else if (isa == ISA_AVX2) layer_norm_forward_avx2(x, sx, w, b, eps, y, mean, rstd, r, d);
+    else layer_norm_forward_ref(x, sx, w, b, eps, y, mean, rstd, r, d);
+}
+
+void layer_norm_backward(const float *g, int64_t sg, const float *x, int64_t sx,
+                         const float *w, const float *mean, const float *rstd,
+                         float *gx, float *gw, float *gb, int64_t r, int64_t d)
+{
+    int isa = minit2t_isa();
+    if (isa == ISA_AVX512) layer_norm_backward_avx512(g, sg, x, sx, w, mean, rstd, gx, gw, gb, r, d);
+    else if (isa == ISA_AVX2) layer_norm_backward_avx2(g, sg, x, sx, w, mean, rstd, gx, gw, gb, r, d);
+    else layer_norm_backward_ref(g, sg, x, sx, w, mean, rstd, gx, gw, gb, r, d);
+}
+
+void softmax_forward(const float *x, float *y, int64_t r, int64_t n)
+{
+    int isa = minit2t_isa();
+    if (isa == ISA_AVX512) softmax_forward_avx512(x, y, r, n);
+    else if (isa == ISA_AVX2) softmax_forward_avx2(x, y, r, n);
+    else softmax_forward_ref(x, y, r, n);
+}
+
+void softmax_backward(const float *g, const float *y, float *gx, int64_t r, int64_t n)
+{
+    int isa = minit2t_isa();
+    if (isa == ISA_AVX512) softmax_backward_avx512(g, y, gx, r, n);
+    else if (isa == ISA_AVX2) softmax_backward_avx2(g, y, gx, r, n);
+    else softmax_backward_ref(g, y, gx, r, n);
+}

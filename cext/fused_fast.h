@@ -1,0 +1,244 @@
+/* The fast fused kernels (GELU, layer norm, softmax), written once and
+ * compiled per ISA: included by avx2.c and avx512.c after they define the
+ * vector macros (vmath.h lists them; also VLOAD, VSTORE, VW, VHSUM, VHMAX,
+ * and the tail macros VTAIL / VTAILMASK(n) / VLOADT(p, m, fill) /
+ * VSTORET(p, m, v) for the last n < VW floats of a row) and FUSED_NAME(f).
+ * Legend and argument shapes as in fused.c / minit2t.h: R rows, D or N
+ * the row length, n elements.
+ *
+ * Rows are independent, so threads take runs of rows (or of elements);
+ * layer norm's weight / bias gradients are summed per fixed chunk of rows
+ * and the chunks added in order, so the result is the same on any number
+ * of threads. */
+#include <math.h>
+#include <stdlib.h>
+#include "vmath.h"
+
+#define FN(f) FUSED_NAME(f)
+#define BLOCK 4096          /* elements per work item of the GELU loops */
+#define LN_CHUNK 32         /* rows per partial sum of layer norm's dw, db */
+
+static inline VF gelu_v(VF x)
+{
+    VF pdf;
+    return VMUL(x, vnormcdf(x, &pdf));
+}
+
+static inline VF gelu_grad_v(VF g, VF x)
+{
+    VF pdf, cdf = vnormcdf(x, &pdf);
+    return VMUL(g, VFMA(x, pdf, cdf));                     /* g (Phi + x phi) */
+}
+
+void FN(gelu_forward)(const float *x, float *y, int64_t n)
+{
+    int nt = minit2t_threads_for(40.0 * (double)n);
+    int64_t blocks = (n + BLOCK - 1) / BLOCK;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t t = 0; t < blocks; t++) {
+        int64_t i = t * BLOCK, end = MIN(n, i + BLOCK);
+        for (; i + 2 * VW <= end; i += 2 * VW) {         /* two independent chains */
+            VF a = gelu_v(VLOAD(x + i)), b = gelu_v(VLOAD(x + i + VW));
+            VSTORE(y + i, a);
+            VSTORE(y + i + VW, b);
+        }
+        for (; i + VW <= end; i += VW) VSTORE(y + i, gelu_v(VLOAD(x + i)));
+        if (i < end) {
+            VTAIL m = VTAILMASK(end - i);
+            VSTORET(y + i, m, gelu_v(VLOADT(x + i, m, 0.0f)));
+        }
+    }
+}
+
+void FN(gelu_backward)(const float *g, const float *x, float *gx, int64_t n)
+{
+    int nt = minit2t_threads_for(40.0 * (double)n);
+    int64_t blocks = (n + BLOCK - 1) / BLOCK;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t t = 0; t < blocks; t++) {
+        int64_t i = t * BLOCK, end = MIN(n, i + BLOCK);
+        for (; i + VW <= end; i += VW) VSTORE(gx + i, gelu_grad_v(VLOAD(g + i), VLOAD(x + i)));
+        if (i < end) {
+            VTAIL m = VTAILMASK(end - i);
+            VSTORET(gx + i, m, gelu_grad_v(VLOADT(g + i, m, 0.0f), VLOADT(x + i, m, 0.0f)));
+        }
+    }
+}
+
+/* ---- layer norm ----------------------------------------------------------- */
+
+/* One row: y = (x - mu) * rstd * w + b; returns mu, rstd. Tail lanes load
+ * mu, so they add nothing to the variance. */
+static void ln_row(const float *x, const float *w, const float *b, float eps,
+                   int64_t d, float *y, float *mean, float *rstd)
+{
+    VF acc = VSET1(0.0f);
+    int64_t j = 0;
+    for (; j + VW <= d; j += VW) acc = VADD(acc, VLOAD(x + j));
+    if (j < d) acc = VADD(acc, VLOADT(x + j, VTAILMASK(d - j), 0.0f));
+    float mu = VHSUM(acc) / (float)d;
+    VF vm = VSET1(mu), sq = VSET1(0.0f);
+    for (j = 0; j + VW <= d; j += VW) {
+        VF c = VSUB(VLOAD(x + j), vm);
+        sq = VFMA(c, c, sq);
+    }
+    if (j < d) {
+        VF c = VSUB(VLOADT(x + j, VTAILMASK(d - j), mu), vm);
+        sq = VFMA(c, c, sq);
+    }
+    float rs = 1.0f / sqrtf(VHSUM(sq) / (float)d + eps);
+    VF vr = VSET1(rs);
+    for (j = 0; j + VW <= d; j += VW) {
+        VF xh = VMUL(VSUB(VLOAD(x + j), vm), vr);
+        VSTORE(y + j, VFMA(xh, VLOAD(w + j), VLOAD(b + j)));
+    }
+    if (j < d) {
+        VTAIL m = VTAILMASK(d - j);
+        VF xh = VMUL(VSUB(VLOADT(x + j, m, mu), vm), vr);
+        VSTORET(y + j, m, VFMA(xh, VLOADT(w + j, m, 0.0f), VLOADT(b + j, m, 0.0f)));
+    }
+    *mean = mu;
+    *rstd = rs;
+}
+
+void FN(layer_norm_forward)(const float *x, int64_t sx, const float *w, const float *b,
+                            float eps, float *y, float *mean, float *rstd, int64_t r, int64_t d)
+{
+    int nt = minit2t_threads_for(10.0 * (double)r * (double)d);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t i = 0; i < r; i++)
+        ln_row(x + i * sx, w, b, eps, d, y + i * d, mean + i, rstd + i);
+}
+
+/* One row of the backward: gx = rstd (g w - mean(g w) - xh mean(g w xh)),
+ * xh = (x - mu) rstd; adds g xh to pw and g to pb. Tail lanes load g = 0. */
+static void ln_row_backward(const float *g, const float *x, const float *w, float mu,
+                            float rs, int64_t d, float *gx, float *pw, float *pb)
+{
+    VF vm = VSET1(mu), vr = VSET1(rs), s1 = VSET1(0.0f), s2 = VSET1(0.0f);
+    int64_t j = 0;
+    for (; j + VW <= d; j += VW) {
+        VF gv = VLOAD(g + j), xh = VMUL(VSUB(VLOAD(x + j), vm), vr);
+        VF gw = VMUL(gv, VLOAD(w + j));
+        s1 = VADD(s1, gw);
+        s2 = VFMA(gw, xh, s2);
+        VSTORE(pw + j, VFMA(gv, xh, VLOAD(pw + j)));
+        VSTORE(pb + j, VADD(gv, VLOAD(pb + j)));
+    }
+    if (j < d) {
+        VTAIL m = VTAILMASK(d - j);
+        VF gv = VLOADT(g + j, m, 0.0f), xh = VMUL(VSUB(VLOADT(x + j, m, mu), vm), vr);
+        VF gw = VMUL(gv, VLOADT(w + j, m, 0.0f));
+        s1 = VADD(s1, gw);
+        s2 = VFMA(gw, xh, s2);
+        VSTORET(pw + j, m, VFMA(gv, xh, VLOADT(pw + j, m, 0.0f)));
+        VSTORET(pb + j, m, VADD(gv, VLOADT(pb + j, m, 0.0f)));
+    }
+    VF c1 = VSET1(VHSUM(s1) / (float)d), c2 = VSET1(VHSUM(s2) / (float)d);
+    for (j = 0; j + VW <= d; j += VW) {
+        VF gw = VMUL(VLOAD(g + j), VLOAD(w + j)), xh = VMUL(VSUB(VLOAD(x + j), vm), vr);
+        VSTORE(gx + j, VMUL(vr, VSUB(VSUB(gw, c1), VMUL(xh, c2))));
+    }
+    if (j < d) {
+        VTAIL m = VTAILMASK(d - j);
+        VF gw = VMUL(VLOADT(g + j, m, 0.0f), VLOADT(w + j, m, 0.0f));
+        VF xh = VMUL(VSUB(VLOADT(x + j, m, mu), vm), vr);
+        VSTORET(gx + j, m, VMUL(vr, VSUB(VSUB(gw, c1), VMUL(xh, c2))));
+    }
+}
+
+void FN(layer_norm_backward)(const float *g, int64_t sg, const float *x, int64_t sx,
+                             const float *w, const float *mean, const float *rstd,
+                             float *gx, float *gw, float *gb, int64_t r, int64_t d)
+{
+    int64_t chunks = (r + LN_CHUNK - 1) / LN_CHUNK;
+    float *part = calloc((size_t)chunks * 2 * (size_t)d + 1, sizeof(float));
+    if (!part) {                                  /* out of memory: the loops need none */
+        layer_norm_backward_ref(g, sg, x, sx, w, mean, rstd, gx, gw, gb, r, d);
+        return;
+    }
+    int nt = minit2t_threads_for(14.0 * (double)r * (double)d);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t c = 0; c < chunks; c++) {               /* chunk c: rows, partial sums */
+        float *pw = part + 2 * c * d, *pb = pw + d;
+        for (int64_t i = c * LN_CHUNK; i < MIN(r, (c + 1) * LN_CHUNK); i++)
+            ln_row_backward(g + i * sg, x + i * sx, w, mean[i], rstd[i], d, gx + i * d, pw, pb);
+    }
+    for (int64_t j = 0; j < d; j++) {
+        float sw = 0.0f, sb = 0.0f;
+        for (int64_t c = 0; c < chunks; c++) {
+            sw += part[2 * c * d + j];
+            sb += part[(2 * c + 1) * d + j];
+        }
+        gw[j] = sw;
+        gb[j] = sb;
+    }
+    free(part);
+}
+
+/* ---- softmax ---------------------------------------------------------------- */
+
+/* One row: y = exp(x - max) / sum. Tail lanes load -inf: exp gives 0. */
+static void softmax_row(const float *x, float *y, int64_t n)
+{
+    const float ninf = -__builtin_inff();
+    VF mx = VSET1(ninf);
+    int64_t j = 0;
+    for (; j + VW <= n; j += VW) mx = VMAX(mx, VLOAD(x + j));
+    if (j < n) mx = VMAX(mx, VLOADT(x + j, VTAILMASK(n - j), ninf));
+    VF vm = VSET1(VHMAX(mx)), acc = VSET1(0.0f);
+    for (j = 0; j + VW <= n; j += VW) {
+        VF e = vexp(VSUB(VLOAD(x + j), vm));
+        VSTORE(y + j, e);
+        acc = VADD(acc, e);
+    }
+    if (j < n) {
+        VTAIL m = VTAILMASK(n - j);
+        VF e = vexp(VSUB(VLOADT(x + j, m, ninf), vm));
+        VSTORET(y + j, m, e);
+        acc = VADD(acc, e);
+    }
+    VF inv = VSET1(1.0f / VHSUM(acc));
+    for (j = 0; j + VW <= n; j += VW) VSTORE(y + j, VMUL(VLOAD(y + j), inv));
+    if (j < n) {
+        VTAIL m = VTAILMASK(n - j);
+        VSTORET(y + j, m, VMUL(VLOADT(y + j, m, 0.0f), inv));
+    }
+}
+
+void FN(softmax_forward)(const float *x, float *y, int64_t r, int64_t n)
+{
+    int nt = minit2t_threads_for(30.0 * (double)r * (double)n);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t i = 0; i < r; i++) softmax_row(x + i * n, y + i * n, n);
+}
+
+/* One row: gx = y (g - sum(g y)). */
+static void softmax_row_backward(const float *g, const float *y, float *gx, int64_t n)
+{
+    VF acc = VSET1(0.0f);
+    int64_t j = 0;
+    for (; j + VW <= n; j += VW) acc = VFMA(VLOAD(g + j), VLOAD(y + j), acc);
+    if (j < n) {
+        VTAIL m = VTAILMASK(n - j);
+        acc = VFMA(VLOADT(g + j, m, 0.0f), VLOADT(y + j, m, 0.0f), acc);
+    }
+    VF dot = VSET1(VHSUM(acc));
+    for (j = 0; j + VW <= n; j += VW)
+        VSTORE(gx + j, VMUL(VLOAD(y + j), VSUB(VLOAD(g + j), dot)));
+    if (j < n) {
+        VTAIL m = VTAILMASK(n - j);
+        VSTORET(gx + j, m, VMUL(VLOADT(y + j, m, 0.0f), VSUB(VLOADT(g + j, m, 0.0f), dot)));
+    }
+}
+
+void FN(softmax_backward)(const float *g, const float *y, float *gx, int64_t r, int64_t n)
+{
+    int nt = minit2t_threads_for(6.0 * (double)r * (double)n);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t i = 0; i < r; i++) softmax_row_backward(g + i * n, y + i * n, gx + i * n, n);
+}
+
+#undef FN
+#undef BLOCK
+#undef LN_CHUNK

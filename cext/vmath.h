@@ -1,0 +1,79 @@
+/* Vector exp and the normal CDF, written once for any vector width.
+ * Included by fused_fast.h (compiled per ISA) after the including file has
+ * defined the vector macros (see avx2.c / avx512.c):
+ *   VF  vector of VW floats     VMASK  a lane mask
+ *   VSET1, VADD, VSUB, VMUL, VDIV, VMIN, VMAX, VABS, VROUND (to nearest)
+ *   VFMA(a, b, c) = a*b + c     VFNMA(a, b, c) = c - a*b
+ *   VFMS(a, b, c) = a*b - c     VSCALE(x, n) = x * 2^n (n integral, as VF)
+ *   VLT, VGT (ordered compares -> VMASK), VNAN(a) (unordered lanes)
+ *   VSEL(m, a, b) = m ? b : a, lane by lane
+ * Coefficients: least-squares fits of relative error on Chebyshev nodes
+ * (float64), rounded to float32; measured against double precision they
+ * stay within a few float32 ulps (see tests/test_fused.py). */
+
+/* exp(x), lane by lane. r = x - n ln2 with |r| <= ln2 / 2 (ln2 split in a
+ * high part exact in n * hi and a low part), exp(r) a degree-6 polynomial,
+ * then 2^n added to the exponent bits. n is kept in [-125, 128] so the
+ * exponent add stays normal: results below exp(-86.64) ~ 2.4e-38 flush to
+ * 0, x > ln(FLT_MAX) gives inf, NaN stays NaN. */
+static inline VF vexp(VF x)
+{
+    const VF lo = VSET1(-86.643f), hi = VSET1(88.7228f);
+    VF xc = VMIN(hi, VMAX(lo, x));
+    VF n = VROUND(VMUL(xc, VSET1(1.44269504f)));
+    VF r = VFNMA(n, VSET1(0.693145752f), xc);
+    r = VFNMA(n, VSET1(1.42860682e-6f), r);
+    VF p = VSET1(1.38368306e-3f);
+    p = VFMA(p, r, VSET1(8.37481581e-3f));
+    p = VFMA(p, r, VSET1(4.16682251e-2f));
+    p = VFMA(p, r, VSET1(1.66664198e-1f));
+    p = VFMA(p, r, VSET1(4.99999911e-1f));
+    p = VFMA(p, r, VSET1(1.0f));
+    p = VFMA(p, r, VSET1(1.0f));
+    VF e = VSCALE(p, n);
+    e = VSEL(VLT(x, lo), e, VSET1(0.0f));
+    e = VSEL(VGT(x, hi), e, VSET1(__builtin_inff()));
+    return VSEL(VNAN(x), e, x);
+}
+
+/* Phi(x) = P(X <= x) for X ~ N(0, 1), and in *pdf its density
+ * phi(x) = exp(-x^2 / 2) / sqrt(2 pi). With z = |x| / sqrt 2:
+ *   z < 0.8:  Phi = 1/2 + 1/2 erf(x / sqrt 2), erf(z) = z * P(z^2)
+ *   z >= 0.8: erfc(z) = exp(-z^2) t W(t), t = 1 / (1 + z/2), and
+ *             Phi = erfc(z) / 2 for x < 0, 1 - erfc(z) / 2 for x > 0,
+ * so the lower tail keeps its relative accuracy (no 1 + erf cancellation).
+ * exp(-z^2) = exp(-x^2 / 2) is exp(-h/2) (1 - l/2) with x^2 = h + l split
+ * exactly by an FMA: a rounded z would cost 2 z^2 ulps of erfc(z) in the
+ * tail. |x| is capped at 14, where Phi is 0 or 1 in float32. */
+static inline VF vnormcdf(VF x, VF *pdf)
+{
+    VF ax = VMIN(VSET1(14.0f), VABS(x));
+    VF h = VMUL(ax, ax);
+    VF l = VFMS(ax, ax, h);
+    VF ez = VMUL(vexp(VMUL(h, VSET1(-0.5f))), VFNMA(l, VSET1(0.5f), VSET1(1.0f)));
+    *pdf = VMUL(ez, VSET1(0.398942280f));                           /* exp(-z^2) / sqrt(2 pi) */
+    VF z = VMUL(ax, VSET1(0.707106781f));
+    h = VMUL(h, VSET1(0.5f));                                        /* z^2 */
+    VF s = VSET1(-6.53547584e-4f);                                   /* erf(z) / z */
+    s = VFMA(s, h, VSET1(5.08517260e-3f));
+    s = VFMA(s, h, VSET1(-2.68208347e-2f));
+    s = VFMA(s, h, VSET1(1.12831138e-1f));
+    s = VFMA(s, h, VSET1(-3.76126021e-1f));
+    s = VFMA(s, h, VSET1(1.12837911f));
+    VF erf = VMUL(VMUL(x, VSET1(0.707106781f)), s);
+    VF small = VFMA(erf, VSET1(0.5f), VSET1(0.5f));
+    VF t = VDIV(VSET1(1.0f), VFMA(z, VSET1(0.5f), VSET1(1.0f)));
+    VF w = VSET1(-5.32479845e-2f);                                   /* erfc(z) e^{z^2} / t */
+    w = VFMA(w, t, VSET1(2.69708455e-1f));
+    w = VFMA(w, t, VSET1(-4.74816948e-1f));
+    w = VFMA(w, t, VSET1(2.77242631e-1f));
+    w = VFMA(w, t, VSET1(-3.15749571e-2f));
+    w = VFMA(w, t, VSET1(2.06058875e-1f));
+    w = VFMA(w, t, VSET1(2.42105067e-1f));
+    w = VFMA(w, t, VSET1(2.82517374e-1f));
+    w = VFMA(w, t, VSET1(2.82078564e-1f));
+    VF half = VMUL(VMUL(ez, t), VMUL(w, VSET1(0.5f)));             /* erfc(z) / 2 */
+    VF large = VSEL(VLT(x, VSET1(0.0f)), VSUB(VSET1(1.0f), half), half);
+    VF out = VSEL(VLT(z, VSET1(0.8f)), large, small);
+    return VSEL(VNAN(x), out, x);
+}
