@@ -156,7 +156,7 @@ void sgemm_blocked(const gemm_arch *g, int64_t bt, int64_t m, int64_t n,
     }
     int nt = minit2t_threads_for(2.0 * (double)bt * (double)m * (double)n * (double)k);
     if (nt > 1 && (bt >= 4 * nt || bt % nt == 0)) {
-#pragma omp parallel for num_threads(nt) schedule(static)
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
         for (int64_t t = 0; t < bt; t++) {
             gemm_problem P = problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc);
             gemm_serial(g, &P);
