@@ -1,6 +1,6 @@
 /* The AVX2 + FMA kernels: the GEMM micro-kernel (6 x 16 tile) with its
  * blocking, the fast unfold/fold and the fused elementwise kernels (GELU,
- * layer norm, softmax). Only this file is compiled for AVX2;
+ * layer norm, softmax, strided copy). Only this file is compiled for AVX2;
  * the dispatchers call it only on CPUs that have it (cpu.c). */
 #include "internal.h"
 
@@ -89,6 +89,7 @@ static inline float hmax_avx2(__m256 v)
 
 #define FUSED_NAME(f) f##_avx2
 #include "fused_fast.h"
+#include "copy_fast.h"
 
 #else  /* not x86-64: never dispatched to; the reference keeps it correct */
 void sgemm_avx2(int64_t bt, int64_t m, int64_t n, int64_t k,

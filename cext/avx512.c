@@ -1,6 +1,6 @@
 /* The AVX-512F kernels: the GEMM micro-kernel (12 x 32 tile) with its
  * blocking, the fast unfold/fold and the fused elementwise kernels (GELU,
- * layer norm, softmax). Only this file is compiled for AVX-512;
+ * layer norm, softmax, strided copy). Only this file is compiled for AVX-512;
  * the dispatchers call it only on CPUs that have it (cpu.c). */
 #include "internal.h"
 
@@ -72,6 +72,7 @@ void sgemm_bias_avx512(int64_t bt, int64_t m, int64_t n, int64_t k,
 
 #define FUSED_NAME(f) f##_avx512
 #include "fused_fast.h"
+#include "copy_fast.h"
 
 #else  /* not x86-64: never dispatched to; the reference keeps it correct */
 void sgemm_avx512(int64_t bt, int64_t m, int64_t n, int64_t k,

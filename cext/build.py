@@ -18,7 +18,7 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ["cpu.c", "gemm.c", "gemm_threads.c", "im2col.c", "fused.c", "avx2.c", "avx512.c"]
 HEADERS = ["minit2t.h", "internal.h", "gemm_kernel.h", "im2col_fast.h", "runs.h",
-           "vmath.h", "fused_fast.h", "fused_stubs.h"]
+           "vmath.h", "fused_fast.h", "copy_fast.h", "fused_stubs.h"]
 
 
 def _cdef():

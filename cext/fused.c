@@ -1,6 +1,6 @@
 /* Fused elementwise kernels: GELU, layer norm and softmax, each forward
- * and backward, as the reference loops and the dispatchers (the fast
- * versions are in fused_fast.h, compiled per ISA).
+ * and backward, and the strided copy, as the reference loops and the
+ * dispatchers (the fast versions are in fused_fast.h, compiled per ISA).
  *
  * Legend: n elements; R rows of D (layer norm) or N (softmax) floats.
  * Shapes of every argument are in minit2t.h. The references accumulate
@@ -88,6 +88,22 @@ void softmax_backward_ref(const float *g, const float *y, float *gx, int64_t r, 
     }
 }
 
+void copy_strided_ref(const float *src, const int64_t *ss, float *dst, const int64_t *ds,
+                      const int64_t *shape, int64_t nd)
+{
+    int64_t idx[8] = {0}, total = 1;
+    for (int64_t i = 0; i < nd; i++) total *= shape[i];
+    for (int64_t t = 0; t < total; t++) {
+        int64_t so = 0, dof = 0;
+        for (int64_t i = 0; i < nd; i++) {
+            so += idx[i] * ss[i];
+            dof += idx[i] * ds[i];
+        }
+        dst[dof] = src[so];
+        for (int64_t i = nd - 1; i >= 0 && ++idx[i] == shape[i]; i--) idx[i] = 0;  /* next index */
+    }
+}
+
 /* ---- dispatchers: the best ISA of this CPU ------------------------------- */
 
 void gelu_forward(const float *x, float *y, int64_t n)
@@ -123,6 +139,15 @@ void layer_norm_backward(const float *g, int64_t sg, const float *x, int64_t sx,
     if (isa == ISA_AVX512) layer_norm_backward_avx512(g, sg, x, sx, w, mean, rstd, gx, gw, gb, r, d);
     else if (isa == ISA_AVX2) layer_norm_backward_avx2(g, sg, x, sx, w, mean, rstd, gx, gw, gb, r, d);
     else layer_norm_backward_ref(g, sg, x, sx, w, mean, rstd, gx, gw, gb, r, d);
+}
+
+void copy_strided(const float *src, const int64_t *ss, float *dst, const int64_t *ds,
+                  const int64_t *shape, int64_t nd)
+{
+    int isa = minit2t_isa();
+    if (isa == ISA_AVX512) copy_strided_avx512(src, ss, dst, ds, shape, nd);
+    else if (isa == ISA_AVX2) copy_strided_avx2(src, ss, dst, ds, shape, nd);
+    else copy_strided_ref(src, ss, dst, ds, shape, nd);
 }
 
 void softmax_forward(const float *x, float *y, int64_t r, int64_t n)

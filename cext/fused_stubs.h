@@ -29,3 +29,8 @@ void FUSED_NAME(softmax_backward)(const float *g, const float *y, float *gx, int
 {
     softmax_backward_ref(g, y, gx, r, n);
 }
+void FUSED_NAME(copy_strided)(const float *src, const int64_t *ss, float *dst, const int64_t *ds,
+                              const int64_t *shape, int64_t nd)
+{
+    copy_strided_ref(src, ss, dst, ds, shape, nd);
+}

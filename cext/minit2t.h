@@ -139,6 +139,21 @@ void softmax_backward_avx2(const float *g, const float *y, float *gx, int64_t r,
 void softmax_backward_avx512(const float *g, const float *y, float *gx, int64_t r, int64_t n);
 void softmax_backward(const float *g, const float *y, float *gx, int64_t r, int64_t n);
 
+/* ---- strided copy: dst[i] = src[i] for every index i of `shape` ----------
+ * shape (nd,), 1 <= nd <= 8; ss, ds the element strides of src and dst (any
+ * sign; a 0 in ss repeats src along that dim, e.g. a fill from one float).
+ * dst must not overlap src. The fast versions merge dims that are
+ * contiguous in both, copy the innermost runs with vectors, and split the
+ * rows over threads. */
+void copy_strided_ref(const float *src, const int64_t *ss, float *dst, const int64_t *ds,
+                      const int64_t *shape, int64_t nd);
+void copy_strided_avx2(const float *src, const int64_t *ss, float *dst, const int64_t *ds,
+                       const int64_t *shape, int64_t nd);
+void copy_strided_avx512(const float *src, const int64_t *ss, float *dst, const int64_t *ds,
+                         const int64_t *shape, int64_t nd);
+void copy_strided(const float *src, const int64_t *ss, float *dst, const int64_t *ds,
+                  const int64_t *shape, int64_t nd);
+
 /* ---- instruction set and threads ----------------------------------------
  * ISA levels: 0 scalar (the _ref loops), 1 AVX2+FMA, 2 AVX-512F.
  * minit2t_cpu_isa: the best level this CPU runs; minit2t_isa: the level the

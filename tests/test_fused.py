@@ -122,6 +122,45 @@ def test_sgemm_bias_every_level(c, case, seed):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=4e-6 * (k + 1), err_msg=level)
 
 
+@given(shape=st.lists(st.integers(1, 6), min_size=1, max_size=5).map(tuple), seed=seeds,
+       fill=st.booleans())
+def test_copy_strided_every_level(c, shape, seed, fill):
+    rng = np.random.default_rng(seed)
+    big = f32(seed, tuple(2 * n + 1 for n in shape))
+    steps = tuple(int(rng.choice([1, 2, -1])) for _ in shape)
+    src = big[tuple(slice(None, None, st_) for st_ in steps)][tuple(slice(0, n) for n in shape)]
+    perm = rng.permutation(len(shape))
+    src = np.broadcast_to(np.float32(2.5), shape) if fill else src.transpose(perm).transpose(np.argsort(perm))
+    dst_base = out(tuple(np.array(shape)[perm]))                    # dst laid out in another order
+    for level in levels(c):
+        dst = dst_base.copy().transpose(np.argsort(perm))
+        getattr(c.lib, "copy_strided_" + level)(c._ptr(src), c._strides(src, range(src.ndim)), c._ptr(dst),
+                                                c._strides(dst, range(dst.ndim)), c.ffi.new("int64_t[]", shape),
+                                                len(shape))
+        np.testing.assert_array_equal(dst, src, err_msg=level)
+
+
+def test_c_copy_into(c):
+    a = f32(3, (64, 65, 3, 4, 32))
+    src = a.transpose(2, 0, 3, 1, 4)[1]                              # the q of a permuted qkv
+    dst = c.copy_into(np.empty(src.shape, np.float32), src)
+    np.testing.assert_array_equal(dst, src)
+    grad = np.zeros_like(a.transpose(2, 0, 3, 1, 4))
+    c.copy_into(grad[2], dst)                                        # a scatter into a strided view
+    np.testing.assert_array_equal(grad[2], src)
+    assert not grad[:2].any()
+    np.testing.assert_array_equal(c.copy_into(np.empty((3, 4)), src[0, 0, :3, :4].astype(np.float64)),
+                                  src[0, 0, :3, :4])                 # float64: the reference
+    x = f32(4, (200, 300))
+    want = x[:, 1:].copy()
+    c.copy_into(x[:, :-1], x[:, 1:])                                 # overlapping: NumPy's copy
+    np.testing.assert_array_equal(x[:, :-1], want)
+    with pytest.raises(ValueError, match="one shape"):
+        c.copy_into(np.empty((2, 3), np.float32), np.ones((3, 2), np.float32))
+    with pytest.raises(ValueError, match="writeable"):
+        c.copy_into(np.broadcast_to(np.float32(0), (4,)), np.ones(4, np.float32))
+
+
 # ---- the backend functions: C against the reference and torch ----------------------
 
 @pytest.mark.parametrize("r, din, dout", [(1, 1, 1), (37, 5, 17), (300, 130, 70), (9, 700, 33)])

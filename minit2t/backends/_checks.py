@@ -147,3 +147,13 @@ def check_linear(x, weight, bias):
             raise ValueError(f"linear_forward expects bias of shape ({weight.shape[0]},); "
                              f"got {bias.shape}")
     return x.shape[0], weight.shape[0]
+
+
+def check_copy(dst, src):
+    """dst and src floating-point arrays of one shape; dst writeable."""
+    check_float("copy_into dst", dst)
+    check_float("copy_into src", src)
+    if dst.shape != src.shape:
+        raise ValueError(f"copy_into expects dst and src of one shape; got dst {dst.shape}, src {src.shape}")
+    if not dst.flags.writeable:
+        raise ValueError("copy_into expects a writeable dst")

@@ -5,7 +5,7 @@ p padding, L number of sliding windows (Ho * Wo).
 """
 import numpy as np
 
-from minit2t.backends._checks import (check_fold, check_layer_norm, check_layer_norm_backward,
+from minit2t.backends._checks import (check_copy, check_fold, check_layer_norm, check_layer_norm_backward,
                                       check_linear, check_matmul, check_same_shape, check_unfold)
 from minit2t.ops.special import normal_cdf, normal_pdf
 
@@ -55,6 +55,14 @@ def fold(cols, output_size, kernel_size, stride, padding):
 # Legend: "..." any leading dims, D the normalised (last) dim, N the softmax dim.
 # Each works in its inputs' float dtype; the ops reach them through
 # minit2t.backends.kernel(name) when the active backend has no version of its own.
+
+def copy_into(dst, src):
+    """dst[...] = src for arrays of one shape, any layouts (a layout change); returns dst."""
+    dst, src = np.asarray(dst), np.asarray(src)
+    check_copy(dst, src)
+    np.copyto(dst, src)
+    return dst
+
 
 def linear_forward(x, weight, bias=None):
     """x (R, Din) @ weight.T (Din, Dout) + bias (Dout,) -> (R, Dout)."""

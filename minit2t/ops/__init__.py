@@ -10,5 +10,5 @@ from minit2t.ops.reduce import Max, Mean, Sum
 from minit2t.ops.shape import Concat, Expand, GetItem, Permute, Reshape
 
 __all__ = ["Add", "Concat", "Context", "Div", "Dropout", "Erf", "Exp", "Expand", "Fold", "Function",
-           "GELU", "GetItem", "LayerNorm", "Linear", "Log", "LogSoftmax", "MatMul", "Max", "Mean", "Mul", "Neg",
-           "Permute", "Pow", "Reshape", "Softmax", "Sqrt", "Sub", "Sum", "Tanh", "Unfold", "unbroadcast"]
+           "GELU", "GetItem", "LayerNorm", "Linear", "Log", "LogSoftmax", "MatMul", "Max", "Mean", "Mul",
+           "Neg", "Permute", "Pow", "Reshape", "Softmax", "Sqrt", "Sub", "Sum", "Tanh", "Unfold", "unbroadcast"]

@@ -69,6 +69,23 @@ def unbroadcast(grad, shape):
     return grad.reshape(shape)
 
 
+def contiguous(x):
+    """x when C-contiguous, else a C-contiguous copy made by the active backend's
+    copy kernel (the C backend's copies strided layouts on all threads)."""
+    if x.flags.c_contiguous:
+        return x
+    from minit2t.backends import kernel
+    return kernel("copy_into")(np.empty(x.shape, x.dtype), x)
+
+
+def reshape(x, shape):
+    """x.reshape(shape): a view when x's strides allow one, else a copy through contiguous()."""
+    try:
+        return np.reshape(x, shape, copy=False)
+    except ValueError:
+        return contiguous(x).reshape(shape)
+
+
 def as_dtype(x, dtype):
     """x as an ndarray of `dtype` (no copy when it already is)."""
     return np.asarray(x, dtype=dtype)

@@ -10,7 +10,7 @@ the backend's GEMM, the transposes as strides:
     gb = sum of g's rows
 """
 from minit2t.backends import get_backend
-from minit2t.ops.function import Function
+from minit2t.ops.function import Function, reshape
 
 
 def _add_bias(y, bias):
@@ -31,7 +31,7 @@ class Linear(Function):
         Dout = weight.shape[0]
         if bias is not None and bias.shape != (Dout,):
             raise ValueError(f"linear: bias must be ({Dout},) for weight {weight.shape}, got {bias.shape}")
-        x2 = x.reshape(-1, x.shape[-1])                                   # (R, Din)
+        x2 = reshape(x, (-1, x.shape[-1]))                                # (R, Din)
         be = get_backend()
         if hasattr(be, "linear_forward"):                                 # bias added in the GEMM
             y = be.linear_forward(x2, weight, bias)                       # (R, Dout)
@@ -46,7 +46,7 @@ class Linear(Function):
     @staticmethod
     def backward(ctx, g):
         x2, weight = ctx.saved
-        g2 = g.reshape(-1, weight.shape[0])                              # (R, Dout)
+        g2 = reshape(g, (-1, weight.shape[0]))                           # (R, Dout)
         be = get_backend()
         gx = be.matmul(g2, weight).reshape(ctx.shape) if ctx.needs_input_grad(0) else None
         gw = be.matmul(g2.T, x2) if ctx.needs_input_grad(1) else None     # (Dout, Din)

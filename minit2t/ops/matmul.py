@@ -6,7 +6,7 @@ The backend sees only 2-D (M, K) @ (K, N) and 3-D (Bt, M, K) @ (Bt, K, N).
 import numpy as np
 
 from minit2t.backends import get_backend
-from minit2t.ops.function import Function, unbroadcast
+from minit2t.ops.function import Function, contiguous, reshape, unbroadcast
 
 
 def _mm(a, b):
@@ -14,11 +14,11 @@ def _mm(a, b):
     be = get_backend()
     M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
     if b.ndim == 2:                                                # weights: fold batch into rows
-        out = be.matmul(a.reshape(-1, K), b)                       # (B*M, N)
+        out = be.matmul(reshape(a, (-1, K)), b)                    # (B*M, N)
         return out.reshape(a.shape[:-1] + (N,))                    # (..., M, N)
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    a3 = np.broadcast_to(a, batch + (M, K)).reshape(-1, M, K)      # (Bt, M, K)
-    b3 = np.broadcast_to(b, batch + (K, N)).reshape(-1, K, N)      # (Bt, K, N)
+    a3 = reshape(np.broadcast_to(a, batch + (M, K)), (-1, M, K))   # (Bt, M, K)
+    b3 = reshape(np.broadcast_to(b, batch + (K, N)), (-1, K, N))   # (Bt, K, N)
     return be.matmul(a3, b3).reshape(batch + (M, N))               # (..., M, N)
 
 
@@ -56,8 +56,8 @@ class MatMul(Function):
             g = g[..., None]
         if len(sa) == 1:
             g = g[..., None, :]
-        if g.ndim > 3 and not g.flags.c_contiguous:
-            g = np.ascontiguousarray(g)                             # once, not once per product
+        if g.ndim > 3:
+            g = contiguous(g)                                       # once, not once per product
         ga = gb = None
         if ctx.needs_input_grad(0):
             ga = _mm(g, np.swapaxes(b, -1, -2))                     # (..., M, K)

@@ -2,7 +2,8 @@
 indexing, concatenate, expand. Each backward routes the gradient back."""
 import numpy as np
 
-from minit2t.ops.function import Function, unbroadcast
+from minit2t.backends import kernel
+from minit2t.ops.function import Function, contiguous, reshape, unbroadcast
 
 
 class Reshape(Function):
@@ -10,14 +11,14 @@ class Reshape(Function):
     def forward(ctx, a, shape):
         ctx.shape = a.shape
         try:
-            return a.reshape(shape)
+            return reshape(a, shape)
         except ValueError:
             raise ValueError(f"cannot reshape a tensor of shape {a.shape} "
                              f"({a.size} elements) into {tuple(shape)}") from None
 
     @staticmethod
     def backward(ctx, g):
-        return (g.reshape(ctx.shape),)
+        return (reshape(g, ctx.shape),)
 
 
 class Permute(Function):
@@ -50,7 +51,7 @@ class GetItem(Function):
         ctx.index = index
         ctx.save_for_backward(a)                  # a view of the input: its shape and layout
         out = a[index]
-        return np.ascontiguousarray(out) if isinstance(out, np.ndarray) else np.asarray(out)
+        return contiguous(out) if isinstance(out, np.ndarray) else np.asarray(out)
 
     @staticmethod
     def backward(ctx, g):
@@ -58,6 +59,10 @@ class GetItem(Function):
         grad = np.zeros_like(a, dtype=g.dtype)    # a's shape and memory order
         if _has_array_index(ctx.index):
             np.add.at(grad, ctx.index, g)          # repeated indices accumulate
+            return (grad,)
+        region = grad[ctx.index]                   # basic indexing: a view, or a scalar
+        if isinstance(region, np.ndarray):
+            kernel("copy_into")(region, np.broadcast_to(g, region.shape))
         else:
             grad[ctx.index] = g
         return (grad,)

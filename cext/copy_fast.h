@@ -1,0 +1,96 @@
+/* The fast strided copy, compiled per ISA: included by avx2.c and avx512.c
+ * after fused_fast.h (same vector macros and FUSED_NAME). Arguments as in
+ * minit2t.h: dst[i] = src[i] over an nd-dim shape, element strides ss, ds.
+ *
+ * The dims are taken in dst's memory order (sorted by its strides); dims of
+ * size 1 are dropped and a dim is merged into the next one when
+ * both arrays step over it as over one longer row; what is left is R rows
+ * of n floats (the last dim). Threads take runs of rows; each run starts
+ * its row index counter once, then steps it. A row is a vector copy when
+ * both strides are 1, a fill when src's is 0, else a scalar loop. */
+
+#define CFN(f) FUSED_NAME(f)
+
+/* Order the dims by dst's strides, largest first (dst is then written in
+ * memory order), merge and drop dims (see above); returns the dims left,
+ * at least 1. */
+static int copy_collapse(const int64_t *shape, const int64_t *ss, const int64_t *ds,
+                         int64_t nd, int64_t *n, int64_t *s, int64_t *d)
+{
+    int64_t order[8];
+    for (int64_t i = 0; i < nd; i++) {                /* insertion sort by |ds| */
+        int64_t j = i;
+        for (; j > 0 && llabs(ds[order[j - 1]]) < llabs(ds[i]); j--) order[j] = order[j - 1];
+        order[j] = i;
+    }
+    int k = 0;
+    for (int64_t o = 0; o < nd; o++) {
+        int64_t i = order[o];
+        if (shape[i] == 1) continue;
+        if (k > 0 && s[k - 1] == ss[i] * shape[i] && d[k - 1] == ds[i] * shape[i]) {
+            n[k - 1] *= shape[i];                   /* dim k-1 steps as one row with i */
+            s[k - 1] = ss[i];
+            d[k - 1] = ds[i];
+            continue;
+        }
+        n[k] = shape[i], s[k] = ss[i], d[k] = ds[i];
+        k++;
+    }
+    if (k == 0) n[0] = 1, s[0] = 1, d[0] = 1, k = 1;
+    return k;
+}
+
+static inline void copy_row(const float *src, int64_t s, float *dst, int64_t d, int64_t n)
+{
+    int64_t j = 0;
+    if (s == 1 && d == 1) {
+        for (; j + VW <= n; j += VW) VSTORE(dst + j, VLOAD(src + j));
+        if (j < n) {
+            VTAIL m = VTAILMASK(n - j);
+            VSTORET(dst + j, m, VLOADT(src + j, m, 0.0f));
+        }
+    } else if (s == 0 && d == 1) {
+        VF v = VSET1(src[0]);
+        for (; j + VW <= n; j += VW) VSTORE(dst + j, v);
+        for (; j < n; j++) dst[j] = src[0];
+    } else {
+        for (; j < n; j++) dst[j * d] = src[j * s];
+    }
+}
+
+void CFN(copy_strided)(const float *src, const int64_t *ss, float *dst, const int64_t *ds,
+                       const int64_t *shape, int64_t nd)
+{
+    int64_t n[8], s[8], d[8], rows = 1;
+    for (int64_t i = 0; i < nd; i++)
+        if (shape[i] == 0) return;
+    int k = copy_collapse(shape, ss, ds, nd, n, s, d);
+    for (int i = 0; i < k - 1; i++) rows *= n[i];
+    int64_t per = MAX(1, 8192 / n[k - 1]);           /* rows per work item: ~32 KiB */
+    int64_t items = (rows + per - 1) / per;
+    int nt = minit2t_threads_for(2.0 * (double)rows * (double)n[k - 1]);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t t = 0; t < items; t++) {
+        int64_t idx[8] = {0}, r = t * per, end = MIN(rows, r + per), so = 0, dof = 0;
+        int64_t q = r;
+        for (int i = k - 2; i >= 0; i--) {           /* row r's index and offsets */
+            idx[i] = q % n[i];
+            q /= n[i];
+            so += idx[i] * s[i];
+            dof += idx[i] * d[i];
+        }
+        for (; r < end; r++) {
+            copy_row(src + so, s[k - 1], dst + dof, d[k - 1], n[k - 1]);
+            for (int i = k - 2; i >= 0; i--) {       /* next row */
+                so += s[i];
+                dof += d[i];
+                if (++idx[i] < n[i]) break;
+                so -= n[i] * s[i];
+                dof -= n[i] * d[i];
+                idx[i] = 0;
+            }
+        }
+    }
+}
+
+#undef CFN

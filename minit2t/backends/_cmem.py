@@ -1,0 +1,83 @@
+"""Memory plumbing of the C backend: the cffi module, pointers and strides of
+arrays, and the pool its outputs come from (used by c_backend and c_fused).
+
+Outputs: a fresh large allocation costs page faults that halve the write
+bandwidth, so outputs from 1 to 64 MiB come from a small pool of buffers
+(at most 256 MiB of them). A buffer is handed out again only when no Python
+object refers to it any more (every view, slice or reshape of an output
+holds a reference to its buffer), so memory a caller can still reach is
+never overwritten. Pooled outputs start on a 64-byte boundary. Smaller
+outputs are plain np.empty.
+"""
+import math
+import sys
+import threading
+
+import numpy as np
+
+try:
+    from minit2t._cext import ffi, lib
+    build_error = None
+except ImportError as exc:  # not compiled: the NumPy backend takes over
+    ffi = lib = None
+    build_error = exc
+
+
+class OutputPool:
+    """Recycles output buffers that nothing references any more (see the module doc)."""
+
+    MIN_BYTES = 1 << 20
+    MAX_BYTES = 256 << 20
+
+    def __init__(self):
+        self._bufs = []                      # flat uint8 buffers, oldest first
+        self._lock = threading.Lock()
+        probe = [np.empty(0, np.uint8)]
+        self._free_refs = sys.getrefcount(probe[0])   # held by the list alone
+
+    def empty(self, shape, dtype=np.float32):
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+        if not self.MIN_BYTES <= nbytes <= self.MAX_BYTES // 4:
+            return np.empty(shape, dtype)
+        with self._lock:
+            raw = self._take(nbytes + 64)
+            start = -raw.ctypes.data % 64             # 64-byte aligned start
+            return raw[start:start + nbytes].view(dtype).reshape(shape)
+
+    def _take(self, nbytes):
+        """A free owner array of nbytes (the views handed out point back to it)."""
+        bufs = self._bufs
+        for i in range(len(bufs)):
+            if bufs[i].nbytes == nbytes and sys.getrefcount(bufs[i]) <= self._free_refs:
+                bufs.append(bufs.pop(i))     # most recently used last
+                return bufs[-1]
+        bufs.append(np.empty(nbytes, np.uint8))
+        while sum(b.nbytes for b in bufs) > self.MAX_BYTES and len(bufs) > 1:
+            bufs.pop(0)                      # forgotten; its holder keeps it
+        return bufs[-1]
+
+
+pool = OutputPool()
+
+
+def usable(x):
+    """x itself when its address and strides are whole floats, else a (fresh, aligned) copy."""
+    return x if x.flags.aligned else x.copy()
+
+
+def contiguous(x):
+    """x itself when C-contiguous and aligned, else a copy that is."""
+    return x if x.flags.c_contiguous and x.flags.aligned else x.copy()
+
+
+def ptr(x):
+    """The address of x[0, ...] (from_buffer is the fast way, for contiguous x)."""
+    if x.flags.c_contiguous:
+        return ffi.cast("float *", ffi.from_buffer(x))
+    return ffi.cast("float *", x.ctypes.data)
+
+
+def strides(x, dims):
+    """Element strides of x for `dims` (None: a broadcast dim, stride 0)."""
+    st, item = x.strides, x.itemsize
+    return ffi.new("int64_t[]", [0 if d is None else st[d] // item for d in dims])
