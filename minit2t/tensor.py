@@ -29,6 +29,7 @@ def _to_array(data, dtype=None):
 
 class Tensor:
     __array_priority__ = 100          # ndarray <op> Tensor defers to Tensor
+    _slot = 0                         # which output of its op (ops with several outputs)
 
     def __init__(self, data, requires_grad=False, dtype=None):
         self.data = _to_array(data, dtype)
@@ -89,9 +90,13 @@ class Tensor:
         grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
         if grad.shape != self.shape:
             raise ValueError(f"backward(): gradient shape {grad.shape} != tensor shape {self.shape}")
-        grads = {id(self): grad}
-        for t in reversed(self._topo_order()):
+        grads, waiting = {id(self): grad}, {}
+        order = self._topo_order()
+        last = _last_outputs(order)
+        for t in reversed(order):
             g = grads.pop(id(t), None)
+            if t._ctx is not None and t._ctx.n_outputs > 1:
+                g = _gather(t, g, waiting, last)      # all outputs' gradients, at the op's last output
             if g is None:
                 continue
             if t._ctx is None:
@@ -193,10 +198,34 @@ class Tensor:
             sizes = [sizes] * (n // sizes) + ([n % sizes] if n % sizes else [])
         if sum(sizes) != n:
             raise ValueError(f"split sizes {list(sizes)} do not add up to {n} (axis {axis} of {self.shape})")
-        bounds = np.cumsum([0] + list(sizes))
+        return list(ops.Split.apply(self, sizes=tuple(int(n) for n in sizes), axis=axis % self.ndim))
+
+    def unbind(self, axis=0):
+        """The slices along axis, that axis removed: qkv.unbind(0) -> q, k, v."""
         axis = axis % self.ndim
-        lead = (slice(None),) * axis
-        return [self[lead + (slice(int(a), int(b)),)] for a, b in zip(bounds[:-1], bounds[1:])]
+        shape = self.shape[:axis] + self.shape[axis + 1:]
+        return [piece.reshape(shape) for piece in self.split(1, axis)]
+
+
+def _last_outputs(order):
+    """For each op with several outputs: the output the reverse walk reaches last (the
+    first in `order`); every gradient of every output of that op has arrived by then."""
+    last = {}
+    for t in order:
+        if t._ctx is not None and t._ctx.n_outputs > 1:
+            last.setdefault(id(t._ctx), t)
+    return last
+
+
+def _gather(t, g, waiting, last):
+    """Park output t's gradient g; at the op's last output, return the list of all of them
+    (None for outputs that got none), or None if none got one."""
+    slots = waiting.setdefault(id(t._ctx), [None] * t._ctx.n_outputs)
+    slots[t._slot] = g
+    if last[id(t._ctx)] is not t:
+        return None
+    del waiting[id(t._ctx)]
+    return slots if any(s is not None for s in slots) else None
 
 
 def _backprop_node(ctx, g, grads, retain_graph):
@@ -204,7 +233,11 @@ def _backprop_node(ctx, g, grads, retain_graph):
     if ctx.saved is None:
         raise RuntimeError("backward() through a graph that was already freed; "
                            "pass retain_graph=True to the first backward()")
-    for inp, ig in zip(ctx.inputs, ctx.fn.backward(ctx, g)):
+    if ctx.n_outputs > 1:
+        in_grads = ctx.fn.backward(ctx, *g)
+    else:
+        in_grads = ctx.fn.backward(ctx, g)
+    for inp, ig in zip(ctx.inputs, in_grads):
         if ig is None or not inp.requires_grad:
             continue
         ig = np.asarray(ig, dtype=inp.dtype)

@@ -151,6 +151,18 @@ def concat_shapes(draw, max_dims=3, max_side=4):
 
 
 @st.composite
+def split_cases(draw, max_dims=3, max_side=5):
+    """(shape, sizes, axis): pieces (some maybe empty) that add up to shape[axis]."""
+    shape = draw(shapes(1, max_dims, max_side=max_side))
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    sizes, left = [], shape[axis]
+    while left:
+        sizes.append(draw(st.integers(0 if sizes else 1, left)))
+        left -= sizes[-1]
+    return shape, sizes, axis
+
+
+@st.composite
 def expand_shapes(draw, max_dims=3, max_side=4):
     """(shape, target): target broadcasts shape (size-1 sides grown, new leading dims)."""
     target = draw(shapes(1, max_dims, max_side=max_side))

@@ -145,6 +145,27 @@ def test_concat(case, seed, nc):
     both(lambda *ts: mt.cat(ts, axis=axis), lambda *ts: torch.cat(ts, dim=axis), arrays)
 
 
+def _weighted(pieces):
+    """Each piece times its own weight, concatenated in reverse: every piece's gradient differs."""
+    return [p * (i + 2.0) for i, p in enumerate(pieces)][::-1]
+
+
+@given(case=S.split_cases(), seed=S.seeds, nc=st.booleans())
+def test_split(case, seed, nc):
+    shape, sizes, axis = case
+    both(lambda t: mt.cat(_weighted(t.split(sizes, axis)), axis=axis),
+         lambda t: torch.cat(_weighted(torch.split(t, sizes, dim=axis)), dim=axis),
+         [S.make_array(seed, shape, noncontiguous=nc)])
+
+
+@given(shape=S.shapes(1, 4), seed=S.seeds, nc=st.booleans(), data=st.data())
+def test_unbind(shape, seed, nc, data):
+    axis = data.draw(st.integers(-len(shape), len(shape) - 1))
+    both(lambda t: mt.cat([p.reshape((1,) + p.shape) for p in _weighted(t.unbind(axis))], axis=0),
+         lambda t: torch.stack(_weighted(torch.unbind(t, dim=axis)), dim=0),
+         [S.make_array(seed, shape, noncontiguous=nc)])
+
+
 @given(case=S.expand_shapes(), seed=S.seeds, nc=st.booleans())
 def test_expand(case, seed, nc):
     shape, target = case

@@ -83,6 +83,32 @@ def test_deep_chain_has_no_recursion_limit():
     np.testing.assert_array_equal(x.grad, np.full(2, 5001.0))
 
 
+def test_op_with_several_outputs_gets_every_gradient_once():
+    """Split's pieces used at different depths, one twice, one not at all: the op's
+    backward runs once, after all of them (an unused piece counts as zero)."""
+    x = mt.tensor(np.arange(12.0).reshape(3, 4), requires_grad=True)
+    a, b, c = x.split([1, 2, 1], axis=1)                      # (3, 1), (3, 2), (3, 1)
+    deep = ((a * 2).exp().log() * 3).sum()                    # a at depth 4: d/da = 6
+    loss = deep + (b * b).sum() + b.sum()                     # b twice: 2b + 1; c unused
+    loss.backward()
+    want = np.concatenate([np.full((3, 1), 6.0), 2 * x.data[:, 1:3] + 1, np.zeros((3, 1))], axis=1)
+    np.testing.assert_allclose(x.grad, want, rtol=1e-12)
+
+
+def test_several_outputs_under_no_grad_and_retain_graph():
+    x = mt.tensor(np.ones((2, 3)), requires_grad=True)
+    with mt.no_grad():
+        q, k = x.split(1, axis=0)[:2]
+    assert not q.requires_grad and q._ctx is None
+    q, k = x.unbind(0)[:2]
+    y = (q * k).sum()
+    y.backward(retain_graph=True)
+    y.backward()
+    np.testing.assert_allclose(x.grad, 2 * np.ones((2, 3)))
+    with pytest.raises(ValueError, match="do not add up"):
+        x.split([1, 1], axis=1)
+
+
 def test_detach():
     x = leaf(3)
     d = (x * 2.0).detach()

@@ -28,7 +28,7 @@ class TokenAttention(Module):
         B, T, _ = x.shape
         E = self.in_dim
         qkv = self.qkv(x).reshape(B, T, 3, 1, E).permute(2, 0, 3, 1, 4)  # (3, B, 1, T, E)
-        q, k, v = qkv[0], qkv[1], qkv[2]                             # (B, 1, T, E) each
+        q, k, v = qkv.unbind(0)                                      # (B, 1, T, E) each
         attn = (q * self.scale) @ k.transpose(-2, -1)                # (B, 1, T, T)
         attn = self.attn_drop(attn.softmax(axis=-1))
         x = (attn @ v).transpose(1, 2).reshape(B, T, E)              # (B, T, E)

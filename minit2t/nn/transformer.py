@@ -47,7 +47,7 @@ class Attention(Module):
         B, N, D = x.shape
         h = self.num_heads
         qkv = self.qkv(x).reshape(B, N, 3, h, D // h).permute(2, 0, 3, 1, 4)  # (3, B, h, N, d)
-        q, k, v = qkv[0], qkv[1], qkv[2]                             # (B, h, N, d) each
+        q, k, v = qkv.unbind(0)                                      # (B, h, N, d) each
         attn = (q @ k.transpose(-2, -1)) * self.scale                # (B, h, N, N)
         attn = self.attn_drop(attn.softmax(axis=-1))
         x = (attn @ v).transpose(1, 2).reshape(B, N, D)              # (B, N, D)

@@ -7,8 +7,8 @@ from minit2t.ops.linear import Linear
 from minit2t.ops.matmul import MatMul
 from minit2t.ops.norm import LayerNorm
 from minit2t.ops.reduce import Max, Mean, Sum
-from minit2t.ops.shape import Concat, Expand, GetItem, Permute, Reshape
+from minit2t.ops.shape import Concat, Expand, GetItem, Permute, Reshape, Split
 
 __all__ = ["Add", "Concat", "Context", "Div", "Dropout", "Erf", "Exp", "Expand", "Fold", "Function",
            "GELU", "GetItem", "LayerNorm", "Linear", "Log", "LogSoftmax", "MatMul", "Max", "Mean", "Mul",
-           "Neg", "Permute", "Pow", "Reshape", "Softmax", "Sqrt", "Sub", "Sum", "Tanh", "Unfold", "unbroadcast"]
+           "Neg", "Permute", "Pow", "Reshape", "Softmax", "Split", "Sqrt", "Sub", "Sum", "Tanh", "Unfold", "unbroadcast"]

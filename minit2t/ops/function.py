@@ -5,6 +5,10 @@ An op is a subclass of Function with two static methods side by side:
     forward(ctx, *arrays, **options)  -> ndarray
     backward(ctx, grad_out)           -> one gradient (or None) per input array
 
+An op with several outputs (Split) returns a tuple of ndarrays from forward
+and takes one gradient per output in backward(ctx, *grads_out); an output
+that received no gradient gets zeros there.
+
 `ctx` is the only state an op keeps between the two: forward saves what
 backward needs on it (ctx.save_for_backward(...), or plain attributes).
 Function.apply runs forward on the tensors' data and, when a gradient is
@@ -22,6 +26,7 @@ class Context:
         self.fn = fn              # the Function subclass that made the output
         self.inputs = ()          # the input tensors (set only when tracked)
         self.saved = ()
+        self.n_outputs = 1        # > 1 for ops whose forward returns a tuple
 
     def save_for_backward(self, *arrays):
         self.saved = arrays
@@ -49,11 +54,19 @@ class Function:
         ctx = Context(cls)
         out = cls.forward(ctx, *(t.data for t in inputs), **options)
         track = grad_mode.is_enabled() and any(t.requires_grad for t in inputs)
-        result = Tensor._wrap(out, requires_grad=track)
         if track:
             ctx.inputs = inputs
-            result._ctx = ctx
-        return result
+        if isinstance(out, tuple):                                  # several outputs
+            ctx.n_outputs = len(out)
+            return tuple(_wrap(Tensor, o, ctx if track else None, slot) for slot, o in enumerate(out))
+        return _wrap(Tensor, out, ctx if track else None, 0)
+
+
+def _wrap(cls, array, ctx, slot):
+    """A result tensor; tracked results remember their op (ctx) and which output they are."""
+    t = cls._wrap(array, requires_grad=ctx is not None)
+    t._ctx, t._slot = ctx, slot
+    return t
 
 
 def unbroadcast(grad, shape):

@@ -43,8 +43,7 @@ class GetItem(Function):
     """a[index] for basic slicing and integer-array indexing.
 
     The gradient is laid out in memory as `a` is (a permuted view gets a
-    permuted gradient), so the ops before it get it back contiguous:
-    q, k, v = qkv[0], qkv[1], qkv[2] of a permuted qkv costs no copy there."""
+    permuted gradient), so the ops before it get it back contiguous."""
 
     @staticmethod
     def forward(ctx, a, index):
@@ -66,6 +65,39 @@ class GetItem(Function):
         else:
             grad[ctx.index] = g
         return (grad,)
+
+
+class Split(Function):
+    """a cut along `axis` into pieces of `sizes`: an op with one output per piece.
+
+    Its backward writes every piece's gradient into one array laid out as `a`
+    is, with no zero-padded full-size gradient per piece to add up (which is
+    what q, k, v = qkv[0], qkv[1], qkv[2] through GetItem would cost)."""
+
+    @staticmethod
+    def forward(ctx, a, sizes, axis):
+        if not 0 <= axis < a.ndim or sum(sizes) != a.shape[axis] or min(sizes, default=0) < 0:
+            raise ValueError(f"split: sizes {list(sizes)} along axis {axis} do not cut shape {a.shape}")
+        ctx.axis, ctx.bounds = axis, np.cumsum((0,) + tuple(sizes))
+        ctx.save_for_backward(a)                  # a view of the input: its shape and layout
+        return tuple(contiguous(a[_along(axis, lo, hi)]) for lo, hi in zip(ctx.bounds[:-1], ctx.bounds[1:]))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        (a,) = ctx.saved
+        grad = np.empty_like(a)                    # a's shape and memory order
+        for g, lo, hi in zip(grads, ctx.bounds[:-1], ctx.bounds[1:]):
+            region = grad[_along(ctx.axis, lo, hi)]          # a view into grad
+            if g is None:
+                region[...] = 0
+            else:
+                kernel("copy_into")(region, g)
+        return (grad,)
+
+
+def _along(axis, lo, hi):
+    """The index a[..., lo:hi, ...] with the slice at `axis`."""
+    return (slice(None),) * axis + (slice(int(lo), int(hi)),)
 
 
 class Concat(Function):
