@@ -154,17 +154,20 @@ def run(cfg, data_path, out_dir, resume=False):
     model, opt, sched = build(cfg, len(loader))
     start, history = (resume_state(out_dir, cfg, model, opt, sched) if resume and
                       os.path.exists(os.path.join(out_dir, CHECKPOINT)) else (0, []))
-    clock = history[-1]["wall_s"] if history else 0.0
+    clock = history[-1]["wall_s"] if history else 0.0          # training steps only
+    total = history[-1].get("total_s", clock) if history else 0.0   # and evaluation
     for epoch in range(start, cfg["epochs"]):
         t0 = time.perf_counter()
         loss, acc, rate = train_one_epoch(model, loader, epoch, opt, sched, cfg, cfg["epochs"])
         clock += time.perf_counter() - t0
         test_acc = evaluate(model, test_x, test_y)
         history.append(dict(epoch=epoch + 1, train_loss=loss, train_acc=acc, test_acc=test_acc,
-                            images_per_s=rate, lr=sched.get_last_lr()[-1], wall_s=clock))
+                            images_per_s=rate, lr=sched.get_last_lr()[-1], wall_s=clock,
+                            total_s=total + time.perf_counter() - t0))
         save_checkpoint(os.path.join(out_dir, CHECKPOINT), model, opt, sched, epoch + 1, history, cfg)
         write_metrics(out_dir, history)
         plot_curves(history, os.path.join(out_dir, "curves.png"))
+        total = history[-1]["total_s"]
         print(f"epoch {epoch + 1}: train loss {loss:.4f} acc {acc:.4f}, test accuracy {test_acc:.4f}", flush=True)
     return history
 
