@@ -85,18 +85,23 @@ def clip_grad_norm(params, max_norm, norm_type=2.0):
     with_grad = [p for p in params if p.grad is not None]
     if not with_grad:
         return 0.0
-    norms = np.array([_norm(np.asarray(p.grad, dtype=np.float64), norm_type) for p in with_grad])
+    norms = np.array([_norm(np.asarray(p.grad), norm_type) for p in with_grad])
     total = float(_norm(norms, norm_type))
     coef = min(1.0, max_norm / (total + 1e-6))
-    for p in with_grad:
-        p.grad = (p.grad * coef).astype(p.grad.dtype, copy=False)
+    if coef < 1.0:                                    # scaling by 1 would change nothing
+        for p in with_grad:
+            p.grad = (p.grad * coef).astype(p.grad.dtype, copy=False)
     return total
 
 
 def _norm(x, norm_type):
-    x = np.abs(x.reshape(-1))
+    """The norm of x's elements, accumulated in float64 (blocks of float32 summed in float64)."""
+    x = x.reshape(-1)
     if math.isinf(norm_type):
-        return x.max(initial=0.0)
+        return float(np.abs(x).max(initial=0.0))
     if norm_type == 2.0:
-        return math.sqrt(float(np.dot(x, x)))
-    return float(np.sum(x ** norm_type) ** (1.0 / norm_type))
+        if x.dtype == np.float64:
+            return math.sqrt(float(np.dot(x, x)))
+        blocks = [x[i:i + 4096] for i in range(0, x.size, 4096)]
+        return math.sqrt(math.fsum(float(np.dot(b, b)) for b in blocks))
+    return float(np.sum(np.abs(x.astype(np.float64)) ** norm_type) ** (1.0 / norm_type))
