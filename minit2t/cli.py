@@ -13,14 +13,16 @@ def cmd_summary(args):
     if args.name == "all":
         print(f"{'model':<22}{'params':>10}{'MACs':>10}")
         for name in PAPER_MODELS:
-            model = create_model(name, img_size=args.img_size)
-            rows, macs = profile(model, (3, args.img_size, args.img_size))
+            model = create_model(name, img_size=args.img_size or 224)
+            rows, macs = profile(model, (3, args.img_size or 224, args.img_size or 224))
             params = sum(p.size for p in model.parameters())
             print(f"{name:<22}{params / 1e6:>9.1f}M{macs / 1e9:>9.1f}G")
         return
-    model = create_model(args.name, img_size=args.img_size, num_classes=args.num_classes)
-    print(f"{args.name} at {args.img_size}x{args.img_size}")
-    print(summary(model, (3, args.img_size, args.img_size)))
+    given = {k: v for k, v in (("img_size", args.img_size), ("num_classes", args.num_classes)) if v}
+    model = create_model(args.name, **given)                 # the model's own size unless given
+    size = model.config["img_size"]
+    print(f"{args.name} at {size}x{size}")
+    print(summary(model, (model.config["in_chans"], size, size)))
 
 
 def cmd_convert(args):
@@ -102,8 +104,8 @@ def build_parser():
     p = sub.add_parser("summary", help="per-layer table: output shape, params, MACs")
     p.add_argument("name", help="a model name, or 'all' for the paper's table",
                    choices=list_models() + ["all"], metavar="NAME")
-    p.add_argument("--img-size", type=int, default=224)
-    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--img-size", type=int, default=None, help="default: the model's (224; 32 for t2t_vit_cifar)")
+    p.add_argument("--num-classes", type=int, default=None, help="default: the model's")
     p.set_defaults(fn=cmd_summary)
     p = sub.add_parser("convert", help="PyTorch checkpoint <-> .npz (direction from the file names)")
     p.add_argument("src", help="CHECKPOINT.pth[.tar] or WEIGHTS.npz")

@@ -30,16 +30,23 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
-def evaluate(model, images, labels, batch_size=256):
-    """Top-1 accuracy of `model` on uint8 images (N, 3, 32, 32) in eval mode."""
+def predict(model, images, batch_size=256):
+    """Logits (N, K) of `model` in eval mode for uint8 images (N, 3, 32, 32), normalised as in training."""
     was_training = model.training
     model.eval()
-    correct = 0
+    out = []
     with no_grad():
-        for x, y in data.DataLoader(images, labels, batch_size):
-            correct += int((model(Tensor(x)).numpy().argmax(axis=1) == y).sum())
+        for x, _ in data.DataLoader(images, np.zeros(len(images), np.int64), batch_size):
+            out.append(model(Tensor(x)).numpy())                      # (b, K)
     model.train(was_training)
-    return correct / max(len(labels), 1)
+    return np.concatenate(out) if out else np.zeros((0, model.num_classes), np.float32)
+
+
+def evaluate(model, images, labels, batch_size=256):
+    """Top-1 accuracy of `model` on uint8 images (N, 3, 32, 32) in eval mode."""
+    if len(labels) == 0:
+        return 0.0
+    return float((predict(model, images, batch_size).argmax(axis=1) == np.asarray(labels)).mean())
 
 
 class Progress:

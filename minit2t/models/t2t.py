@@ -80,15 +80,23 @@ class T2TModule(Module):
         if x.ndim != 4 or tuple(x.shape[1:]) != want:
             raise ValueError(f"T2T module expects images of shape (B, {want[0]}, {want[1]}, {want[2]}), "
                              f"got {x.shape}")
+        return self.stages(x)[-1]                                    # (B, N, D)
+
+    def stages(self, x):
+        """[image after T2T layer 1, image after T2T layer 2, tokens (B, N, D)]: the two
+        re-structurized images (B, E, H0, W0), (B, E, H1, W1) (for convolution tokens,
+        the two convolutions' outputs) and the module's output, from one forward pass."""
         if self.tokens_type == "convolution":
-            x = self.project(self.soft_split1(self.soft_split0(x)))  # (B, D, H2, W2)
-            return x.reshape(x.shape[0], x.shape[1], -1).transpose(1, 2)  # (B, N, D)
+            x1 = self.soft_split0(x)                                 # (B, E, H0, W0)
+            x2 = self.soft_split1(x1)                                # (B, E, H1, W1)
+            x = self.project(x2)                                     # (B, D, H2, W2)
+            return [x1, x2, x.reshape(x.shape[0], x.shape[1], -1).transpose(1, 2)]  # .., (B, N, D)
         x = self.soft_split0(x).transpose(1, 2)                      # (B, T0, C*k0*k0)
-        x = self._restructurize(self.attention1(x), self.sides[0])   # (B, E, H0, W0)
-        x = self.soft_split1(x).transpose(1, 2)                      # (B, T1, E*k1*k1)
-        x = self._restructurize(self.attention2(x), self.sides[1])   # (B, E, H1, W1)
-        x = self.soft_split2(x).transpose(1, 2)                      # (B, N, E*k2*k2)
-        return self.project(x)                                       # (B, N, D)
+        x1 = self._restructurize(self.attention1(x), self.sides[0])  # (B, E, H0, W0)
+        x = self.soft_split1(x1).transpose(1, 2)                     # (B, T1, E*k1*k1)
+        x2 = self._restructurize(self.attention2(x), self.sides[1])  # (B, E, H1, W1)
+        x = self.soft_split2(x2).transpose(1, 2)                     # (B, N, E*k2*k2)
+        return [x1, x2, self.project(x)]                             # .., (B, N, D)
 
     @staticmethod
     def _restructurize(x, side):                                     # (B, T, E)
@@ -141,3 +149,17 @@ class T2T_ViT(Module):
 
     def forward(self, x):                                            # (B, C, H, W)
         return self.head(self.forward_features(x))                   # (B, num_classes)
+
+    def attention_maps(self, x):
+        """Every block's attention probabilities for images x, from one forward pass without
+        gradients: a list of `depth` arrays (B, h, N+1, N+1); row 0 is the cls token's."""
+        from minit2t.grad_mode import no_grad
+        for blk in self.blocks:
+            blk.attn.keep_attn = True
+        try:
+            with no_grad():
+                self.forward(x)
+            return [blk.attn.last_attn for blk in self.blocks]
+        finally:
+            for blk in self.blocks:
+                blk.attn.keep_attn, blk.attn.last_attn = False, None

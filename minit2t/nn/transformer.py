@@ -41,6 +41,7 @@ class Attention(Module):
         self.attn_drop = Dropout(attn_drop)
         self.proj = Linear(dim, dim)
         self.proj_drop = Dropout(proj_drop)
+        self.keep_attn, self.last_attn = False, None                 # set keep_attn to look inside
 
     def forward(self, x):
         _check_tokens(x, self.dim, "Attention")
@@ -49,7 +50,10 @@ class Attention(Module):
         qkv = self.qkv(x).reshape(B, N, 3, h, D // h).permute(2, 0, 3, 1, 4)  # (3, B, h, N, d)
         q, k, v = qkv.unbind(0)                                      # (B, h, N, d) each
         attn = (q @ k.transpose(-2, -1)) * self.scale                # (B, h, N, N)
-        attn = self.attn_drop(attn.softmax(axis=-1))
+        attn = attn.softmax(axis=-1)
+        if self.keep_attn:
+            self.last_attn = attn.data                               # (B, h, N, N), for inspection
+        attn = self.attn_drop(attn)
         x = (attn @ v).transpose(1, 2).reshape(B, N, D)              # (B, N, D)
         return self.proj_drop(self.proj(x))
 
