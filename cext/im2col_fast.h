@@ -10,69 +10,78 @@
  *   xp[oh*s + i, ow*s + j] = ph[i%s, j%s][oh + i/s, ow + j/s]
  * where phase plane ph[a, b][r, c] = xp[r*s + a, c*s + b], (Hq, Wq) =
  * (ceil((H + 2p) / s), ceil((W + 2p) / s)). A plane is first split into its
- * s*s phases in a scratch buffer that stays in cache (the padding becomes
- * zeros there); every row of cols is then a run of Wo contiguous floats
- * copied out of one phase (unfold), or added into it (fold, after which the
- * phases are interleaved back into x). The inner loops have no bounds tests,
- * no strides and no padding cases. For s = 1 the one phase is xp itself.
+ * s*s phases in a scratch buffer that stays in cache: each row of x is cut
+ * into its s column phases (vector shuffles at s = 2 and 4), while the
+ * padding is zeros there that stay from plane to plane. Every row of cols is
+ * then a run of Wo contiguous floats copied out of one phase (unfold), or
+ * added into it (fold, after which each row of x is interleaved back from
+ * its phases). The inner loops have no bounds tests, no strides and no
+ * padding cases. For s = 1 the one phase is xp itself.
  * The fast path needs unit column strides (x's for unfold, cols' for fold);
  * the dispatchers send anything else to the reference. */
 #include <string.h>
 #include "runs.h"
 
-/* The c with 0 <= c*s + b - p < w, as [*lo, *hi) within [0, n). */
-static inline void inside(int64_t w, int64_t n, int64_t b, int64_t s, int64_t p,
-                          int64_t *lo, int64_t *hi)
+typedef struct {               /* one plane's geometry */
+    int64_t h, w, k, s, p, ho, wo, hq, wq;
+    int stream;                /* the output is written with streaming stores */
+    int64_t col[4];            /* column_start(q) for q < min(s, 4) */
+} plane_geom;
+
+/* Row ih of x is row r of the phases (a, 0..s-1), where ih + p = r*s + a;
+ * the loop steps a and r along with ih (no divisions per row). */
+#define FOR_PHASE_ROWS(g, ih, a, r)                                            \
+    for (int64_t ih = 0, a = (g)->p % (g)->s, r = (g)->p / (g)->s; ih < (g)->h; \
+         ih++, a = a + 1 == (g)->s ? 0 : a + 1, r += a == 0)
+
+/* In that row, x[ih, t*s + q] is float t of phase (a, (q + p) % s) from
+ * its column (q + p) / s on: in all, column_start(q) + t floats past the
+ * start of row r of phase (a, 0). */
+static inline int64_t column_start(const plane_geom *g, int64_t q)
 {
-    int64_t first = p - b > 0 ? (p - b + s - 1) / s : 0;
-    int64_t last = w - 1 + p - b >= 0 ? (w - 1 + p - b) / s + 1 : 0;
-    *lo = MIN(first, n);
-    *hi = MAX(MIN(last, n), *lo);
+    return (q + g->p) % g->s * g->hq * g->wq + (q + g->p) / g->s;
 }
 
-/* x (H, W), row stride sh -> its s*s phases ph (s*s, Hq, Wq). */
-static void split_phases(const float *x, int64_t sh, float *ph, int64_t h, int64_t w,
-                         int64_t s, int64_t p, int64_t hq, int64_t wq)
+/* x (H, W), row stride sh -> the inside of its phases ph (s*s, Hq, Wq):
+ * the floats that come from x. The rest, the padding, is the same zeros
+ * for every plane: the caller zeroes ph once per call. */
+static void split_phases(const plane_geom *g, const float *x, int64_t sh, float *ph)
 {
-    for (int64_t b = 0; b < s; b++) {
-        int64_t lo, hi;
-        inside(w, wq, b, s, p, &lo, &hi);
-        for (int64_t a = 0; a < s; a++)
-            for (int64_t r = 0; r < hq; r++) {
-                float *dst = ph + ((a * s + b) * hq + r) * wq;   /* (Wq,) */
-                int64_t ih = r * s + a - p;
-                if (ih < 0 || ih >= h) {
-                    zero_run(dst, wq);
-                    continue;
-                }
-                zero_run(dst, lo);
-                strided_run(dst + lo, x + ih * sh + lo * s + b - p, hi - lo, s);
-                zero_run(dst + hi, wq - hi);
+    int64_t s = g->s;
+    FOR_PHASE_ROWS(g, ih, a, r) {
+        const float *src = x + ih * sh;
+        float *row = ph + (a * s * g->hq + r) * g->wq;     /* phase (a, 0), row r */
+        /* d[q]: where x[ih, q::s] goes (for q < s, s <= 4) */
+        float *d[4] = {row + g->col[0], row + g->col[1], row + g->col[2], row + g->col[3]};
+        if (s == 1) copy_run(d[0], src, g->w);
+        else if (s == 2) deinterleave2_run(d, src, g->w);
+        else if (s == 4) deinterleave4_run(d, src, g->w);
+        else
+            for (int64_t q = 0; q < s && q < g->w; q++) {
+                float *dq = row + column_start(g, q);
+                for (int64_t t = 0; t * s + q < g->w; t++) dq[t] = src[t * s + q];
             }
     }
 }
 
-/* The inverse: x (H, W) contiguous <- the phases ph (s*s, Hq, Wq). For
- * s = 2 each padded row is first re-interleaved whole into row (2 Wq). */
-static void merge_phases(const float *ph, float *x, int64_t h, int64_t w, int64_t s,
-                         int64_t p, int64_t hq, int64_t wq, float *row, int stream)
+/* The inverse: x (H, W) contiguous <- the inside of the phases; with
+ * g->stream, in streaming stores. */
+static void merge_phases(const plane_geom *g, const float *ph, float *x)
 {
-    int64_t a = p % s, r = p / s;           /* padded row ih + p = r*s + a */
-    for (int64_t ih = 0; ih < h; ih++, a = a + 1 == s ? 0 : a + 1, r += a == 0) {
-        float *dst = x + ih * w;
-        const float *src = ph + (a * s * hq + r) * wq;        /* phase (a, 0) */
-        if (s <= 2) {
-            if (s == 2) interleave_run(row, src, src + hq * wq, wq);
-            if (stream) stream_run(dst, s == 2 ? row + p : src + p, w);
-            else copy_run(dst, s == 2 ? row + p : src + p, w);
-            continue;
-        }
-        for (int64_t b = 0; b < s; b++, src += hq * wq) {
-            int64_t lo, hi;
-            inside(w, wq, b, s, p, &lo, &hi);
-            float *out = dst + lo * s + b - p;
-            for (int64_t c = 0; c < hi - lo; c++) out[c * s] = src[lo + c];
-        }
+    int64_t s = g->s;
+    FOR_PHASE_ROWS(g, ih, a, r) {
+        float *dst = x + ih * g->w;
+        const float *row = ph + (a * s * g->hq + r) * g->wq;
+        const float *e[4] = {row + g->col[0], row + g->col[1], row + g->col[2], row + g->col[3]};
+        if (s == 1 && g->stream) stream_run(dst, e[0], g->w);
+        else if (s == 1) copy_run(dst, e[0], g->w);
+        else if (s == 2) interleave2_run(dst, e, g->w, g->stream);
+        else if (s == 4) interleave4_run(dst, e, g->w, g->stream);
+        else
+            for (int64_t q = 0; q < s && q < g->w; q++) {
+                const float *eq = row + column_start(g, q);
+                for (int64_t t = 0; t * s + q < g->w; t++) dst[t * s + q] = eq[t];
+            }
     }
 }
 
@@ -92,13 +101,8 @@ static void phases_to_cols(const float *ph, float *cols, int64_t k, int64_t s,
 {
     float *row = cols;                                       /* (Ho, Wo) */
     for (int64_t i = 0; i < k; i++)
-        for (int64_t j = 0; j < k; j++, row += ho * wo) {
-            const float *src = ph + phase_offset(i, j, s, hq, wq);
-            if (stream)
-                for (int64_t oh = 0; oh < ho; oh++) stream_run(row + oh * wo, src + oh * wq, wo);
-            else
-                for (int64_t oh = 0; oh < ho; oh++) copy_run(row + oh * wo, src + oh * wq, wo);
-        }
+        for (int64_t j = 0; j < k; j++, row += ho * wo)
+            copy_rows(row, ph + phase_offset(i, j, s, hq, wq), ho, wo, wq, stream);
 }
 
 /* The phases (zeroed by the caller) += cols (k*k, L), row stride sr. */
@@ -107,19 +111,9 @@ static void cols_to_phases(const float *cols, int64_t sr, float *ph, int64_t k,
 {
     const float *row = cols;                                 /* (Ho, Wo) */
     for (int64_t i = 0; i < k; i++)
-        for (int64_t j = 0; j < k; j++, row += sr) {
-            float *dst = ph + phase_offset(i, j, s, hq, wq);
-            if (wo % 8 == 0)
-                for (int64_t oh = 0; oh < ho; oh++) add_run8(dst + oh * wq, row + oh * wo, wo);
-            else
-                for (int64_t oh = 0; oh < ho; oh++) add_run(dst + oh * wq, row + oh * wo, wo);
-        }
+        for (int64_t j = 0; j < k; j++, row += sr)
+            add_rows(ph + phase_offset(i, j, s, hq, wq), wq, row, ho, wo);
 }
-
-typedef struct {               /* one plane's geometry; stream: the output */
-    int64_t h, w, k, s, p, ho, wo, hq, wq;   /* is written with streaming stores */
-    int stream;
-} plane_geom;
 
 /* Outputs of 8 MiB or more (a quarter of this L3) are streamed, when their
  * rows are whole aligned vectors (the C backend's outputs are 64-byte
@@ -130,34 +124,34 @@ typedef struct {               /* one plane's geometry; stream: the output */
 static plane_geom geometry(int64_t h, int64_t w, int64_t k, int64_t s, int64_t p)
 {
     plane_geom g = {h, w, k, s, p, (h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1,
-                    (h + 2 * p + s - 1) / s, (w + 2 * p + s - 1) / s, 0};
+                    (h + 2 * p + s - 1) / s, (w + 2 * p + s - 1) / s, 0, {0, 0, 0, 0}};
+    for (int64_t q = 0; q < s && q < 4; q++) g.col[q] = column_start(&g, q);
     return g;
 }
 
-static void unfold_one(const plane_geom *g, const float *x, int64_t sh, float *cols)
+/* One plane each; ph: this thread's phases, NULL when out of memory (the
+ * reference takes the plane then). */
+static void unfold_one(const plane_geom *g, float *ph, const float *x, int64_t sh, float *cols)
 {
-    float *ph = minit2t_scratch(3, (size_t)(g->s * g->s * g->hq * g->wq));
-    if (!ph) {                                   /* out of memory */
+    if (!ph) {
         int64_t sx[4] = {0, 0, sh, 1};
         unfold_ref(x, sx, cols, 1, 1, g->h, g->w, g->k, g->s, g->p);
         return;
     }
-    split_phases(x, sh, ph, g->h, g->w, g->s, g->p, g->hq, g->wq);
+    split_phases(g, x, sh, ph);
     phases_to_cols(ph, cols, g->k, g->s, g->hq, g->wq, g->ho, g->wo, g->stream);
 }
 
-static void fold_one(const plane_geom *g, const float *cols, int64_t sr, float *x)
+static void fold_one(const plane_geom *g, float *ph, const float *cols, int64_t sr, float *x)
 {
-    size_t n = (size_t)(g->s * g->s * g->hq * g->wq);
-    float *ph = minit2t_scratch(3, n + (size_t)(2 * g->wq));  /* + a row */
-    if (!ph) {                                   /* out of memory */
+    if (!ph) {
         int64_t sc[3] = {0, sr, 1};
         fold_ref(cols, sc, x, 1, 1, g->h, g->w, g->k, g->s, g->p);
         return;
     }
-    zero_run(ph, (int64_t)n);
+    zero_run(ph, g->s * g->s * g->hq * g->wq);
     cols_to_phases(cols, sr, ph, g->k, g->s, g->hq, g->wq, g->ho, g->wo);
-    merge_phases(ph, x, g->h, g->w, g->s, g->p, g->hq, g->wq, ph + n, g->stream);
+    merge_phases(g, ph, x);
 }
 
 void IM2COL_NAME(unfold)(const float *x, const int64_t *sx, float *cols,
@@ -171,15 +165,18 @@ void IM2COL_NAME(unfold)(const float *x, const int64_t *sx, float *cols,
     if (h + 2 * p < k || w + 2 * p < k) return;
     plane_geom g = geometry(h, w, k, s, p);
     int64_t planes = nb * nc, plane = k * k * g.ho * g.wo;   /* floats per plane */
+    int64_t nph = s * s * g.hq * g.wq;                        /* floats of the phases */
     g.stream = 4.0 * (double)planes * (double)plane >= STREAM_BYTES
                && (uintptr_t)cols % 32 == 0 && g.wo % 8 == 0;   /* whole aligned rows */
     int nt = minit2t_threads_for(4.0 * (double)planes * (double)(plane + h * w));
     int64_t chunk = MAX(1, planes / (16 * nt));                /* planes per hand-out */
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
+        float *ph = minit2t_scratch(3, (size_t)nph);
+        if (ph) zero_run(ph, nph);       /* the padding; split_phases fills the rest */
 #pragma omp for schedule(dynamic, chunk)
         for (int64_t t = 0; t < planes; t++)
-            unfold_one(&g, x + t / nc * sx[0] + t % nc * sx[1], sx[2], cols + t * plane);
+            unfold_one(&g, ph, x + t / nc * sx[0] + t % nc * sx[1], sx[2], cols + t * plane);
         _mm_sfence();                /* streamed stores done before the barrier */
     }
 }
@@ -200,9 +197,10 @@ void IM2COL_NAME(fold)(const float *cols, const int64_t *scol, float *x,
     int64_t chunk = MAX(1, planes / (16 * nt));
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
+        float *ph = minit2t_scratch(3, (size_t)(s * s * g.hq * g.wq));
 #pragma omp for schedule(dynamic, chunk)
         for (int64_t t = 0; t < planes; t++)
-            fold_one(&g, cols + t / nc * scol[0] + t % nc * k * k * scol[1], scol[1],
+            fold_one(&g, ph, cols + t / nc * scol[0] + t % nc * k * k * scol[1], scol[1],
                      x + t * h * w);
         _mm_sfence();
     }

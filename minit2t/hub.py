@@ -41,6 +41,9 @@ def export_pretrained(model, path):
     """Write `model` (weights, config, default_cfg) as a shippable .npz."""
     from minit2t.checkpoint import _jsonable
     from minit2t.io import save
+    if not isinstance(getattr(model, "default_cfg", None), dict):
+        raise ValueError("export_pretrained: the model has no default_cfg (input size, normalisation); "
+                         "set one, e.g. model.default_cfg = mt.create_model(name).default_cfg")
     arrays = {f"model.{k}": v for k, v in model.state_dict().items()}
     arrays["config"] = np.array(json.dumps(_jsonable(model.config)))
     arrays["default_cfg"] = np.array(json.dumps(model.default_cfg))

@@ -207,8 +207,21 @@ def test_c_fast_gemm_equals_reference(c_backend, case):
 
 @given(case=window_cases(), seed=seeds)
 def test_c_fast_unfold_fold_equal_reference(c_backend, case, seed):
-    (nb, nc, h, w), k, s, p = case
-    ffi, lib = c_backend.ffi, c_backend.lib
+    _fast_equals_reference(c_backend, *case, seed)
+
+
+@pytest.mark.parametrize("shape, k, s, p", [
+    ((2, 3, 16, 35), 3, 2, 1), ((1, 2, 17, 16), 3, 2, 0), ((1, 2, 18, 48), 2, 2, 1),
+    ((2, 2, 33, 33), 5, 2, 2), ((1, 3, 9, 70), 7, 4, 2), ((1, 2, 12, 32), 4, 4, 0),
+    ((1, 2, 13, 64), 3, 4, 1), ((1, 1, 8, 95), 7, 4, 3), ((3, 2, 16, 16), 3, 2, 1)])
+def test_c_fast_unfold_fold_wide_rows(c_backend, shape, k, s, p):
+    """Rows wide enough for the vector loops that split stride-2 and stride-4 rows into phases."""
+    _fast_equals_reference(c_backend, shape, k, s, p, seed=3)
+
+
+def _fast_equals_reference(c_backend, shape, k, s, p, seed):
+    nb, nc, h, w = shape
+    lib = c_backend.lib
     x = make_array(seed, (nb, nc, h, w), np.float32)
     cols = np.asarray(torch_unfold(x, k, s, p))
     for level in ["ref"] + _fast_levels(c_backend):
