@@ -31,7 +31,7 @@ from minit2t.backends._cmem import pool as _pool
 from minit2t.backends._cmem import ptr as _ptr
 from minit2t.backends._cmem import strides as _strides
 from minit2t.backends._cmem import usable as _usable
-from minit2t.backends.c_fused import (copy_into, gelu_backward, gelu_forward,  # noqa: F401
+from minit2t.backends.c_fused import (copy_into, empty, gelu_backward, gelu_forward,  # noqa: F401
                                       layer_norm_backward, layer_norm_forward, linear_forward,
                                       softmax_backward, softmax_forward)
 

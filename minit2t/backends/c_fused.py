@@ -34,6 +34,11 @@ def _rows(x):
 COPY_MIN = 1 << 15          # smaller copies: NumPy's loop costs less than a C call
 
 
+def empty(shape, dtype=np.float32):
+    """An uninitialised C-contiguous array; from 1 MiB, a recycled buffer of the output pool."""
+    return pool.empty(tuple(shape), dtype)
+
+
 def copy_into(dst, src):
     """dst[...] = src, same shape, any strides (a layout change, or a fill from a broadcast)."""
     dst, src = np.asarray(dst), np.asarray(src)

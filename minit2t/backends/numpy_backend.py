@@ -56,6 +56,11 @@ def fold(cols, output_size, kernel_size, stride, padding):
 # Each works in its inputs' float dtype; the ops reach them through
 # minit2t.backends.kernel(name) when the active backend has no version of its own.
 
+def empty(shape, dtype=np.float32):
+    """An uninitialised C-contiguous array (the C backend recycles large ones)."""
+    return np.empty(shape, dtype)
+
+
 def copy_into(dst, src):
     """dst[...] = src for arrays of one shape, any layouts (a layout change); returns dst."""
     dst, src = np.asarray(dst), np.asarray(src)

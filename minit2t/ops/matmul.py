@@ -65,7 +65,17 @@ class MatMul(Function):
         if ctx.needs_input_grad(1):
             if b.ndim == 2:
                 gb = _mm(a.reshape(-1, a.shape[-1]).T, g.reshape(-1, b.shape[1]))  # (K, N)
+            elif _is_transposed(b) and a.shape[:-2] == b.shape[:-2]:
+                gb = np.swapaxes(_mm(np.swapaxes(g, -1, -2), a), -1, -2)  # (..., K, N) laid out as b
             else:
                 gb = _mm(np.swapaxes(a, -1, -2), g)                 # (..., K, N)
             gb = unbroadcast(gb, b.shape).reshape(sb)
         return ga, gb
+
+
+def _is_transposed(b):
+    """b (..., K, N) is the transpose of a C-contiguous (..., N, K), as k.transpose(-2, -1) is:
+    its gradient is then computed as (g^T a)^T, which the transpose's backward gets back
+    C-contiguous (no strided copy there)."""
+    k, n = b.shape[-2:]
+    return k > 1 and n > 1 and b.strides[-2] == b.itemsize and b.strides[-1] == k * b.itemsize

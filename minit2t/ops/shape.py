@@ -3,7 +3,7 @@ indexing, concatenate, expand. Each backward routes the gradient back."""
 import numpy as np
 
 from minit2t.backends import kernel
-from minit2t.ops.function import Function, contiguous, reshape, unbroadcast
+from minit2t.ops.function import Function, contiguous, empty_like, reshape, unbroadcast
 
 
 class Reshape(Function):
@@ -55,7 +55,8 @@ class GetItem(Function):
     @staticmethod
     def backward(ctx, g):
         (a,) = ctx.saved
-        grad = np.zeros_like(a, dtype=g.dtype)    # a's shape and memory order
+        grad = empty_like(a) if g.dtype == a.dtype else np.empty_like(a, dtype=g.dtype)
+        grad.fill(0)                               # a's shape and memory order
         if _has_array_index(ctx.index):
             np.add.at(grad, ctx.index, g)          # repeated indices accumulate
             return (grad,)
@@ -85,7 +86,7 @@ class Split(Function):
     @staticmethod
     def backward(ctx, *grads):
         (a,) = ctx.saved
-        grad = np.empty_like(a)                    # a's shape and memory order
+        grad = empty_like(a)                       # a's shape and memory order
         for g, lo, hi in zip(grads, ctx.bounds[:-1], ctx.bounds[1:]):
             region = grad[_along(ctx.axis, lo, hi)]          # a view into grad
             if g is None:
