@@ -28,6 +28,9 @@ import subprocess
 import sys
 import time
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)                                  # this checkout's minit2t
+
 # The minit2t backends that get a column (those that load). The NumPy and
 # torch references are always there.
 BACKENDS = ["c", "opencl"]
