@@ -73,6 +73,8 @@ def _train_parser(sub):
     p.add_argument("--label-smoothing", type=float, default=0.1)
     p.add_argument("--clip-grad", type=float, default=1.0, help="max gradient norm (0: no clipping)")
     p.add_argument("--mixup", action="store_true", help="mixup/cutmix as in the release's recipe")
+    p.add_argument("--crop-padding", type=int, default=4, choices=range(0, 17), metavar="P",
+                   help="random crop from images zero-padded by P pixels (0: no crop; default 4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--backend", default=None, choices=["numpy", "c", "opencl"])
     p.add_argument("--train-subset", type=_positive(int), default=None, metavar="N",

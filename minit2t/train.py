@@ -23,7 +23,7 @@ from minit2t.tensor import Tensor
 
 CHECKPOINT = "last.npz"
 RUN_KEYS = ("model", "epochs", "batch_size", "lr", "min_lr", "weight_decay", "warmup_epochs", "label_smoothing",
-            "clip_grad", "mixup", "seed", "backend", "train_subset")
+            "clip_grad", "mixup", "seed", "backend", "train_subset", "crop_padding")
 
 
 class NonFiniteLoss(RuntimeError):
@@ -119,7 +119,8 @@ def load_data(data_path, cfg):
     if cfg["train_subset"]:
         train_x, train_y = data.subset(train_x, train_y, cfg["train_subset"], seed=cfg["seed"])
     loader = data.DataLoader(train_x, train_y, cfg["batch_size"], shuffle=True, drop_last=True, augment=True,
-                             mixup=True if cfg["mixup"] else None, seed=cfg["seed"])
+                             mixup=True if cfg["mixup"] else None, seed=cfg["seed"],
+                             crop_padding=cfg.get("crop_padding", 4))
     if len(loader) == 0:
         raise ValueError(f"batch size {cfg['batch_size']} is larger than the {len(train_x)} training images")
     return loader, test_x, test_y

@@ -330,3 +330,15 @@ def test_real_copy_loads(monkeypatch):
         images, labels = data[split]
         assert images.shape == (n, 3, 32, 32) and images.dtype == np.uint8 and labels.dtype == np.int64
         assert np.bincount(labels, minlength=10).tolist() == [n // 10] * 10
+
+
+def test_crop_padding_zero_is_flip_only():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 3, 8, 8), dtype=np.uint8)
+    loader = DataLoader(images, np.arange(6), batch_size=6, augment=True, seed=1, crop_padding=0)
+    (x, y), = list(loader.iter_epoch(0))
+    plain = normalize(images)
+    for out, ref in zip(x, plain[y]):
+        assert np.array_equal(out, ref) or np.array_equal(out, ref[:, :, ::-1])
+    with pytest.raises(ValueError, match="crop_padding must be an int >= 0, got -1"):
+        DataLoader(images, np.arange(6), crop_padding=-1)

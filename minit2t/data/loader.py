@@ -28,11 +28,12 @@ class DataLoader:
 
     targets are the int64 labels (B,), or with `mixup` (True for the release's settings,
     or a dict of mixup_cutmix keyword arguments) soft targets (B, K) float32.
-    augment: random crop + flip before normalisation (training); else normalisation only.
+    augment: random crop (zero padding `crop_padding`, 0 for none) + flip before normalisation
+    (training); else normalisation only.
     """
 
     def __init__(self, images, labels, batch_size=128, shuffle=False, drop_last=False, augment=False,
-                 mixup=None, seed=0):
+                 mixup=None, seed=0, crop_padding=4):
         images, labels = np.asarray(images), np.asarray(labels)
         if images.ndim != 4 or images.shape[1] != 3 or images.dtype != np.uint8:
             raise ValueError(f"DataLoader expects uint8 images (N, 3, H, W), got {images.dtype} {images.shape}")
@@ -44,6 +45,9 @@ class DataLoader:
         self.images, self.labels = images, labels.astype(np.int64, copy=False)
         self.batch_size, self.shuffle, self.drop_last = int(batch_size), bool(shuffle), bool(drop_last)
         self.augment, self.seed, self.epoch = bool(augment), int(seed), 0
+        if not (isinstance(crop_padding, (int, np.integer)) and crop_padding >= 0):
+            raise ValueError(f"crop_padding must be an int >= 0, got {crop_padding!r}")
+        self.crop_padding = int(crop_padding)
         self.mixup = None if mixup is None or mixup is False else ({} if mixup is True else dict(mixup))
 
     def __len__(self):
@@ -66,7 +70,7 @@ class DataLoader:
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]             # (B,)
             x, y = self.images[idx], self.labels[idx]                              # (B, 3, H, W), (B,)
-            x = _augment(x, rng) if self.augment else normalize(x)                 # float32
+            x = _augment(x, rng, self.crop_padding) if self.augment else normalize(x)  # float32
             if self.mixup is not None:
                 x, y = mixup_cutmix(x, y, rng, **self.mixup)                       # y: (B, K)
             yield x, y

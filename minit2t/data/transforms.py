@@ -68,8 +68,12 @@ def normalize(images, mean=CIFAR10_MEAN, std=CIFAR10_STD):
 
 
 def augment(images, rng, padding=4):
-    """The training transform: random crop (zero padding), random flip, normalisation."""
-    return normalize(random_flip(random_crop(images, rng, padding), rng))
+    """The training transform: random crop (zero padding; none when padding is 0), random flip,
+    normalisation."""
+    if int(padding) < 0:
+        raise ValueError(f"augment: crop padding must be >= 0, got {padding}")
+    cropped = random_crop(images, rng, padding) if padding else images
+    return normalize(random_flip(cropped, rng))
 
 
 # ---- batch mixing --------------------------------------------------------------------------------
