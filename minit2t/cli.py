@@ -12,9 +12,10 @@ def cmd_summary(args):
     from minit2t.profile import profile, summary
     if args.name == "all":
         print(f"{'model':<22}{'params':>10}{'MACs':>10}")
+        size = args.img_size or 224
         for name in PAPER_MODELS:
-            model = create_model(name, img_size=args.img_size or 224)
-            rows, macs = profile(model, (3, args.img_size or 224, args.img_size or 224))
+            model = create_model(name, img_size=size)
+            rows, macs = profile(model, (3, size, size))
             params = sum(p.size for p in model.parameters())
             print(f"{name:<22}{params / 1e6:>9.1f}M{macs / 1e9:>9.1f}G")
         return

@@ -169,13 +169,12 @@ def run(cfg, data_path, out_dir, resume=False):
         loss, acc, rate = train_one_epoch(model, loader, epoch, opt, sched, cfg, cfg["epochs"])
         clock += time.perf_counter() - t0
         test_acc = evaluate(model, test_x, test_y)
+        total += time.perf_counter() - t0
         history.append(dict(epoch=epoch + 1, train_loss=loss, train_acc=acc, test_acc=test_acc,
-                            images_per_s=rate, lr=sched.get_last_lr()[-1], wall_s=clock,
-                            total_s=total + time.perf_counter() - t0))
+                            images_per_s=rate, lr=sched.get_last_lr()[-1], wall_s=clock, total_s=total))
         save_checkpoint(os.path.join(out_dir, CHECKPOINT), model, opt, sched, epoch + 1, history, cfg)
         write_metrics(out_dir, history)
         plot_curves(history, os.path.join(out_dir, "curves.png"))
-        total = history[-1]["total_s"]
         print(f"epoch {epoch + 1}: train loss {loss:.4f} acc {acc:.4f}, test accuracy {test_acc:.4f}", flush=True)
     return history
 

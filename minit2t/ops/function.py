@@ -91,12 +91,13 @@ def contiguous(x):
     return kernel("copy_into")(np.empty(x.shape, x.dtype), x)
 
 
-def empty_like(a):
-    """An uninitialised array of a's shape and dtype, laid out in memory as `a` is (a permuted
-    view gets a permuted buffer), from the active backend (the C backend recycles large ones)."""
+def empty_like(a, dtype=None):
+    """An uninitialised array of a's shape (and dtype, unless given), laid out in memory as `a`
+    is (a permuted view gets a permuted buffer), from the active backend (the C backend
+    recycles large ones)."""
     from minit2t.backends import kernel
     order = sorted(range(a.ndim), key=lambda i: -abs(a.strides[i]))       # outermost first
-    buf = kernel("empty")(tuple(a.shape[i] for i in order), a.dtype)
+    buf = kernel("empty")(tuple(a.shape[i] for i in order), dtype or a.dtype)
     return buf.transpose(np.argsort(order))
 
 

@@ -55,8 +55,8 @@ class GetItem(Function):
     @staticmethod
     def backward(ctx, g):
         (a,) = ctx.saved
-        grad = empty_like(a) if g.dtype == a.dtype else np.empty_like(a, dtype=g.dtype)
-        grad.fill(0)                               # a's shape and memory order
+        grad = empty_like(a, g.dtype)              # a's shape and memory order
+        grad.fill(0)
         if _has_array_index(ctx.index):
             np.add.at(grad, ctx.index, g)          # repeated indices accumulate
             return (grad,)
