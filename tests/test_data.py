@@ -342,3 +342,13 @@ def test_crop_padding_zero_is_flip_only():
         assert np.array_equal(out, ref) or np.array_equal(out, ref[:, :, ::-1])
     with pytest.raises(ValueError, match="crop_padding must be an int >= 0, got -1"):
         DataLoader(images, np.arange(6), crop_padding=-1)
+
+
+def test_negative_crop_padding_is_named():
+    x = np.zeros((2, 3, 8, 8), np.uint8)
+    with pytest.raises(ValueError, match=r"random_crop: padding must be an int >= 0, got -2"):
+        random_crop(x, np.random.default_rng(0), padding=-2)
+    with pytest.raises(ValueError, match=r"augment: padding must be an int >= 0, got -1"):
+        augment(x, np.random.default_rng(0), padding=-1)
+    with pytest.raises(ValueError, match=r"crop_at: padding must be an int >= 0, got -1"):
+        crop_at(x, np.zeros(2, np.int64), np.zeros(2, np.int64), padding=-1)

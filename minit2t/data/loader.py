@@ -7,7 +7,7 @@ np.random.default_rng((s, e)), so a run restarted at epoch e sees the same batch
 import numpy as np
 
 from minit2t.data.transforms import augment as _augment
-from minit2t.data.transforms import mixup_cutmix, normalize
+from minit2t.data.transforms import check_padding, mixup_cutmix, normalize
 
 
 def subset(images, labels, n, seed=None):
@@ -45,9 +45,7 @@ class DataLoader:
         self.images, self.labels = images, labels.astype(np.int64, copy=False)
         self.batch_size, self.shuffle, self.drop_last = int(batch_size), bool(shuffle), bool(drop_last)
         self.augment, self.seed, self.epoch = bool(augment), int(seed), 0
-        if not (isinstance(crop_padding, (int, np.integer)) and crop_padding >= 0):
-            raise ValueError(f"crop_padding must be an int >= 0, got {crop_padding!r}")
-        self.crop_padding = int(crop_padding)
+        self.crop_padding = check_padding(crop_padding, "crop_padding")
         self.mixup = None if mixup is None or mixup is False else ({} if mixup is True else dict(mixup))
 
     def __len__(self):

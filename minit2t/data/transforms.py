@@ -18,11 +18,18 @@ def _check_images(images, what):
         raise ValueError(f"{what} expects images of shape (B, 3, H, W), got {got}")
 
 
+def check_padding(padding, what):
+    """The crop padding as an int; ValueError naming `what` unless it is an int >= 0."""
+    if not (isinstance(padding, (int, np.integer)) and padding >= 0):
+        raise ValueError(f"{what} must be an int >= 0, got {padding!r}")
+    return int(padding)
+
+
 def crop_at(images, top, left, padding=4):
     """Window (top, left) of each zero-padded image: out[b] = pad(images[b])[:, top[b]:+H, left[b]:+W]."""
     _check_images(images, "crop_at")
     B, C, H, W = images.shape
-    P = int(padding)
+    P = check_padding(padding, "crop_at: padding")
     top, left = np.asarray(top), np.asarray(left)
     for name, off in (("top", top), ("left", left)):
         if off.shape != (B,) or off.dtype.kind not in "iu" or (B and (off.min() < 0 or off.max() > 2 * P)):
@@ -37,6 +44,7 @@ def crop_at(images, top, left, padding=4):
 def random_crop(images, rng, padding=4):
     """Random crop with zero padding, one offset per image drawn from `rng`."""
     _check_images(images, "random_crop")
+    padding = check_padding(padding, "random_crop: padding")
     top, left = rng.integers(0, 2 * padding + 1, size=(2, images.shape[0]))
     return crop_at(images, top, left, padding)
 
@@ -70,8 +78,7 @@ def normalize(images, mean=CIFAR10_MEAN, std=CIFAR10_STD):
 def augment(images, rng, padding=4):
     """The training transform: random crop (zero padding; none when padding is 0), random flip,
     normalisation."""
-    if int(padding) < 0:
-        raise ValueError(f"augment: crop padding must be >= 0, got {padding}")
+    padding = check_padding(padding, "augment: padding")
     cropped = random_crop(images, rng, padding) if padding else images
     return normalize(random_flip(cropped, rng))
 
