@@ -108,15 +108,19 @@ def bench_windows(backends, repeats):
     import numpy as np
     import torch
     import torch.nn.functional as F
-    from minit2t.backends import get_backend
-    cols_of = backends + [("numpy", get_backend("numpy"))]
+    from minit2t.ops import conv
+
+    class reference:                                   # the reference ops' NumPy unfold and fold
+        unfold = staticmethod(conv.unfold)
+        fold = staticmethod(lambda cols, hw, k, s, p: conv.fold(cols, *hw, k, s, p))
+    cols_of = backends + [("numpy", reference)]
     names = [n for n, _ in cols_of] + ["torch"]
     print("\nunfold+fold ms".ljust(23) + "".join(f"{n:>9}" for n in names)
           + "".join(f"{n + ' GB/s':>12}{'torch/' + n:>13}" for n, _ in backends))
     rng = np.random.default_rng(0)
     for shape, k, s, p in WINDOW_SHAPES:
         x = rng.standard_normal(shape, dtype=np.float32)              # (B, C, H, W)
-        cols = get_backend("numpy").unfold(x, k, s, p)                # (B, C*k*k, L)
+        cols = conv.unfold(x, k, s, p)                                # (B, C*k*k, L)
         tx, tc = torch.from_numpy(x), torch.from_numpy(cols)
         hw = shape[2:]
         fns = []

@@ -7,7 +7,7 @@ gradients into the leaves' `.grad`.
 """
 import numpy as np
 
-from minit2t import grad_mode, ops
+from minit2t import ops
 
 _FLOATS = (np.float32, np.float64)
 
@@ -43,6 +43,13 @@ class Tensor:
     def _wrap(cls, array, requires_grad=False):
         t = cls.__new__(Tensor)
         t.data, t.requires_grad, t.grad, t._ctx = np.asarray(array), requires_grad, None, None
+        return t
+
+    @classmethod
+    def _result(cls, array, ctx, slot):
+        """Output `slot` of an op; a tracked one remembers the op's context (ctx, else None)."""
+        t = cls._wrap(array, requires_grad=ctx is not None)
+        t._ctx, t._slot = ctx, slot
         return t
 
     # ---- plain attributes -------------------------------------------------
@@ -90,35 +97,47 @@ class Tensor:
         grad = np.asarray(grad.data if isinstance(grad, Tensor) else grad, dtype=self.dtype)
         if grad.shape != self.shape:
             raise ValueError(f"backward(): gradient shape {grad.shape} != tensor shape {self.shape}")
-        grads, waiting = {id(self): grad}, {}
-        order = self._topo_order()
-        last = _last_outputs(order)
-        for t in reversed(order):
-            g = grads.pop(id(t), None)
-            if t._ctx is not None and t._ctx.n_outputs > 1:
-                g = _gather(t, g, waiting, last)      # all outputs' gradients, at the op's last output
-            if g is None:
-                continue
-            if t._ctx is None:
-                t.grad = g.copy() if t.grad is None else t.grad + g
-            else:
-                _backprop_node(t._ctx, g, grads, retain_graph)
+        if self._ctx is None:
+            return self._accumulate(grad)
+        pending = {self._ctx: {self._slot: grad}}          # op -> {which output: its gradient}
+        for ctx in self._ops_last_first():
+            outs = pending.pop(ctx, None)
+            if outs is None:
+                continue                                   # no gradient reached this op
+            if ctx.saved is None:
+                raise RuntimeError("backward() through a graph that was already freed; "
+                                   "pass retain_graph=True to the first backward()")
+            in_grads = ctx.fn.backward(ctx, *(outs.get(i) for i in range(ctx.n_outputs)))
+            for inp, g in zip(ctx.inputs, in_grads):
+                if g is not None and inp.requires_grad:
+                    inp._pass_back(np.asarray(g, dtype=inp.dtype), pending)
+            if not retain_graph:
+                ctx.saved = None
 
-    def _topo_order(self):
-        """Tensors of the graph, every input before the tensors made from it."""
-        order, seen, stack = [], set(), [(self, False)]
+    def _pass_back(self, g, pending):
+        """A gradient for this tensor: into .grad for a leaf, else onto its op's list."""
+        if self._ctx is None:
+            return self._accumulate(g)
+        outs = pending.setdefault(self._ctx, {})
+        outs[self._slot] = g if self._slot not in outs else outs[self._slot] + g
+
+    def _accumulate(self, g):
+        self.grad = g.copy() if self.grad is None else self.grad + g
+
+    def _ops_last_first(self):
+        """The ops of the graph, each after every op that used one of its outputs."""
+        order, seen, stack = [], set(), [(self._ctx, False)]
         while stack:
-            t, done = stack.pop()
+            ctx, done = stack.pop()
             if done:
-                order.append(t)
+                order.append(ctx)                          # after every op that it feeds
                 continue
-            if id(t) in seen:
+            if ctx in seen:
                 continue
-            seen.add(id(t))
-            stack.append((t, True))
-            if t._ctx is not None:
-                stack.extend((i, False) for i in t._ctx.inputs if i.requires_grad and id(i) not in seen)
-        return order
+            seen.add(ctx)
+            stack.append((ctx, True))
+            stack.extend((t._ctx, False) for t in ctx.inputs if t._ctx is not None and t._ctx not in seen)
+        return reversed(order)
 
     # ---- operators --------------------------------------------------------
     def _lift(self, other):
@@ -205,45 +224,6 @@ class Tensor:
         axis = axis % self.ndim
         shape = self.shape[:axis] + self.shape[axis + 1:]
         return [piece.reshape(shape) for piece in self.split(1, axis)]
-
-
-def _last_outputs(order):
-    """For each op with several outputs: the output the reverse walk reaches last (the
-    first in `order`); every gradient of every output of that op has arrived by then."""
-    last = {}
-    for t in order:
-        if t._ctx is not None and t._ctx.n_outputs > 1:
-            last.setdefault(id(t._ctx), t)
-    return last
-
-
-def _gather(t, g, waiting, last):
-    """Park output t's gradient g; at the op's last output, return the list of all of them
-    (None for outputs that got none), or None if none got one."""
-    slots = waiting.setdefault(id(t._ctx), [None] * t._ctx.n_outputs)
-    slots[t._slot] = g
-    if last[id(t._ctx)] is not t:
-        return None
-    del waiting[id(t._ctx)]
-    return slots if any(s is not None for s in slots) else None
-
-
-def _backprop_node(ctx, g, grads, retain_graph):
-    """Run one op's backward and add its input gradients into `grads` (keyed by tensor id)."""
-    if ctx.saved is None:
-        raise RuntimeError("backward() through a graph that was already freed; "
-                           "pass retain_graph=True to the first backward()")
-    if ctx.n_outputs > 1:
-        in_grads = ctx.fn.backward(ctx, *g)
-    else:
-        in_grads = ctx.fn.backward(ctx, g)
-    for inp, ig in zip(ctx.inputs, in_grads):
-        if ig is None or not inp.requires_grad:
-            continue
-        ig = np.asarray(ig, dtype=inp.dtype)
-        grads[id(inp)] = ig if id(inp) not in grads else grads[id(inp)] + ig
-    if not retain_graph:
-        ctx.saved = None
 
 
 def _index(index):

@@ -1,8 +1,12 @@
-"""Every backend against the references: NumPy in float64 and torch.
+"""The backends' GEMM and im2col kernels against the references: NumPy in
+float64, the reference ops' unfold/fold (minit2t.ops.conv), and torch.
 
-One suite, parametrized over the backends; one that cannot run here is
-skipped with its reason. Legend: Bt matrices, M/K/N matrix sides, B batch,
-C channels, H/W height/width, k kernel, s stride, p padding, L windows.
+One suite, parametrized over the backends that have these kernels (c, opencl;
+the unfold/fold tests also over the reference itself); one that cannot run
+here is skipped with its reason. The ops on every backend, numpy included,
+are checked against torch in test_model_backends.py and test_fused.py.
+Legend: Bt matrices, M/K/N matrix sides, B batch, C channels, H/W
+height/width, k kernel, s stride, p padding, L windows.
 """
 import os
 import subprocess
@@ -15,26 +19,39 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from minit2t.backends import get_backend, get_num_threads, set_num_threads
+from minit2t.backends import _cmem, get_backend, get_num_threads, set_num_threads
+from minit2t.ops import conv
+from minit2t.ops.function import Context
 from strategies import gemm_cases, make_array, seeds, window_cases
 
-BACKENDS = ["numpy", "c", "opencl"]
+
+class Reference:
+    """The reference ops' unfold and fold, called as a backend's kernels are."""
+    name = "reference"
+    unfold = staticmethod(lambda x, *args: conv.Unfold.forward(Context(conv.Unfold), x, *args))
+    fold = staticmethod(lambda cols, *args: conv.Fold.forward(Context(conv.Fold), cols, *args))
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
-def backend(request):
+def _load(name):
     try:
-        return get_backend(request.param)
+        return get_backend(name)
     except (ImportError, RuntimeError) as exc:
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module", params=["c", "opencl"])
+def backend(request):
+    return _load(request.param)
+
+
+@pytest.fixture(scope="module", params=["reference", "c", "opencl"])
+def windows_backend(request):
+    return Reference if request.param == "reference" else _load(request.param)
 
 
 @pytest.fixture(scope="module")
 def c_backend():
-    try:
-        return get_backend("c")
-    except (ImportError, RuntimeError) as exc:
-        pytest.skip(str(exc))
+    return _load("c")
 
 
 def assert_matmul_close(out, a, b):
@@ -106,16 +123,16 @@ def torch_fold(cols, hw, k, s, p):
 
 
 @given(case=window_cases(), seed=seeds, layout=st.sampled_from(["contiguous", "strided", "cropped"]))
-def test_unfold_fold_match_references(backend, case, seed, layout):
+def test_unfold_fold_match_references(windows_backend, case, seed, layout):
     shape, k, s, p = case
     x = make_array(seed, shape, np.float32, noncontiguous=layout == "strided")
     if layout == "cropped":                  # rows not contiguous, columns are
         x = make_array(seed, shape[:3] + (shape[3] + 2,), np.float32)[..., 1:-1]
-    cols = backend.unfold(x, k, s, p)                       # (B, C*k*k, L)
+    cols = windows_backend.unfold(x, k, s, p)                       # (B, C*k*k, L)
     np.testing.assert_array_equal(cols, torch_unfold(x, k, s, p))
-    np.testing.assert_array_equal(cols, get_backend("numpy").unfold(x, k, s, p))
+    np.testing.assert_array_equal(cols, conv.unfold(x, k, s, p))
     g = make_array(seed + 1, cols.shape, np.float32, noncontiguous=layout == "strided")
-    out = backend.fold(g, shape[2:], k, s, p)               # (B, C, H, W)
+    out = windows_backend.fold(g, shape[2:], k, s, p)               # (B, C, H, W)
     np.testing.assert_allclose(out, torch_fold(g, shape[2:], k, s, p), rtol=1e-6, atol=1e-6)
     assert out.shape == shape and out.dtype == np.float32
 
@@ -124,21 +141,21 @@ def test_unfold_fold_match_references(backend, case, seed, layout):
     ((2, 3, 9, 8), 3, 2, 1, np.float64),
     ((16, 16, 32, 32), 3, 1, 1, np.float32),   # outputs of 8 MiB and more: the C
     ((32, 64, 32, 32), 2, 2, 0, np.float32)])  # kernels stream them past the cache
-def test_unfold_fold_float64_and_large(backend, shape, k, s, p, dtype):
+def test_unfold_fold_float64_and_large(windows_backend, shape, k, s, p, dtype):
     x = make_array(7, shape, dtype)
-    cols = backend.unfold(x, k, s, p)
+    cols = windows_backend.unfold(x, k, s, p)
     assert cols.dtype == dtype
     np.testing.assert_array_equal(cols, torch_unfold(x, k, s, p))
-    np.testing.assert_allclose(backend.fold(cols, shape[2:], k, s, p),
+    np.testing.assert_allclose(windows_backend.fold(cols, shape[2:], k, s, p),
                                torch_fold(cols, shape[2:], k, s, p), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("shape", [(0, 3, 5, 5), (2, 0, 5, 5)])
-def test_unfold_fold_zero_size(backend, shape):
+def test_unfold_fold_zero_size(windows_backend, shape):
     x = np.ones(shape, np.float32)
-    cols = backend.unfold(x, 3, 1, 1)
+    cols = windows_backend.unfold(x, 3, 1, 1)
     assert cols.shape == (shape[0], shape[1] * 9, 25)
-    assert backend.fold(cols, (5, 5), 3, 1, 1).shape == shape
+    assert windows_backend.fold(cols, (5, 5), 3, 1, 1).shape == shape
 
 
 @pytest.mark.parametrize("call, error, match", [
@@ -153,9 +170,9 @@ def test_unfold_fold_zero_size(backend, shape):
     (lambda be: be.fold(np.ones((1, 9, 1), np.float32), (1, 1), 3, 0, 0), ValueError, "stride"),
     (lambda be: be.fold(np.ones((1, 9, 16), np.int64), (4, 4), 3, 1, 1), TypeError, "int64"),
 ])
-def test_unfold_fold_refuse_bad_input(backend, call, error, match):
+def test_unfold_fold_refuse_bad_input(windows_backend, call, error, match):
     with pytest.raises(error, match=match):
-        call(backend)
+        call(windows_backend)
 
 
 # ---- the C extension itself ---------------------------------------------------
@@ -189,17 +206,17 @@ def _fast_levels(c_backend):
 @given(case=gemm_cases())
 def test_c_fast_gemm_equals_reference(c_backend, case):
     a, b = case
-    ffi, lib = c_backend.ffi, c_backend.lib
+    lib = c_backend.lib
     a3, b3 = (a[None] if a.ndim == 2 else a), (b[None] if b.ndim == 2 else b)
     bt = max(a3.shape[0], b3.shape[0])
     m, k, n = a.shape[-2], a.shape[-1], b.shape[-1]
-    sa = c_backend._strides(a3, (0 if a3.shape[0] > 1 else None, 1, 2))
-    sb = c_backend._strides(b3, (0 if b3.shape[0] > 1 else None, 1, 2))
+    sa = _cmem.strides(a3, (0 if a3.shape[0] > 1 else None, 1, 2))
+    sb = _cmem.strides(b3, (0 if b3.shape[0] > 1 else None, 1, 2))
     outs = {}
     for level in ["ref"] + _fast_levels(c_backend):
         out = np.full((bt, m, n), np.nan, np.float32)
-        getattr(lib, "sgemm_" + level)(bt, m, n, k, c_backend._ptr(a3), sa, c_backend._ptr(b3),
-                                       sb, c_backend._ptr(out), c_backend._strides(out, (0, 1)))
+        getattr(lib, "sgemm_" + level)(bt, m, n, k, _cmem.ptr(a3), sa, _cmem.ptr(b3),
+                                       sb, _cmem.ptr(out), _cmem.strides(out, (0, 1)))
         outs[level] = out
     for level, out in outs.items():
         np.testing.assert_allclose(out, outs["ref"], rtol=1e-5, atol=4e-6 * (k + 1), err_msg=level)
@@ -226,12 +243,12 @@ def _fast_equals_reference(c_backend, shape, k, s, p, seed):
     cols = np.asarray(torch_unfold(x, k, s, p))
     for level in ["ref"] + _fast_levels(c_backend):
         got = np.full_like(cols, np.nan)
-        getattr(lib, "unfold_" + level)(c_backend._ptr(x), c_backend._strides(x, range(4)),
-                                        c_backend._ptr(got), nb, nc, h, w, k, s, p)
+        getattr(lib, "unfold_" + level)(_cmem.ptr(x), _cmem.strides(x, range(4)),
+                                        _cmem.ptr(got), nb, nc, h, w, k, s, p)
         np.testing.assert_array_equal(got, cols, err_msg=level)
         back = np.full_like(x, np.nan)
-        getattr(lib, "fold_" + level)(c_backend._ptr(cols), c_backend._strides(cols, range(3)),
-                                      c_backend._ptr(back), nb, nc, h, w, k, s, p)
+        getattr(lib, "fold_" + level)(_cmem.ptr(cols), _cmem.strides(cols, range(3)),
+                                      _cmem.ptr(back), nb, nc, h, w, k, s, p)
         np.testing.assert_allclose(back, torch_fold(cols, (h, w), k, s, p), rtol=1e-6, atol=1e-6)
 
 

@@ -1,14 +1,16 @@
-"""The fused kernels (GELU, layer norm, softmax, the GEMM with a bias) and the Linear op.
+"""The C backend's fused kernels (GELU, layer norm, softmax, the GEMM with a bias),
+its ops (c_ops) and the Linear op.
 
 Every C version (the reference loops and each fast ISA this CPU runs) is
-checked against the NumPy reference evaluated in float64, and the backend
-functions also against torch: forward and backward, odd sizes (around the
-vector widths, the GELU work blocks and the layer-norm row chunks),
-non-contiguous inputs, special values, the float64 fallback and bad input.
+checked against the reference ops of minit2t/ops evaluated in float64, and the
+kernel functions also against torch: forward and backward, odd sizes (around
+the vector widths, the GELU work blocks and the layer-norm row chunks),
+non-contiguous inputs, special values against the mathematics, the float64
+fallback of the ops and bad input.
 
 Legend: R rows, D layer-norm width, N softmax width, n elements.
 """
-import types
+import math
 
 import numpy as np
 import pytest
@@ -21,17 +23,28 @@ import minit2t as mt
 import minit2t.backends as backends
 import minit2t.nn.functional as F
 from helpers import F64, assert_close, check_against_torch
+from minit2t import ops
+from minit2t.ops.function import Context
 from strategies import fused_shapes, gemm_cases, make_array, seeds
-
-REF = backends.get_backend("numpy")
 
 
 @pytest.fixture(scope="module")
 def c():
+    """The C backend's kernels (c_kernels: also its lib, ffi, ptr and strides)."""
     try:
-        return backends.get_backend("c")
+        backends.get_backend("c")
     except (ImportError, RuntimeError) as exc:
         pytest.skip(str(exc))
+    from minit2t.backends import c_kernels
+    return c_kernels
+
+
+def reference(op, *arrays, grad=None, **options):
+    """The reference op's output on float64 copies of `arrays`; with `grad`, also its
+    input gradients (one per array)."""
+    ctx = Context(op)
+    y = op.forward(ctx, *(a.astype(np.float64) for a in arrays), **options)
+    return y if grad is None else (y, op.backward(ctx, grad.astype(np.float64)))
 
 
 def levels(c):
@@ -60,12 +73,11 @@ def _ln_atol(g, w, rstd):
 def test_gelu_every_level(c, n):
     x = np.concatenate([np.linspace(-14, 14, 41), f32(n, n, 3.0)])[:max(n, 41)].astype(np.float32)
     g = f32(n + 1, x.shape)
-    want = REF.gelu_forward(x.astype(np.float64))
-    want_g = REF.gelu_backward(g.astype(np.float64), x.astype(np.float64))
+    want, (want_g,) = reference(ops.GELU, x, grad=g)
     for level in levels(c):
         y, gx = out(x.shape), out(x.shape)
-        getattr(c.lib, "gelu_forward_" + level)(c._ptr(x), c._ptr(y), x.size)
-        getattr(c.lib, "gelu_backward_" + level)(c._ptr(g), c._ptr(x), c._ptr(gx), x.size)
+        getattr(c.lib, "gelu_forward_" + level)(c.ptr(x), c.ptr(y), x.size)
+        getattr(c.lib, "gelu_backward_" + level)(c.ptr(g), c.ptr(x), c.ptr(gx), x.size)
         np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-37, err_msg=level)
         np.testing.assert_allclose(gx, want_g, rtol=1e-6, atol=1e-6, err_msg=level)
 
@@ -76,18 +88,18 @@ def test_layer_norm_every_level(c, r, d):
     x = wide[:, 2:d + 2]                                            # (R, D), row stride D + 5
     g = f32(r + d, (r, d))
     w, b = f32(1, d), f32(2, d)
-    want = REF.layer_norm_forward(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64), 1e-5)
+    x64 = x.astype(np.float64)
+    want_y, want_b = reference(ops.LayerNorm, x, w, b, grad=g, eps=1e-5)
+    want = want_y, x64.mean(-1), 1 / np.sqrt(x64.var(-1) + 1e-5)              # y, mean, rstd
     for level in levels(c):
         y, mean, rstd = out((r, d)), out(r), out(r)
-        getattr(c.lib, "layer_norm_forward_" + level)(c._ptr(x), d + 5, c._ptr(w), c._ptr(b), 1e-5, c._ptr(y),
-                                                      c._ptr(mean), c._ptr(rstd), r, d)
+        getattr(c.lib, "layer_norm_forward_" + level)(c.ptr(x), d + 5, c.ptr(w), c.ptr(b), 1e-5, c.ptr(y),
+                                                      c.ptr(mean), c.ptr(rstd), r, d)
         for got, ref in zip((y, mean, rstd), want):
             np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5, err_msg=level)
-        want_b = REF.layer_norm_backward(g.astype(np.float64), x.astype(np.float64), w.astype(np.float64),
-                                         mean.astype(np.float64), rstd.astype(np.float64))
         gx, gw, gb = out((r, d)), out(d), out(d)
-        getattr(c.lib, "layer_norm_backward_" + level)(c._ptr(g), d, c._ptr(x), d + 5, c._ptr(w), c._ptr(mean),
-                                                       c._ptr(rstd), c._ptr(gx), c._ptr(gw), c._ptr(gb), r, d)
+        getattr(c.lib, "layer_norm_backward_" + level)(c.ptr(g), d, c.ptr(x), d + 5, c.ptr(w), c.ptr(mean),
+                                                       c.ptr(rstd), c.ptr(gx), c.ptr(gw), c.ptr(gb), r, d)
         for what, got, ref in zip(("gx", "gw", "gb"), (gx, gw, gb), want_b):
             assert_close(got, ref, 1e-5, _ln_atol(g, w, rstd), f"{level} {what}")
 
@@ -96,12 +108,11 @@ def test_layer_norm_every_level(c, r, d):
 def test_softmax_every_level(c, r, n):
     x, g = f32(r * n, (r, n), 4.0), f32(r + n, (r, n))
     x[0, 0] = -np.inf if n > 1 else x[0, 0]                          # a masked entry
-    want = REF.softmax_forward(x.astype(np.float64))
-    want_g = REF.softmax_backward(g.astype(np.float64), want)
+    want, (want_g,) = reference(ops.Softmax, x, grad=g)
     for level in levels(c):
         y, gx = out((r, n)), out((r, n))
-        getattr(c.lib, "softmax_forward_" + level)(c._ptr(x), c._ptr(y), r, n)
-        getattr(c.lib, "softmax_backward_" + level)(c._ptr(g), c._ptr(y), c._ptr(gx), r, n)
+        getattr(c.lib, "softmax_forward_" + level)(c.ptr(x), c.ptr(y), r, n)
+        getattr(c.lib, "softmax_backward_" + level)(c.ptr(g), c.ptr(y), c.ptr(gx), r, n)
         np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-7, err_msg=level)
         np.testing.assert_allclose(gx, want_g, rtol=1e-5, atol=1e-6, err_msg=level)
 
@@ -113,12 +124,12 @@ def test_sgemm_bias_every_level(c, case, seed):
     bt, m, k, n = max(a3.shape[0], b3.shape[0]), a.shape[-2], a.shape[-1], b.shape[-1]
     bias = f32(seed, n)
     want = np.matmul(a3.astype(np.float64), b3.astype(np.float64)) + bias    # (Bt, M, N)
-    sa = c._strides(a3, (0 if a3.shape[0] > 1 else None, 1, 2))
-    sb = c._strides(b3, (0 if b3.shape[0] > 1 else None, 1, 2))
+    sa = c.strides(a3, (0 if a3.shape[0] > 1 else None, 1, 2))
+    sb = c.strides(b3, (0 if b3.shape[0] > 1 else None, 1, 2))
     for level in levels(c):
         got = out((bt, m, n))
-        getattr(c.lib, "sgemm_bias_" + level)(bt, m, n, k, c._ptr(a3), sa, c._ptr(b3), sb, c._ptr(bias),
-                                              c._ptr(got), c._strides(got, (0, 1)))
+        getattr(c.lib, "sgemm_bias_" + level)(bt, m, n, k, c.ptr(a3), sa, c.ptr(b3), sb, c.ptr(bias),
+                                              c.ptr(got), c.strides(got, (0, 1)))
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=4e-6 * (k + 1), err_msg=level)
 
 
@@ -134,8 +145,8 @@ def test_copy_strided_every_level(c, shape, seed, fill):
     dst_base = out(tuple(np.array(shape)[perm]))                    # dst laid out in another order
     for level in levels(c):
         dst = dst_base.copy().transpose(np.argsort(perm))
-        getattr(c.lib, "copy_strided_" + level)(c._ptr(src), c._strides(src, range(src.ndim)), c._ptr(dst),
-                                                c._strides(dst, range(dst.ndim)), c.ffi.new("int64_t[]", shape),
+        getattr(c.lib, "copy_strided_" + level)(c.ptr(src), c.strides(src, range(src.ndim)), c.ptr(dst),
+                                                c.strides(dst, range(dst.ndim)), c.ffi.new("int64_t[]", shape),
                                                 len(shape))
         np.testing.assert_array_equal(dst, src, err_msg=level)
 
@@ -161,22 +172,18 @@ def test_c_copy_into(c):
         c.copy_into(np.broadcast_to(np.float32(0), (4,)), np.ones(4, np.float32))
 
 
-# ---- the backend functions: C against the reference and torch ----------------------
+# ---- the kernel functions: C against the reference and torch -----------------------
 
 @pytest.mark.parametrize("r, din, dout", [(1, 1, 1), (37, 5, 17), (300, 130, 70), (9, 700, 33)])
 def test_c_linear_forward_matches_reference_and_torch(c, r, din, dout):
     x = make_array(r, (r, din + 3), np.float32)[:, 1:din + 1]              # rows strided
     w, b = f32(din, (dout, din)), f32(dout, dout)
-    want = REF.linear_forward(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64))
+    want = reference(ops.Linear, x, w, b)
     got = c.linear_forward(x, w, b)
     assert got.shape == (r, dout) and got.dtype == np.float32
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=4e-6 * (din + 1))
     np.testing.assert_allclose(got, TF.linear(*map(torch.from_numpy, (np.ascontiguousarray(x), w, b))).numpy(),
                                rtol=1e-5, atol=4e-6 * (din + 1))
-    np.testing.assert_allclose(c.linear_forward(x, w), want - b, rtol=1e-5, atol=4e-6 * (din + 1))
-    np.testing.assert_array_equal(c.linear_forward(x.astype(np.float64), w, b),
-                                  REF.linear_forward(x.astype(np.float64), w, b))
-
 
 
 @given(shape=fused_shapes(), seed=seeds, nc=st.booleans())
@@ -184,89 +191,142 @@ def test_c_functions_match_reference_and_torch(c, shape, seed, nc):
     x = make_array(seed, shape, np.float32, noncontiguous=nc) * np.float32(3)
     g = make_array(seed + 1, shape, np.float32, noncontiguous=nc)
     w, b = f32(seed + 2, shape[-1]), f32(seed + 3, shape[-1])
-    x64, g64 = x.astype(np.float64), g.astype(np.float64)
-    tx, tg = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(g))
+    tx = torch.from_numpy(np.ascontiguousarray(x))
 
     y = c.gelu_forward(x)
-    np.testing.assert_allclose(y, REF.gelu_forward(x64), rtol=1e-6, atol=1e-37)
+    want, (want_g,) = reference(ops.GELU, x, grad=g)
+    np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-37)
     np.testing.assert_allclose(y, TF.gelu(tx).numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(c.gelu_backward(g, x), REF.gelu_backward(g64, x64), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(c.gelu_backward(g, x), want_g, rtol=1e-6, atol=1e-6)
 
     s = c.softmax_forward(x)
     np.testing.assert_allclose(s, torch.softmax(tx, -1).numpy(), rtol=1e-5, atol=1e-7)
-    assert_close(c.softmax_backward(g, s), REF.softmax_backward(g64, s.astype(np.float64)), 1e-5, 1e-7, "softmax")
+    _, (want_g,) = reference(ops.Softmax, x, grad=g)
+    assert_close(c.softmax_backward(g, s), want_g, 1e-5, 1e-7, "softmax")
 
     y, mean, rstd = c.layer_norm_forward(x, w, b, 1e-5)
     np.testing.assert_allclose(y, TF.layer_norm(tx, shape[-1:], torch.from_numpy(w), torch.from_numpy(b)).numpy(),
                                rtol=1e-4, atol=1e-4)
     grads = c.layer_norm_backward(g, x, w, mean, rstd)
-    want = REF.layer_norm_backward(g64, x64, w.astype(np.float64), mean.astype(np.float64),
-                                   rstd.astype(np.float64))
+    _, want = reference(ops.LayerNorm, x, w, b, grad=g, eps=1e-5)
     for what, got, ref in zip(("gx", "gw", "gb"), grads, want):
         assert got.shape == ref.shape and got.dtype == np.float32
         assert_close(got, ref, 1e-5, _ln_atol(g, w, rstd), what)
 
 
-def test_c_float64_and_mixed_run_the_reference(c):
-    x, g, w, b = f32(0, (4, 9)), f32(1, (4, 9)), f32(2, 9), f32(3, 9)
+def test_c_ops_send_float64_and_mixed_to_the_reference(c):
+    from minit2t.backends import c_ops
+    x, w, b = f32(0, (4, 9)), f32(2, 9), f32(3, 9)
     x64 = x.astype(np.float64)
-    assert c.gelu_forward(x64).dtype == np.float64
-    np.testing.assert_array_equal(c.gelu_forward(x64), REF.gelu_forward(x64))
-    np.testing.assert_array_equal(c.gelu_backward(g, x64), REF.gelu_backward(g, x64))
-    np.testing.assert_array_equal(c.softmax_forward(x64), REF.softmax_forward(x64))
-    for got, ref in zip(c.layer_norm_forward(x, w.astype(np.float64), b, 1e-5),
-                        REF.layer_norm_forward(x, w.astype(np.float64), b, 1e-5)):
-        assert got.dtype == ref.dtype
-        np.testing.assert_array_equal(got, ref)
+    cases = [(ops.GELU, (x64,), {}), (ops.Softmax, (x64,), {"axis": 0}),
+             (ops.LayerNorm, (x, w.astype(np.float64), b), {"eps": 1e-5}), (ops.Linear, (x64, w[None], b[:1]), {})]
+    for op, arrays, options in cases:
+        fast, ref = Context(c_ops.OPS[op]), Context(op)
+        got, want = c_ops.OPS[op].forward(fast, *arrays, **options), op.forward(ref, *arrays, **options)
+        assert got.dtype == want.dtype == np.float64, op.__name__
+        np.testing.assert_array_equal(got, want, err_msg=op.__name__)
+        gy = np.ones_like(want)
+        for gf, gr in zip(c_ops.OPS[op].backward(fast, gy), op.backward(ref, gy)):
+            np.testing.assert_array_equal(gf, gr, err_msg=op.__name__)
+    with pytest.raises(TypeError, match="float32"):
+        c.gelu_forward(x64)                                         # the kernels themselves: float32 only
 
 
-def test_special_values(c):
-    x = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e30, -1e30, 20.0, -20.0, 1e-30], np.float32)
-    with np.errstate(invalid="ignore"):                             # -inf * Phi(-inf) = nan, as torch
-        ref = REF.gelu_forward(x)
-    for y in (c.gelu_forward(x), ref):
-        np.testing.assert_array_equal(y, TF.gelu(torch.from_numpy(x)).numpy())
-    rows = np.array([[-np.inf, 0.0, 1.0, -np.inf], [1e30, 1e30, -1e30, 0.0]], np.float32)
-    np.testing.assert_allclose(c.softmax_forward(rows), torch.softmax(torch.from_numpy(rows), -1).numpy(),
-                               rtol=1e-6, atol=0)
-    flat = np.full((3, 5), 2.5, np.float32)                        # var 0: y = bias
-    y, _, rstd = c.layer_norm_forward(flat, np.ones(5, np.float32), np.arange(5, dtype=np.float32), 1e-5)
-    np.testing.assert_allclose(y, np.broadcast_to(np.arange(5.0), (3, 5)), atol=1e-6)
-    np.testing.assert_allclose(rstd, 1 / np.sqrt(1e-5), rtol=1e-6)
+def _gelu_math(v):
+    """x * Phi(x) in double precision from math.erfc: the value float32 should round to."""
+    return 0.5 * v * math.erfc(-v / math.sqrt(2)) if math.isfinite(v) else v
 
 
-@pytest.mark.parametrize("name", ["numpy", "c"])
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+def test_special_values(backend):
+    """Against the mathematics, not one vector path of torch (whose vectorised GELU returns
+    nan at +inf on AVX-512 machines): GELU(+inf) = inf; -inf gives nan, IEEE's -inf * 0."""
+    x = np.array([0.0, -0.0, np.inf, np.nan, 1e30, -1e30, 20.0, -20.0, 1e-30, -1e-30, 3.0, -3.0], np.float32)
+    want = np.array([_gelu_math(float(v)) for v in x]).astype(np.float32)
+    with on_backend(backend), np.errstate(invalid="ignore", over="ignore"):
+        y = F.gelu(mt.tensor(x)).data
+        yinf = F.gelu(mt.tensor(np.array([-np.inf], np.float32))).data
+        np.testing.assert_allclose(y, want, rtol=2e-7, atol=0)
+        assert np.array_equal(np.signbit(y[:2]), [False, True])     # gelu(-0) = -0
+        assert np.isnan(yinf[0])
+        rows = np.array([[-np.inf, 0.0, 1.0, -np.inf], [1e30, 1e30, -1e30, 0.0]], np.float32)
+        e = math.e
+        want_rows = [[0, 1 / (1 + e), e / (1 + e), 0], [0.5, 0.5, 0, 0]]
+        np.testing.assert_allclose(F.softmax(mt.tensor(rows)).data, want_rows, rtol=1e-6, atol=0)
+        flat = mt.tensor(np.full((3, 5), 2.5, np.float32))                # var 0: y = bias
+        y = F.layer_norm(flat, mt.tensor(np.ones(5, np.float32)), mt.tensor(np.arange(5, dtype=np.float32)))
+        np.testing.assert_allclose(y.data, np.broadcast_to(np.arange(5.0), (3, 5)), atol=1e-6)
+
+
+class on_backend:
+    """with on_backend(name): ... runs the ops on that backend (skips when it cannot load)."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        self.previous = backends.get_backend().name
+        try:
+            backends.set_backend(self.name)
+        except (ImportError, RuntimeError) as exc:
+            pytest.skip(str(exc))
+
+    def __exit__(self, *exc):
+        backends.set_backend(self.previous)
+
+
 @pytest.mark.parametrize("call, error, match", [
-    (lambda be: be.gelu_forward(np.ones(3, np.int32)), TypeError, "int32"),
-    (lambda be: be.gelu_forward(np.float32(1.0)), ValueError, "shape ()"),
-    (lambda be: be.gelu_backward(np.ones(3, np.float32), np.ones(4, np.float32)), ValueError, r"\(3,\).*\(4,\)"),
-    (lambda be: be.softmax_backward(np.ones((2, 3), np.float32), np.ones((3, 2), np.float32)), ValueError, "y"),
-    (lambda be: be.layer_norm_forward(np.ones((2, 3), np.float32), np.ones(4, np.float32),
-                                      np.ones(3, np.float32), 1e-5), ValueError, r"weight of shape \(3,\)"),
-    (lambda be: be.layer_norm_forward(np.ones((2, 3), np.float32), np.ones(3, np.float32),
-                                      np.ones(3, np.float32), -1.0), ValueError, "eps"),
-    (lambda be: be.layer_norm_backward(np.ones((2, 3), np.float32), np.ones((2, 3), np.float32),
-                                       np.ones(3, np.float32), np.ones(3, np.float32), np.ones(2, np.float32)),
+    (lambda c: c.gelu_forward(np.ones(3, np.int32)), TypeError, "int32"),
+    (lambda c: c.gelu_forward(np.float32(1.0)), ValueError, "shape ()"),
+    (lambda c: c.gelu_backward(np.ones(3, np.float32), np.ones(4, np.float32)), ValueError, r"\(3,\).*\(4,\)"),
+    (lambda c: c.softmax_backward(np.ones((2, 3), np.float32), np.ones((3, 2), np.float32)), ValueError, "y"),
+    (lambda c: c.layer_norm_forward(np.ones((2, 3), np.float32), np.ones(4, np.float32),
+                                    np.ones(3, np.float32), 1e-5), ValueError, r"weight of shape \(3,\)"),
+    (lambda c: c.layer_norm_forward(np.ones((2, 3), np.float32), np.ones(3, np.float32),
+                                    np.ones(3, np.float32), -1.0), ValueError, "eps"),
+    (lambda c: c.layer_norm_backward(np.ones((2, 3), np.float32), np.ones((2, 3), np.float32),
+                                     np.ones(3, np.float32), np.ones(3, np.float32), np.ones(2, np.float32)),
      ValueError, r"mean of shape \(2,\)"),
-    (lambda be: be.linear_forward(np.ones((2, 3), np.float32), np.ones((4, 5), np.float32)), ValueError, "Din=3"),
-    (lambda be: be.linear_forward(np.ones((2, 3), np.float32), np.ones(3, np.float32)), ValueError, "2-D"),
-    (lambda be: be.linear_forward(np.ones((2, 3), np.float32), np.ones((4, 3), np.float32),
-                                  np.ones(3, np.float32)), ValueError, r"bias of shape \(4,\)"),
-    (lambda be: be.linear_forward(np.ones((2, 3), np.int64), np.ones((4, 3), np.float32)), TypeError, "int64"),
+    (lambda c: c.linear_forward(np.ones((2, 3), np.float32), np.ones((4, 5), np.float32), None), ValueError, "Din=3"),
+    (lambda c: c.linear_forward(np.ones((2, 3), np.float32), np.ones(3, np.float32), None), ValueError, "2-D"),
+    (lambda c: c.linear_forward(np.ones((2, 3), np.float32), np.ones((4, 3), np.float32),
+                                np.ones(3, np.float32)), ValueError, r"bias of shape \(4,\)"),
+    (lambda c: c.linear_forward(np.ones((2, 3), np.int64), np.ones((4, 3), np.float32), None), TypeError, "int64"),
 ])
-def test_bad_input_raises(name, call, error, match):
+def test_c_kernels_refuse_bad_input(c, call, error, match):
     with pytest.raises(error, match=match):
-        call(backends.get_backend(name))
+        call(c)
 
 
-def test_kernel_lookup_falls_back_to_the_reference(c, monkeypatch):
-    monkeypatch.setattr(backends, "_active", c)
-    assert backends.kernel("layer_norm_backward") is c.layer_norm_backward
-    bare = types.SimpleNamespace(name="bare", matmul=REF.matmul)    # a backend with no fused kernels
-    monkeypatch.setattr(backends, "_active", bare)
-    assert backends.kernel("gelu_forward") is REF.gelu_forward
-    y = F.gelu(mt.tensor(np.array([-1.0, 0.5], np.float32)))
-    np.testing.assert_allclose(y.data, TF.gelu(torch.tensor([-1.0, 0.5])).numpy(), rtol=1e-6)
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: F.layer_norm(mt.tensor(np.ones((2, 3), np.float32)), mt.tensor(np.ones(3, np.float32)),
+                          mt.tensor(np.ones(3, np.float32)), eps=-1.0), ValueError, "eps"),
+    (lambda: ops.LayerNorm.apply(mt.tensor(np.ones((2, 3), np.float32)), mt.tensor(np.ones(4, np.float32)),
+                                 mt.tensor(np.ones(3, np.float32))), ValueError, r"\(3,\)"),
+    (lambda: F.softmax(mt.tensor(np.ones((2, 3), np.float32)), axis=2), ValueError, "axis 2"),
+    (lambda: ops.Linear.apply(mt.tensor(np.ones((2, 3), np.float32)), mt.tensor(np.ones((4, 5), np.float32))),
+     ValueError, r"\(2, 3\) and \(4, 5\)"),
+])
+def test_ops_refuse_bad_input_on_every_backend(backend, call, error, match):
+    with on_backend(backend), pytest.raises(error, match=match):
+        call()
+
+
+def test_the_seam_replaces_whole_ops(c, monkeypatch):
+    """implementation(op) is the active backend's version; apply runs its forward and backward."""
+    from minit2t.backends import c_ops
+    monkeypatch.setattr(backends, "_active", backends.get_backend("c"))
+    assert backends.implementation(ops.LayerNorm) is c_ops.LayerNorm
+    assert backends.implementation(ops.Add) is ops.Add                 # not replaced: the reference
+    x = mt.tensor(np.array([[-1.0, 0.5, 2.0]], np.float32), requires_grad=True)
+    y = F.gelu(x)
+    assert y._ctx.fn is c_ops.GELU
+    monkeypatch.setattr(backends, "_active", backends.get_backend("numpy"))
+    assert backends.implementation(ops.LayerNorm) is ops.LayerNorm
+    y.sum().backward()                                                 # the C backward, as recorded
+    _, (want,) = reference(ops.GELU, x.data, grad=np.ones((1, 3), np.float32))
+    np.testing.assert_allclose(x.grad, want, rtol=1e-6)
 
 
 def test_c_results_do_not_depend_on_threads(c):
@@ -317,22 +377,45 @@ def test_linear_op_skips_gradients_nobody_wants():
         F.linear(x, mt.tensor(np.ones(6, np.float32)))
 
 
+def _split_use_two(t):
+    q, _, v = t.split([2, 3, 4], axis=-1)              # the middle piece gets no gradient
+    return q.sum(-1, keepdims=True) * v
+
+
+def _split_t(t):
+    q, _, v = torch.split(t, [2, 3, 4], dim=-1)
+    return q.sum(-1, keepdim=True) * v
+
+
+REPLACED = {   # every op a backend replaces: (minit2t, torch, input shapes)
+    "gelu": (F.gelu, TF.gelu, [(3, 4, 9)]),
+    "softmax_axis1": (lambda t: t.softmax(1), lambda t: t.softmax(1), [(3, 4, 9)]),
+    "softmax": (lambda t: t.softmax(-1), lambda t: t.softmax(-1), [(3, 4, 9)]),
+    "layer_norm": (lambda t, w, b: F.layer_norm(t, w, b), lambda t, w, b: TF.layer_norm(t, (9,), w, b),
+                   [(3, 4, 9), (9,), (9,)]),
+    "linear": (F.linear, TF.linear, [(3, 4, 9), (5, 9), (5,)]),
+    "linear_no_bias": (F.linear, TF.linear, [(3, 4, 9), (5, 9)]),
+    "matmul_batched": (lambda a, b: a @ b, lambda a, b: a @ b, [(2, 3, 4, 9), (2, 3, 9, 5)]),
+    "matmul_broadcast": (lambda a, b: a @ b, lambda a, b: a @ b, [(2, 3, 4, 9), (9, 5)]),
+    "matmul_transposed": (lambda q, k: q @ k.transpose(-2, -1), lambda q, k: q @ k.transpose(-2, -1),
+                          [(2, 3, 4, 9), (2, 3, 6, 9)]),
+    "getitem": (lambda t: t[:, 1:3] * 2, lambda t: t[:, 1:3] * 2, [(3, 4, 9)]),
+    "getitem_array": (lambda t: t[:, [0, 2, 2]], lambda t: t[:, [0, 2, 2]], [(3, 4, 9)]),
+    "split": (_split_use_two, _split_t, [(3, 4, 9)]),
+    "reshape": (lambda t: t.transpose(1, 2).reshape(3, -1), lambda t: t.transpose(1, 2).reshape(3, -1), [(3, 4, 9)]),
+    "unfold": (lambda t: F.unfold(t, 3, 2, 1), lambda t: TF.unfold(t, 3, stride=2, padding=1), [(2, 3, 7, 6)]),
+    "fold": (lambda t: F.fold(t, (7, 6), 3, 2, 1), lambda t: TF.fold(t, (7, 6), 3, stride=2, padding=1),
+             [(2, 27, 12)]),
+}
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("backend", ["numpy", "c"])
-def test_fused_ops_against_torch(backend, dtype):
-    try:
-        previous = backends.get_backend()
-        backends.set_backend(backend)
-    except (ImportError, RuntimeError) as exc:
-        pytest.skip(str(exc))
+@pytest.mark.parametrize("name", sorted(REPLACED))
+@pytest.mark.parametrize("backend", ["numpy", "c", "opencl"])
+def test_replaced_ops_against_torch(backend, name, dtype):
+    """One suite over every backend: each op that a backend may replace, forward and backward."""
+    mt_fn, torch_fn, shapes = REPLACED[name]
+    arrays = [make_array(7 + i, shape, dtype, noncontiguous=len(shape) > 2) * 2 for i, shape in enumerate(shapes)]
     rtol, atol = F64 if dtype == np.float64 else (1e-5, 1e-6)
-    try:
-        x = make_array(7, (3, 4, 9), dtype, noncontiguous=True) * 2
-        w, b = make_array(8, (9,), dtype), make_array(9, (9,), dtype)
-        check_against_torch(F.gelu, TF.gelu, [x], rtol, atol)
-        check_against_torch(lambda t: t.softmax(1), lambda t: t.softmax(1), [x], rtol, atol)
-        check_against_torch(lambda t: t.softmax(-1), lambda t: t.softmax(-1), [x], rtol, atol)
-        check_against_torch(lambda t, w, b: F.layer_norm(t, w, b), lambda t, w, b: TF.layer_norm(t, (9,), w, b),
-                            [x, w, b], rtol, atol)
-    finally:
-        backends.set_backend(previous.name)
+    with on_backend(backend):
+        check_against_torch(mt_fn, torch_fn, arrays, rtol, atol)

@@ -1,30 +1,24 @@
-"""Compute backends: the few hot kernels the engine hands off.
+"""Backends: the one seam between the reference ops and faster code.
 
-Every backend is a module exposing the same three functions:
+Every op in minit2t/ops holds its own NumPy forward and backward: that is the
+reference, and it is what runs on the "numpy" backend. A backend is a module
+with a table
 
-    matmul(a, b)                                         -> a @ b
-        a (M, K), b (K, N)          -> (M, N)
-        a (Bt, M, K), b (Bt, K, N)  -> (Bt, M, N)
-    unfold(x, kernel_size, stride, padding)              -> cols
-        x (B, C, H, W)              -> (B, C*k*k, L)
-    fold(cols, output_size, kernel_size, stride, padding) -> x
-        cols (B, C*k*k, L)          -> (B, C, H, W)   (overlaps summed)
+    OPS = {ops.LayerNorm: FasterLayerNorm, ...}
 
-with the semantics of torch.matmul and torch.nn.functional.unfold/fold
-(kernel_size, stride, padding are ints; output_size is a pair (H, W)).
-"numpy" is the readable reference; "c" and "opencl" are optional and
-are imported only when asked for.
+of whole ops it replaces: each replacement is a Function subclass with its own
+forward and backward (usually a subclass of the op it replaces, falling back to
+it for dtypes it does not handle). Function.apply asks `implementation(op)` for
+the active backend's version of every op it runs; that lookup is the only
+place where backends and ops meet.
 
-Fused kernels: a backend may also offer some of
-    gelu_forward(x), gelu_backward(g, x)
-    layer_norm_forward(x, weight, bias, eps) -> (y, mean, rstd)
-    layer_norm_backward(g, x, weight, mean, rstd) -> (gx, gweight, gbias)
-    softmax_forward(x), softmax_backward(g, y)          (along the last dim)
-    linear_forward(x, weight, bias) -> x @ weight.T + bias
-(shapes in numpy_backend, which has them all, as the reference). The ops
-call kernel(name), which gives the active backend's version when it has
-one and the NumPy reference otherwise; the Linear op uses linear_forward
-only from a backend that has it, and that backend's matmul otherwise.
+    "numpy"    no replacements: every op runs its reference code
+    "c"        the C kernels of cext/ through cffi (c_backend, c_ops, c_kernels)
+    "opencl"   matmul, unfold and fold as OpenCL kernels (opencl_backend)
+
+The default is "c" when the extension is built, else "numpy"; $MINIT2T_BACKEND
+or set_backend(name) chooses. Buffer pools, layouts, threads and fused kernels
+live on the backend side; nothing in ops/ knows about them.
 """
 import importlib
 import numbers
@@ -65,10 +59,9 @@ def get_backend(name=None):
     return _loaded[name]
 
 
-def kernel(name):
-    """The active backend's fused kernel `name`, else the NumPy reference's."""
-    found = getattr(get_backend(), name, None)
-    return found if found is not None else getattr(get_backend("numpy"), name)
+def implementation(op):
+    """The active backend's version of `op` (a Function subclass), or op itself."""
+    return (_active or _default()).OPS.get(op, op)
 
 
 def set_backend(name):

@@ -1,16 +1,13 @@
-"""Argument checks shared by every backend.
+"""Argument checks of the backends' kernel functions (the C and OpenCL GEMM,
+the C fused kernels); those of unfold and fold are the ops' own (ops.conv).
 
-Each check raises TypeError (wrong kind: integer arrays, non-int kernel
-sizes) or ValueError (wrong shape or value) naming what was expected and
-what was received, before any kernel runs, so no backend ever computes on
-arguments it cannot handle.
+Each check raises TypeError (wrong kind: integer arrays) or ValueError (wrong
+shape or value) naming what was expected and what was received, before any
+kernel runs, so no kernel ever computes on arguments it cannot handle.
 
-Legend: Bt matrices in a batch, M/K/N matrix sides, B batch, C channels,
-H/W height/width, k kernel, s stride, p padding, Ho/Wo output grid,
-L = Ho * Wo windows.
+Legend: Bt matrices in a batch, M/K/N matrix sides.
 """
 import numbers
-
 
 
 def check_float(name, x):
@@ -39,56 +36,6 @@ def check_matmul(a, b):
         raise ValueError(f"matmul: batch sizes differ: a {a.shape} vs b {b.shape} "
                          f"(expected equal, or one of them 1)")
     return (max(bta, btb) if 0 not in (bta, btb) else 0, m, n)
-
-
-def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int; got {value!r} "
-                        f"({type(value).__name__})")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}; got {value}")
-    return int(value)
-
-
-def check_window(kernel_size, stride, padding):
-    """k >= 1, s >= 1, p >= 0, all ints -> (k, s, p) as Python ints."""
-    return (_check_int("kernel_size", kernel_size, 1),
-            _check_int("stride", stride, 1),
-            _check_int("padding", padding, 0))
-
-
-def _out_grid(h, w, k, s, p):
-    if h + 2 * p < k or w + 2 * p < k:
-        raise ValueError(f"kernel_size {k} is larger than the padded input: "
-                         f"(H+2p, W+2p) = ({h + 2 * p}, {w + 2 * p}) with p={p}")
-    return (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-
-
-def check_unfold(x, kernel_size, stride, padding):
-    """x (B, C, H, W) -> (k, s, p, Ho, Wo)."""
-    k, s, p = check_window(kernel_size, stride, padding)
-    if x.ndim != 4:
-        raise ValueError(f"unfold expects x of shape (B, C, H, W); got shape {x.shape}")
-    check_float("unfold x", x)
-    return (k, s, p) + _out_grid(x.shape[2], x.shape[3], k, s, p)
-
-
-def check_fold(cols, output_size, kernel_size, stride, padding):
-    """cols (B, C*k*k, L), output_size (H, W) -> (k, s, p, H, W, C)."""
-    k, s, p = check_window(kernel_size, stride, padding)
-    if not isinstance(output_size, (tuple, list)) or len(output_size) != 2:
-        raise TypeError(f"fold expects output_size as a pair (H, W); got {output_size!r}")
-    h = _check_int("output_size[0]", output_size[0], 0)
-    w = _check_int("output_size[1]", output_size[1], 0)
-    if cols.ndim != 3:
-        raise ValueError(f"fold expects cols of shape (B, C*k*k, L); got shape {cols.shape}")
-    check_float("fold cols", cols)
-    ho, wo = _out_grid(h, w, k, s, p)
-    if cols.shape[1] % (k * k) != 0 or cols.shape[2] != ho * wo:
-        raise ValueError(f"fold expects cols of shape (B, C*{k * k}, {ho * wo}) for "
-                         f"output_size ({h}, {w}), k={k}, s={s}, p={p}; "
-                         f"got {cols.shape}")
-    return k, s, p, h, w, cols.shape[1] // (k * k)
 
 
 # ---- the fused kernels (gelu, layer norm, softmax) ------------------------------

@@ -201,9 +201,3 @@ def get_runtime():
         cl = import_pyopencl()
         _runtime = Runtime(select_device(cl, os.environ.get("MINIT2T_OPENCL_DEVICE")))
     return _runtime
-
-
-def reset():
-    """Forget the runtime (e.g. after changing MINIT2T_OPENCL_DEVICE)."""
-    global _runtime
-    _runtime = None

@@ -1,4 +1,5 @@
-"""The OpenCL backend: matmul, unfold and fold as OpenCL C kernels (cext/*.cl).
+"""The OpenCL backend: matmul, unfold and fold as OpenCL C kernels (cext/*.cl),
+and through them the ops MatMul, Linear, Unfold and Fold (opencl_ops, OPS).
 
 Legend: Bt batch of matrices, M/K/N matrix sides, B batch, C channels,
 H/W height/width, k kernel, s stride, p padding, L = Ho * Wo windows,
@@ -22,8 +23,8 @@ import os
 import numpy as np
 
 from minit2t.backends import _opencl_runtime as rtm
-from minit2t.backends import numpy_backend
-from minit2t.backends._checks import check_fold, check_matmul, check_unfold
+from minit2t.backends._checks import check_matmul
+from minit2t.ops import conv
 
 name = "opencl"
 gemm_kernel = os.environ.get("MINIT2T_OPENCL_GEMM", "auto")
@@ -139,7 +140,7 @@ def matmul(a, b):
     a, b = np.asarray(a), np.asarray(b)
     out_shape = check_matmul(a, b)
     if not _on_device(a, b):
-        return numpy_backend.matmul(a, b)
+        return np.matmul(a, b)                            # float64: NumPy
     a3, b3 = _as_batched(a, b, out_shape)
     (Bt, M, K), N = a3.shape, b3.shape[2]
     if Bt * M * N == 0 or K == 0:                         # nothing to multiply
@@ -171,10 +172,11 @@ def _im2col(kernel, src, out_shape, grid, dims):
 def unfold(x, kernel_size, stride, padding):
     """Sliding k x k windows of x (B, C, H, W) as columns (B, C*k*k, L)."""
     x = np.asarray(x)
-    k, s, p, Ho, Wo = check_unfold(x, kernel_size, stride, padding)
+    k, s, p = conv.check_unfold(x, kernel_size, stride, padding)
     if not _on_device(x):
-        return numpy_backend.unfold(x, k, s, p)
+        return conv.unfold(x, k, s, p)                    # float64: the reference
     B, C, H, W = x.shape
+    Ho, Wo = conv.windows(H, W, k, s, p)
     dims = (C, H, W, k, s, p, Ho, Wo)
     grid = (Ho, k * k, B * C)                             # one per row of cols
     return _im2col("unfold", np.ascontiguousarray(x), (B, C * k * k, Ho * Wo), grid, dims)
@@ -183,10 +185,14 @@ def unfold(x, kernel_size, stride, padding):
 def fold(cols, output_size, kernel_size, stride, padding):
     """Adjoint of unfold: cols (B, C*k*k, L) summed back onto x (B, C, H, W)."""
     cols = np.asarray(cols)
-    k, s, p, H, W, C = check_fold(cols, output_size, kernel_size, stride, padding)
+    H, W, k, s, p = conv.check_fold(cols, output_size, kernel_size, stride, padding)
     if not _on_device(cols):
-        return numpy_backend.fold(cols, output_size, k, s, p)
-    Ho, Wo = (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
+        return conv.fold(cols, H, W, k, s, p)             # float64: the reference
+    C = cols.shape[1] // (k * k)
+    Ho, Wo = conv.windows(H, W, k, s, p)
     dims = (C, H, W, k, s, p, Ho, Wo)
     grid = (H, 1, cols.shape[0] * C)                      # one per row of x
     return _im2col("fold", np.ascontiguousarray(cols), (cols.shape[0], C, H, W), grid, dims)
+
+
+from minit2t.backends.opencl_ops import OPS  # noqa: E402, F401  (they call the kernels above)

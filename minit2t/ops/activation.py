@@ -1,47 +1,48 @@
 """Softmax, log-softmax, exact GELU and dropout, each with its backward.
 
-Softmax and GELU run the active backend's fused kernels (minit2t.backends.kernel:
-the C backend's, else the NumPy reference in numpy_backend). Legend: N the
-softmax dim, moved last for the kernels; "..." any other dims.
+Legend: "..." any dims; the softmax runs along `axis`.
+A backend may replace any of these ops with a faster one (minit2t.backends).
 """
-import math
-
 import numpy as np
 
-from minit2t.backends import kernel
 from minit2t.ops.function import Function
+from minit2t.ops.special import normal_cdf, normal_pdf
+
+
+def check_axis(a, axis, what):
+    if not -a.ndim <= axis < max(a.ndim, 1):
+        raise ValueError(f"{what}: axis {axis} is out of range for shape {a.shape}")
 
 
 class Softmax(Function):
-    """exp(a - max) / sum(exp(a - max)) along `axis` (stable)."""
+    """y = exp(a - max) / sum(exp(a - max)) along `axis` (stable); ga = y * (g - sum(g * y))."""
 
     @staticmethod
     def forward(ctx, a, axis=-1):
-        if not -a.ndim <= axis < max(a.ndim, 1):
-            raise ValueError(f"softmax: axis {axis} is out of range for shape {a.shape}")
+        check_axis(a, axis, "softmax")
+        y = np.exp(a - a.max(axis=axis, keepdims=True))
+        y /= y.sum(axis=axis, keepdims=True)
         ctx.axis = axis
-        last = np.moveaxis(a, axis, -1)                              # (..., N)
-        out = np.moveaxis(kernel("softmax_forward")(last), -1, axis)
-        ctx.save_for_backward(out)
-        return out
+        ctx.save_for_backward(y)
+        return y
 
     @staticmethod
     def backward(ctx, g):
         (y,) = ctx.saved
-        move = lambda t: np.moveaxis(t, ctx.axis, -1)               # (..., N)
-        return (np.moveaxis(kernel("softmax_backward")(move(g), move(y)), -1, ctx.axis),)
+        return (y * (g - (g * y).sum(axis=ctx.axis, keepdims=True)),)
 
 
 class LogSoftmax(Function):
-    """a - logsumexp(a) along `axis` (stable)."""
+    """y = a - logsumexp(a) along `axis` (stable); ga = g - softmax(a) * sum(g)."""
 
     @staticmethod
     def forward(ctx, a, axis=-1):
+        check_axis(a, axis, "log_softmax")
         shifted = a - a.max(axis=axis, keepdims=True)
-        out = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
-        ctx.save_for_backward(out)
+        y = shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
         ctx.axis = axis
-        return out
+        ctx.save_for_backward(y)
+        return y
 
     @staticmethod
     def backward(ctx, g):
@@ -50,34 +51,25 @@ class LogSoftmax(Function):
 
 
 class GELU(Function):
-    """Exact GELU: x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)); d/dx = Phi(x) + x phi(x)."""
+    """Exact GELU: y = a * Phi(a), Phi the standard normal CDF; ga = g * (Phi(a) + a * phi(a))."""
 
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
-        return kernel("gelu_forward")(a)
+        return a * normal_cdf(a)
 
     @staticmethod
     def backward(ctx, g):
         (a,) = ctx.saved
-        return (kernel("gelu_backward")(g, a),)
-
-
-def _keep(rng, shape, p):
-    """Bernoulli(1 - p) draws of `shape`: raw 32-bit words of the generator, kept where
-    word >= round(p * 2^32) (p to within 2^-33; 3x faster than uniform floats)."""
-    n = math.prod(shape)
-    words = rng.bit_generator.random_raw((n + 1) // 2).view(np.uint32)[:n]   # two per draw
-    return (words >= np.uint32(min(max(round(p * 2.0 ** 32), 1), 2 ** 32 - 1))).reshape(shape)
+        return (g * (normal_cdf(a) + a * normal_pdf(a)),)
 
 
 class Dropout(Function):
-    """Zero each element with probability p, scale the rest by 1/(1-p)."""
+    """Zero each element with probability p, scale the rest by 1 / (1 - p)."""
 
     @staticmethod
     def forward(ctx, a, p, rng):
-        mask = _keep(rng, a.shape, p).astype(a.dtype)
-        mask /= a.dtype.type(1.0 - p)
+        mask = (rng.random(a.shape, dtype=a.dtype) >= p) / a.dtype.type(1 - p)   # 0 or 1 / (1 - p)
         ctx.save_for_backward(mask)
         return a * mask
 

@@ -7,23 +7,27 @@ An op is a subclass of Function with two static methods side by side:
 
 An op with several outputs (Split) returns a tuple of ndarrays from forward
 and takes one gradient per output in backward(ctx, *grads_out); an output
-that received no gradient gets zeros there.
+that received no gradient passes None there.
 
 `ctx` is the only state an op keeps between the two: forward saves what
 backward needs on it (ctx.save_for_backward(...), or plain attributes).
 Function.apply runs forward on the tensors' data and, when a gradient is
 wanted, links the result to its inputs so Tensor.backward can walk back.
-"""
-import numpy as np
 
+The seam: apply asks the active backend for its version of the op
+(minit2t.backends.implementation). The NumPy code in ops/ is the reference;
+a backend may replace a whole op, forward and backward together, with a
+faster one (the C backend's are in minit2t/backends/c_ops.py).
+"""
 from minit2t import grad_mode
+from minit2t.backends import implementation
 
 
 class Context:
     """What one application of an op remembers for its backward."""
 
     def __init__(self, fn):
-        self.fn = fn              # the Function subclass that made the output
+        self.fn = fn              # the class whose forward ran, so its backward runs too
         self.inputs = ()          # the input tensors (set only when tracked)
         self.saved = ()
         self.n_outputs = 1        # > 1 for ops whose forward returns a tuple
@@ -51,22 +55,16 @@ class Function:
         for t in inputs:
             if not isinstance(t, Tensor):
                 raise TypeError(f"{cls.__name__} expects Tensor inputs, got {type(t).__name__}")
-        ctx = Context(cls)
-        out = cls.forward(ctx, *(t.data for t in inputs), **options)
-        track = grad_mode.is_enabled() and any(t.requires_grad for t in inputs)
-        if track:
+        ctx = Context(implementation(cls))                         # this op, or a backend's version
+        out = ctx.fn.forward(ctx, *(t.data for t in inputs), **options)
+        outs = out if isinstance(out, tuple) else (out,)           # ops with several outputs: a tuple
+        ctx.n_outputs = len(outs)
+        if grad_mode.is_enabled() and any(t.requires_grad for t in inputs):
             ctx.inputs = inputs
-        if isinstance(out, tuple):                                  # several outputs
-            ctx.n_outputs = len(out)
-            return tuple(_wrap(Tensor, o, ctx if track else None, slot) for slot, o in enumerate(out))
-        return _wrap(Tensor, out, ctx if track else None, 0)
-
-
-def _wrap(cls, array, ctx, slot):
-    """A result tensor; tracked results remember their op (ctx) and which output they are."""
-    t = cls._wrap(array, requires_grad=ctx is not None)
-    t._ctx, t._slot = ctx, slot
-    return t
+        else:
+            ctx = None                                             # nothing to backpropagate to
+        results = tuple(Tensor._result(o, ctx, slot) for slot, o in enumerate(outs))
+        return results if isinstance(out, tuple) else results[0]
 
 
 def unbroadcast(grad, shape):
@@ -80,35 +78,3 @@ def unbroadcast(grad, shape):
     if axes:
         grad = grad.sum(axis=axes, keepdims=True)                   # size-1 dims
     return grad.reshape(shape)
-
-
-def contiguous(x):
-    """x when C-contiguous, else a C-contiguous copy made by the active backend's
-    copy kernel (the C backend's copies strided layouts on all threads)."""
-    if x.flags.c_contiguous:
-        return x
-    from minit2t.backends import kernel
-    return kernel("copy_into")(np.empty(x.shape, x.dtype), x)
-
-
-def empty_like(a, dtype=None):
-    """An uninitialised array of a's shape (and dtype, unless given), laid out in memory as `a`
-    is (a permuted view gets a permuted buffer), from the active backend (the C backend
-    recycles large ones)."""
-    from minit2t.backends import kernel
-    order = sorted(range(a.ndim), key=lambda i: -abs(a.strides[i]))       # outermost first
-    buf = kernel("empty")(tuple(a.shape[i] for i in order), dtype or a.dtype)
-    return buf.transpose(np.argsort(order))
-
-
-def reshape(x, shape):
-    """x.reshape(shape): a view when x's strides allow one, else a copy through contiguous()."""
-    try:
-        return np.reshape(x, shape, copy=False)
-    except ValueError:
-        return contiguous(x).reshape(shape)
-
-
-def as_dtype(x, dtype):
-    """x as an ndarray of `dtype` (no copy when it already is)."""
-    return np.asarray(x, dtype=dtype)

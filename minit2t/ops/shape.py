@@ -1,9 +1,11 @@
-"""Ops that move values around without arithmetic: reshape, permute,
-indexing, concatenate, expand. Each backward routes the gradient back."""
+"""Ops that move values around without arithmetic: reshape, permute, indexing,
+split, concatenate, expand. Each backward routes the gradient back.
+
+A backend may replace any of these ops with a faster one (minit2t.backends).
+"""
 import numpy as np
 
-from minit2t.backends import kernel
-from minit2t.ops.function import Function, contiguous, empty_like, reshape, unbroadcast
+from minit2t.ops.function import Function, unbroadcast
 
 
 class Reshape(Function):
@@ -11,14 +13,14 @@ class Reshape(Function):
     def forward(ctx, a, shape):
         ctx.shape = a.shape
         try:
-            return reshape(a, shape)
+            return np.reshape(a, shape)                   # a view when a's strides allow one
         except ValueError:
             raise ValueError(f"cannot reshape a tensor of shape {a.shape} "
                              f"({a.size} elements) into {tuple(shape)}") from None
 
     @staticmethod
     def backward(ctx, g):
-        return (reshape(g, ctx.shape),)
+        return (np.reshape(g, ctx.shape),)
 
 
 class Permute(Function):
@@ -34,35 +36,20 @@ class Permute(Function):
         return (np.transpose(g, np.argsort([x % g.ndim for x in ctx.axes])),)
 
 
-def _has_array_index(index):
-    index = index if isinstance(index, tuple) else (index,)
-    return any(isinstance(i, (list, np.ndarray)) for i in index)
-
-
 class GetItem(Function):
-    """a[index] for basic slicing and integer-array indexing.
-
-    The gradient is laid out in memory as `a` is (a permuted view gets a
-    permuted gradient), so the ops before it get it back contiguous."""
+    """a[index] for basic slicing and integer-array indexing; the gradient is zero
+    outside the selected elements, and repeated indices add up."""
 
     @staticmethod
     def forward(ctx, a, index):
-        ctx.index = index
-        ctx.save_for_backward(a)                  # a view of the input: its shape and layout
-        out = a[index]
-        return contiguous(out) if isinstance(out, np.ndarray) else np.asarray(out)
+        ctx.index, ctx.shape = index, a.shape
+        return np.asarray(a[index])
 
     @staticmethod
     def backward(ctx, g):
-        (a,) = ctx.saved
-        grad = empty_like(a, g.dtype)              # a's shape and memory order
-        grad.fill(0)
+        grad = np.zeros(ctx.shape, g.dtype)
         if _has_array_index(ctx.index):
-            np.add.at(grad, ctx.index, g)          # repeated indices accumulate
-            return (grad,)
-        region = grad[ctx.index]                   # basic indexing: a view, or a scalar
-        if isinstance(region, np.ndarray):
-            kernel("copy_into")(region, np.broadcast_to(g, region.shape))
+            np.add.at(grad, ctx.index, g)                 # repeated indices accumulate
         else:
             grad[ctx.index] = g
         return (grad,)
@@ -71,34 +58,28 @@ class GetItem(Function):
 class Split(Function):
     """a cut along `axis` into pieces of `sizes`: an op with one output per piece.
 
-    Its backward writes every piece's gradient into one array laid out as `a`
-    is, with no zero-padded full-size gradient per piece to add up (which is
-    what q, k, v = qkv[0], qkv[1], qkv[2] through GetItem would cost)."""
+    Its backward puts the pieces' gradients side by side again (zeros for a piece
+    that got none): one array, where q, k, v = qkv[0], qkv[1], qkv[2] through
+    GetItem would make a zero-padded full-size gradient per piece and add them."""
 
     @staticmethod
     def forward(ctx, a, sizes, axis):
         if not 0 <= axis < a.ndim or sum(sizes) != a.shape[axis] or min(sizes, default=0) < 0:
             raise ValueError(f"split: sizes {list(sizes)} along axis {axis} do not cut shape {a.shape}")
-        ctx.axis, ctx.bounds = axis, np.cumsum((0,) + tuple(sizes))
-        ctx.save_for_backward(a)                  # a view of the input: its shape and layout
-        return tuple(contiguous(a[_along(axis, lo, hi)]) for lo, hi in zip(ctx.bounds[:-1], ctx.bounds[1:]))
+        ctx.axis, ctx.sizes, ctx.shape = axis, sizes, a.shape
+        return tuple(np.split(a, np.cumsum(sizes)[:-1], axis=axis))
 
     @staticmethod
     def backward(ctx, *grads):
-        (a,) = ctx.saved
-        grad = empty_like(a)                       # a's shape and memory order
-        for g, lo, hi in zip(grads, ctx.bounds[:-1], ctx.bounds[1:]):
-            region = grad[_along(ctx.axis, lo, hi)]          # a view into grad
-            if g is None:
-                region[...] = 0
-            else:
-                kernel("copy_into")(region, g)
-        return (grad,)
+        dtype = next(g.dtype for g in grads if g is not None)
+        shape = lambda n: ctx.shape[:ctx.axis] + (n,) + ctx.shape[ctx.axis + 1:]
+        pieces = [np.zeros(shape(n), dtype) if g is None else g for g, n in zip(grads, ctx.sizes)]
+        return (np.concatenate(pieces, axis=ctx.axis),)
 
 
-def _along(axis, lo, hi):
-    """The index a[..., lo:hi, ...] with the slice at `axis`."""
-    return (slice(None),) * axis + (slice(int(lo), int(hi)),)
+def _has_array_index(index):
+    index = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(i, (list, np.ndarray)) for i in index)
 
 
 class Concat(Function):

@@ -1,0 +1,220 @@
+"""The C backend's kernels, from cext/ through cffi; the ops of c_ops call them,
+and the math they compute is the NumPy reference's in minit2t/ops.
+
+    matmul, unfold, fold          the GEMM and im2col (float32 in C, float64 in NumPy)
+    linear_forward                the GEMM with the bias added as each tile is written
+    gelu_*, layer_norm_*, softmax_*   fused forward and backward, float32 only
+    copy_into, empty              the strided copy on every thread; a pooled buffer
+
+Legend: Bt matrices in a batch, M/K/N matrix sides, B batch, C channels, H/W
+height/width, k kernel, s stride, p padding, L = Ho * Wo windows, "..." any
+leading dims, R rows, D the normalised (last) dim, N the softmax dim.
+
+Shapes are checked first (_checks, ops.conv). The fused kernels take float32
+only (TypeError otherwise: the ops send other dtypes to the reference). Views
+are passed by their strides, with no copy, unless a stride is not a whole
+number of floats (or, past the GEMM, the innermost stride is not 1).
+Outputs come from a pool of recycled buffers (_cmem).
+"""
+import numpy as np
+
+from minit2t.backends._cmem import contiguous, ffi, lib, pool, ptr, strides, usable
+from minit2t.backends._checks import (check_copy, check_layer_norm, check_layer_norm_backward, check_linear,
+                                      check_matmul, check_same_shape)
+from minit2t.ops import conv
+
+
+def _all_f32(*arrays):
+    return all(a.dtype == np.float32 for a in arrays)
+
+
+def _float32(what, *arrays):
+    if not _all_f32(*arrays):
+        got = ", ".join(str(a.dtype) for a in arrays)
+        raise TypeError(f"{what}: the C kernels take float32 arrays; got {got}")
+
+
+# ---- GEMM and im2col: float32 in C, float64 in NumPy -----------------------------
+
+def matmul(a, b):
+    """a (M, K) @ b (K, N) -> (M, N); batched (Bt, M, K) @ (Bt, K, N) -> (Bt, M, N)."""
+    a, b = np.asarray(a), np.asarray(b)
+    shape = check_matmul(a, b)
+    if a.dtype != np.float32 or b.dtype != np.float32:
+        return np.matmul(a, b)               # float64: NumPy (the kernels are float32)
+    a, b = usable(a), usable(b)
+    if a.ndim == 3 and b.ndim == 2 and a.size and a.strides[0] == a.shape[1] * a.strides[1]:
+        flat = a.reshape(-1, a.shape[2])     # (Bt*M, K), a view: one GEMM
+        return _gemm(flat, b, (1, flat.shape[0], b.shape[1])).reshape(shape)
+    bt = shape[0] if len(shape) == 3 else 1
+    return _gemm(a, b, (bt,) + shape[-2:]).reshape(shape)
+
+
+def _gemm(a, b, shape):
+    """C (Bt, M, N) = a @ b with a, b 2-D or 3-D (batch 1 broadcast)."""
+    bt, m, n = shape
+    out = pool.empty(shape)
+    if out.size:
+        sa = strides(a, (0 if a.ndim == 3 and a.shape[0] > 1 else None, -2, -1))
+        sb = strides(b, (0 if b.ndim == 3 and b.shape[0] > 1 else None, -2, -1))
+        sc = strides(out, (0, 1))
+        lib.sgemm(bt, m, n, a.shape[-1], ptr(a), sa, ptr(b), sb, ptr(out), sc)
+    return out
+
+
+def unfold(x, kernel_size, stride, padding):
+    """x (B, C, H, W) -> cols (B, C*k*k, L)."""
+    x = np.asarray(x)
+    k, s, p = conv.check_unfold(x, kernel_size, stride, padding)
+    if x.dtype != np.float32:
+        return conv.unfold(x, k, s, p)       # float64: the reference
+    x = usable(x) if x.strides[3] == x.itemsize else x.copy()   # the fast path: unit column stride
+    nb, nc, h, w = x.shape
+    ho, wo = conv.windows(h, w, k, s, p)
+    cols = pool.empty((nb, nc * k * k, ho * wo))           # (B, C*k*k, L)
+    if cols.size:
+        lib.unfold(ptr(x), strides(x, range(4)), ptr(cols), nb, nc, h, w, k, s, p)
+    return cols
+
+
+def fold(cols, output_size, kernel_size, stride, padding):
+    """cols (B, C*k*k, L) -> x (B, C, H, W), overlapping windows summed."""
+    cols = np.asarray(cols)
+    h, w, k, s, p = conv.check_fold(cols, output_size, kernel_size, stride, padding)
+    if cols.dtype != np.float32:
+        return conv.fold(cols, h, w, k, s, p)    # float64: the reference
+    nc = cols.shape[1] // (k * k)
+    cols = usable(cols) if cols.strides[2] == cols.itemsize else cols.copy()   # likewise
+    nb = cols.shape[0]
+    x = pool.empty((nb, nc, h, w))                         # (B, C, H, W)
+    if x.size:
+        lib.fold(ptr(cols), strides(cols, range(3)), ptr(x), nb, nc, h, w, k, s, p)
+    return x
+
+
+# ---- the fused kernels: float32 only --------------------------------------------
+
+def _rows(x):
+    """x (..., D) as (R, D) with unit column stride (a view when possible) and its row stride."""
+    x2 = usable(x.reshape(-1, x.shape[-1]))
+    if x2.strides[1] != x2.itemsize:
+        x2 = contiguous(x2)
+    return x2, x2.strides[0] // x2.itemsize
+
+
+COPY_MIN = 1 << 15          # smaller copies: NumPy's loop costs less than a C call
+
+
+def empty(shape, dtype=np.float32):
+    """An uninitialised C-contiguous array; from 1 MiB, a recycled buffer of the output pool."""
+    return pool.empty(tuple(shape), dtype)
+
+
+def copy_into(dst, src):
+    """dst[...] = src, same shape, any strides (a layout change, or a fill from a broadcast).
+    float32 copies from COPY_MIN elements run in C on every thread; the rest is np.copyto."""
+    dst, src = np.asarray(dst), np.asarray(src)
+    check_copy(dst, src)
+    ok = (_all_f32(dst, src) and dst.size >= COPY_MIN and dst.ndim <= 8 and dst.flags.aligned
+          and src.flags.aligned and not np.may_share_memory(dst, src))
+    if not ok:
+        np.copyto(dst, src)
+        return dst
+    dims = range(dst.ndim)
+    lib.copy_strided(ptr(src), strides(src, dims), ptr(dst), strides(dst, dims),
+                     ffi.new("int64_t[]", dst.shape), dst.ndim)
+    return dst
+
+
+def linear_forward(x, weight, bias):
+    """x (R, Din) @ weight.T + bias (Dout,) -> (R, Dout): the bias added in the GEMM."""
+    x, weight, bias = np.asarray(x), np.asarray(weight), np.asarray(bias)
+    r, dout = check_linear(x, weight, bias)
+    _float32("linear_forward", x, weight, bias)
+    x, w, b = usable(x), usable(weight.T), contiguous(bias)        # w (Din, Dout), a view
+    out = pool.empty((1, r, dout))
+    if out.size:
+        lib.sgemm_bias(1, r, dout, x.shape[1], ptr(x), strides(x, (None, 0, 1)), ptr(w),
+                       strides(w, (None, 0, 1)), ptr(b), ptr(out), strides(out, (0, 1)))
+    return out[0]
+
+
+def gelu_forward(x):
+    """x (...) -> x * Phi(x)."""
+    x = np.asarray(x)
+    check_same_shape("gelu", x=x)
+    _float32("gelu", x)
+    x = contiguous(x)
+    y = pool.empty(x.shape)
+    if x.size:
+        lib.gelu_forward(ptr(x), ptr(y), x.size)
+    return y
+
+
+def gelu_backward(g, x):
+    """g, x (...) -> g * (Phi(x) + x * phi(x))."""
+    g, x = np.asarray(g), np.asarray(x)
+    check_same_shape("gelu_backward", g=g, x=x)
+    _float32("gelu_backward", g, x)
+    g, x = contiguous(g), contiguous(x)
+    gx = pool.empty(x.shape)
+    if x.size:
+        lib.gelu_backward(ptr(g), ptr(x), ptr(gx), x.size)
+    return gx
+
+
+def layer_norm_forward(x, weight, bias, eps):
+    """x (..., D) -> y (..., D), mean (...), rstd (...) = 1 / sqrt(var + eps)."""
+    x, weight, bias = np.asarray(x), np.asarray(weight), np.asarray(bias)
+    check_layer_norm(x, weight, bias, eps)
+    _float32("layer_norm", x, weight, bias)
+    (x2, sx), d = _rows(x), x.shape[-1]
+    w, b = contiguous(weight), contiguous(bias)
+    y = pool.empty(x.shape)
+    mean, rstd = np.empty(x.shape[:-1], np.float32), np.empty(x.shape[:-1], np.float32)
+    if x.size:
+        lib.layer_norm_forward(ptr(x2), sx, ptr(w), ptr(b), float(eps), ptr(y),
+                               ptr(mean), ptr(rstd), x2.shape[0], d)
+    return y, mean, rstd
+
+
+def layer_norm_backward(g, x, weight, mean, rstd):
+    """g, x (..., D) -> gx (..., D), gweight (D,), gbias (D,)."""
+    g, x, weight = np.asarray(g), np.asarray(x), np.asarray(weight)
+    mean, rstd = np.asarray(mean), np.asarray(rstd)
+    check_layer_norm_backward(g, x, weight, mean, rstd)
+    _float32("layer_norm_backward", g, x, weight, mean, rstd)
+    if x.size == 0:
+        return np.zeros_like(x), np.zeros_like(weight), np.zeros_like(weight)
+    (g2, sg), (x2, sx), d = _rows(g), _rows(x), x.shape[-1]
+    w = contiguous(weight)
+    mean, rstd = contiguous(mean.reshape(-1)), contiguous(rstd.reshape(-1))
+    gx = pool.empty(x.shape)
+    gw, gb = np.empty(d, np.float32), np.empty(d, np.float32)
+    lib.layer_norm_backward(ptr(g2), sg, ptr(x2), sx, ptr(w), ptr(mean), ptr(rstd),
+                            ptr(gx), ptr(gw), ptr(gb), x2.shape[0], d)
+    return gx, gw, gb
+
+
+def softmax_forward(x):
+    """x (..., N) -> softmax along the last dim."""
+    x = np.asarray(x)
+    check_same_shape("softmax", x=x)
+    _float32("softmax", x)
+    x = contiguous(x)
+    y = pool.empty(x.shape)
+    if x.size:
+        lib.softmax_forward(ptr(x), ptr(y), x.size // x.shape[-1], x.shape[-1])
+    return y
+
+
+def softmax_backward(g, y):
+    """g, y (..., N) -> y * (g - sum(g * y)) along the last dim."""
+    g, y = np.asarray(g), np.asarray(y)
+    check_same_shape("softmax_backward", g=g, y=y)
+    _float32("softmax_backward", g, y)
+    g, y = contiguous(g), contiguous(y)
+    gx = pool.empty(y.shape)
+    if y.size:
+        lib.softmax_backward(ptr(g), ptr(y), ptr(gx), y.size // y.shape[-1], y.shape[-1])
+    return gx
