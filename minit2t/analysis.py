@@ -1,9 +1,69 @@
-"""Looking at a trained model: confusion matrix, where the class token looks, attention rollout.
+"""Looking inside a model: what its layers compute, where the class token looks, what it confuses.
 
 Legend: B images, h heads, N+1 tokens (cls first), S = sqrt(N) the side of the token grid,
-K classes. Attention maps come from T2T_ViT.attention_maps(x): one (B, h, N+1, N+1) per block.
+E token_dim, Hi/Wi the token grid after soft split i, D embed dim, K classes.
+
+Inspection keeps no state on the model: `capture` hooks the modules it is given for the
+length of a `with` block and records only the calls made by its own thread, so two threads
+may inspect (or run) one model at the same time and each sees its own input.
+    attention_maps(model, x)   every block's attention probabilities, one (B, h, N+1, N+1) each
+                               (under no_grad, which is per thread)
+    t2t_stages(t2t, x)         the T2T module's two re-structurized images and its output tokens
+                               (as tensors, with their graph when grad mode is on)
 """
+import threading
+from contextlib import contextmanager
+
 import numpy as np
+
+from minit2t.grad_mode import no_grad
+
+
+def _output(inputs, output):
+    return output
+
+
+def _first_input(inputs, output):
+    return inputs[0]
+
+
+@contextmanager
+def capture(modules, pick=_output):
+    """Record pick(inputs, output) of every call this thread makes to each of `modules` inside the
+    block: yields one list per module. Calls from other threads are not recorded."""
+    me = threading.get_ident()
+    records = [[] for _ in modules]
+
+    def recorder(calls):
+        def hook(module, inputs, output):
+            if threading.get_ident() == me:
+                calls.append(pick(inputs, output))
+        return hook
+
+    handles = [m.register_forward_hook(recorder(calls)) for m, calls in zip(modules, records)]
+    try:
+        yield records
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def attention_maps(model, x):
+    """Every block's attention probabilities (the output of its attn.softmax) for images x, from one
+    forward pass: a list of `depth` arrays (B, h, N+1, N+1); row 0 is the cls token's."""
+    with capture([blk.attn.softmax for blk in model.blocks]) as calls, no_grad():
+        model(x)
+    return [seen[0].data for seen in calls]
+
+
+def t2t_stages(t2t, x):
+    """[image after T2T layer 1 (B, E, H0, W0), image after T2T layer 2 (B, E, H1, W1), tokens (B, N, D)]
+    from one forward pass of the T2T module `t2t`: the re-structurized images are what its second and
+    third soft splits read (with convolution tokens, what the second convolution and the projection read)."""
+    third = t2t.project if t2t.tokens_type == "convolution" else t2t.soft_split2
+    with capture([t2t.soft_split1, third], _first_input) as (image1, image2):
+        tokens = t2t(x)
+    return [image1[0], image2[0], tokens]
 
 
 def confusion_matrix(labels, predictions, num_classes):

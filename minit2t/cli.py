@@ -2,20 +2,17 @@
 import argparse
 import sys
 
-from minit2t.models import create_model, list_models
-
-PAPER_MODELS = ["t2t_vit_7", "t2t_vit_10", "t2t_vit_12", "t2t_vit_14", "t2t_vit_19", "t2t_vit_24",
-                "t2t_vit_t_14", "t2t_vit_t_19", "t2t_vit_t_24", "t2t_vit_14_resnext", "t2t_vit_14_wide"]
+from minit2t.models import VARIANTS, create_model, list_models
 
 
 def cmd_summary(args):
-    from minit2t.profile import profile, summary
+    from minit2t.profile import count_macs, summary
     if args.name == "all":
         print(f"{'model':<22}{'params':>10}{'MACs':>10}")
         size = args.img_size or 224
-        for name in PAPER_MODELS:
+        for name in VARIANTS:                                # the released ones, in the paper's order
             model = create_model(name, img_size=size)
-            rows, macs = profile(model, (3, size, size))
+            macs = count_macs(model, (3, size, size))
             params = sum(p.size for p in model.parameters())
             print(f"{name:<22}{params / 1e6:>9.1f}M{macs / 1e9:>9.1f}G")
         return

@@ -1,23 +1,31 @@
-"""Whether ops record the graph for backward: `with mt.no_grad(): ...` turns it off."""
-import functools
+"""Whether ops record the graph for backward: `with mt.no_grad(): ...` turns it off.
 
-_enabled = True
+The switch is per thread, as torch's is: a thread running inference under no_grad
+leaves another thread's training untouched. A new thread starts with recording on.
+"""
+import functools
+import threading
+
+_state = threading.local()
 
 
 def is_enabled():
-    return _enabled
+    return getattr(_state, "enabled", True)
+
+
+def _set(flag):
+    _state.enabled = flag
 
 
 class no_grad:
-    """Context manager (and decorator) that stops ops from recording a graph."""
+    """Context manager (and decorator) that stops ops from recording a graph, in this thread."""
 
     def __enter__(self):
-        global _enabled
-        self._prev, _enabled = _enabled, False
+        self._prev = is_enabled()
+        _set(False)
 
     def __exit__(self, *exc):
-        global _enabled
-        _enabled = self._prev
+        _set(self._prev)
 
     def __call__(self, fn):
         @functools.wraps(fn)
@@ -31,5 +39,5 @@ class enable_grad(no_grad):
     """Turn recording back on inside a no_grad block."""
 
     def __enter__(self):
-        global _enabled
-        self._prev, _enabled = _enabled, True
+        self._prev = is_enabled()
+        _set(True)

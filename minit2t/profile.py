@@ -4,58 +4,66 @@ MACs are counted in one forward pass of a single image on a shape-only backend:
 each matmul — linear layers, attention's q k^T and attn v, the performer's
 products, convolutions as unfold + matmul — adds M*K*N (times its batch);
 elementwise work (softmax, LayerNorm, GELU, exp) is not counted, as in the paper.
-The shape-only backend returns zeros, so the pass costs little beyond NumPy's
-elementwise ops.
+The shape-only backend (see minit2t.backends: a table of the ops it replaces)
+swaps MatMul and Linear for versions that return zeros, so the pass costs little
+beyond NumPy's elementwise ops.
 """
 import numpy as np
 
-from minit2t import backends
+from minit2t import backends, ops
 from minit2t.grad_mode import no_grad
-from minit2t.nn import module as module_mod
 from minit2t.tensor import Tensor
 
 
+def _matmul_shape(a, b):
+    """Shape and MACs of a @ b (torch.matmul's broadcasting; 1-D operands dropped from the result)."""
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
+    M, K, N = (a.shape[-2] if a.ndim > 1 else 1), a.shape[-1], (b.shape[-1] if b.ndim > 1 else 1)
+    shape = batch + (M,) * (a.ndim > 1) + (N,) * (b.ndim > 1)
+    return shape, int(np.prod(batch, dtype=np.int64)) * M * K * N
+
+
 class _CountingBackend:
-    """Backend interface that only computes shapes and tallies MACs."""
+    """A backend whose MatMul and Linear only compute shapes and tally MACs in self.macs."""
 
     name = "count"
 
     def __init__(self):
-        self.macs = 0
+        self.macs, counter = 0, self
 
-    def matmul(self, a, b):
-        *batch, M, K = a.shape
-        N = b.shape[-1]
-        self.macs += int(np.prod(batch, dtype=np.int64)) * M * K * N
-        return np.zeros(tuple(batch) + (M, N), dtype=np.result_type(a, b))
+        class MatMul(ops.MatMul):
+            @staticmethod
+            def forward(ctx, a, b):
+                shape, macs = _matmul_shape(a, b)
+                counter.macs += macs
+                return np.zeros(shape, np.result_type(a, b))
 
-    def unfold(self, x, kernel_size, stride, padding):
-        B, C, H, W = x.shape
-        side = lambda n: (n + 2 * padding - kernel_size) // stride + 1
-        return np.zeros((B, C * kernel_size ** 2, side(H) * side(W)), dtype=x.dtype)
+        class Linear(ops.Linear):
+            @staticmethod
+            def forward(ctx, x, weight, bias=None):
+                rows = int(np.prod(x.shape[:-1], dtype=np.int64))
+                counter.macs += rows * weight.size                   # R * Din * Dout
+                return np.zeros(x.shape[:-1] + weight.shape[:1], np.result_type(x, weight))
 
-    def fold(self, cols, output_size, kernel_size, stride, padding):
-        B, Ckk, _ = cols.shape
-        return np.zeros((B, Ckk // kernel_size ** 2) + tuple(output_size), dtype=cols.dtype)
+        self.OPS = {ops.MatMul: MatMul, ops.Linear: Linear}
 
 
 class _Recorder:
-    """A module-call observer: output shape and MACs spent inside each module."""
+    """Forward hooks on the table's modules: output shape and MACs spent inside each."""
 
-    def __init__(self, counter, names):
-        self.counter, self.names = counter, names
+    def __init__(self, counter):
+        self.counter = counter
         self.stack, self.rows = [], {}
 
-    def enter(self, m):
-        self.stack.append(self.counter.macs)
+    def watch(self, name, module):
+        """Hook `module` as row `name`; returns the two handles."""
+        return [module.register_forward_pre_hook(lambda m, inputs: self.stack.append(self.counter.macs)),
+                module.register_forward_hook(lambda m, inputs, out: self._record(name, out))]
 
-    def exit(self, m, out):
-        start = self.stack.pop()
-        name = self.names.get(id(m))
-        if name is not None:
-            shape = tuple(out.shape) if isinstance(out, Tensor) else None
-            prev = self.rows.get(name, (shape, 0))[1]
-            self.rows[name] = (shape, prev + self.counter.macs - start)
+    def _record(self, name, out):
+        spent = self.counter.macs - self.stack.pop()
+        shape = tuple(out.shape) if isinstance(out, Tensor) else None
+        self.rows[name] = (shape, self.rows.get(name, (shape, 0))[1] + spent)
 
 
 def _table_modules(model):
@@ -74,14 +82,15 @@ def profile(model, input_size):
     """[(name, layer type, output shape, params, MACs)] for one image of `input_size` (C, H, W)."""
     counter = _CountingBackend()
     table = _table_modules(model)
-    recorder = _Recorder(counter, {id(m): n for n, m in table})
+    recorder = _Recorder(counter)
+    handles = [h for name, m in table for h in recorder.watch(name, m)]
     prev_backend, backends._active = backends._active, counter
-    module_mod._call_hooks.append(recorder)
     try:
         with no_grad():
             model(Tensor(np.zeros((1,) + tuple(input_size), dtype=np.float32)))
     finally:
-        module_mod._call_hooks.remove(recorder)
+        for h in handles:
+            h.remove()
         backends._active = prev_backend
     rows = []
     for name, m in table:

@@ -18,6 +18,7 @@ from minit2t import backends, data, optim, random
 from minit2t.checkpoint import load_checkpoint, save_checkpoint
 from minit2t.grad_mode import no_grad
 from minit2t.models import create_model
+from minit2t.models.zoo import CIFAR_INPUT, CIFAR_VARIANTS
 from minit2t.nn.functional import cross_entropy
 from minit2t.tensor import Tensor
 
@@ -101,8 +102,7 @@ def train_one_epoch(model, loader, epoch, opt, sched, cfg, epochs):
 def build(cfg, steps_per_epoch):
     """Model, optimiser (no decay on biases, norms, cls_token, pos_embed) and warm-up + cosine schedule."""
     random.manual_seed(cfg["seed"])
-    cifar = {} if cfg["model"] == "t2t_vit_cifar" else dict(img_size=32, num_classes=10,
-                                                             soft_split=((3, 2, 1), (3, 2, 1), (3, 1, 1)))
+    cifar = {} if cfg["model"] in CIFAR_VARIANTS else CIFAR_INPUT
     model = create_model(cfg["model"], **{**cifar, **cfg.get("model_kwargs", {})})
     groups = optim.param_groups_for_weight_decay(model, cfg["weight_decay"])
     opt = optim.AdamW(groups, lr=cfg["lr"])
@@ -126,8 +126,8 @@ def load_data(data_path, cfg):
     return loader, test_x, test_y
 
 
-def resume_state(out_dir, cfg, model, opt, sched):
-    """Restore a checkpoint from out_dir (its run settings win); returns (start epoch, history)."""
+def resume_state(out_dir, model, opt, sched):
+    """Restore model, optimiser, schedule and RNG from out_dir's checkpoint; returns (start epoch, history)."""
     ckpt = load_checkpoint(os.path.join(out_dir, CHECKPOINT))
     model.load_state_dict(ckpt["model"], strict=True)
     opt.load_state_dict(ckpt["optimizer"])
@@ -160,7 +160,7 @@ def run(cfg, data_path, out_dir, resume=False):
     backends.set_backend(cfg["backend"]) if cfg["backend"] else None
     loader, test_x, test_y = load_data(data_path, cfg)
     model, opt, sched = build(cfg, len(loader))
-    start, history = (resume_state(out_dir, cfg, model, opt, sched) if resume and
+    start, history = (resume_state(out_dir, model, opt, sched) if resume and
                       os.path.exists(os.path.join(out_dir, CHECKPOINT)) else (0, []))
     clock = history[-1]["wall_s"] if history else 0.0          # training steps only
     total = history[-1].get("total_s", clock) if history else 0.0   # and evaluation

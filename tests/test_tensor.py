@@ -170,6 +170,42 @@ def test_grad_mode_decorators():
         assert not grad_mode.is_enabled()
 
 
+def _mlp_grads(model, x):
+    for p in model.parameters():
+        p.grad = None
+    model(x).sum().backward()
+    return [p.grad for p in model.parameters()]
+
+
+def test_grad_mode_is_per_thread():
+    """Inference under no_grad in one thread while another trains: the trainer's graph is
+    recorded and every parameter gets its gradient; the no_grad block stays in its thread."""
+    import threading
+    mt.manual_seed(0)
+    model = mt.nn.Sequential(mt.nn.Linear(5, 7), mt.nn.GELU(), mt.nn.Linear(7, 3))
+    x = mt.tensor(np.random.default_rng(1).standard_normal((4, 5)).astype(np.float32))
+    want = [g.copy() for g in _mlp_grads(model, x)]
+    inside, trained, seen = threading.Event(), threading.Event(), {}
+
+    def infer():
+        with mt.no_grad():
+            inside.set()
+            trained.wait(30)
+            seen["inference"] = model(x).requires_grad
+        seen["after"] = grad_mode.is_enabled()
+
+    thread = threading.Thread(target=infer)
+    thread.start()
+    assert inside.wait(30)
+    got = _mlp_grads(model, x)                              # while the other thread is in no_grad
+    trained.set()
+    thread.join(30)
+    assert grad_mode.is_enabled() and seen == {"inference": False, "after": True}
+    assert len(got) == len(want) and all(g is not None for g in got)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
 # ---- dtypes --------------------------------------------------------------------
 def test_dtype_rules():
     assert mt.tensor([1.0]).dtype == np.float32

@@ -20,14 +20,6 @@ def cache_dir():
     return os.environ.get("MINIT2T_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "minit2t")
 
 
-def file_md5(path):
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def download_cifar10(url=None, md5=None, folder=None):
     """Download `url` (default CIFAR10_URL) into `folder` (default cache_dir()); return the file's path.
 

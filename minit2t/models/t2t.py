@@ -1,11 +1,12 @@
 """Tokens-to-Token ViT (Yuan et al., ICCV 2021): the T2T module and the ViT backbone.
 
 Legend: B batch, C channels, H/W image size, k/s/p kernel/stride/padding of a soft split,
-T tokens after a split, E token_dim (T2T width), D embed dim, N = num_patches.
+Hi/Wi the token grid after soft split i, Ti = Hi*Wi its tokens, E token_dim (T2T width),
+D embed dim, N = num_patches (the tokens after the last split).
 
 T2T module, for each of the three soft splits (k, s, p):
     soft split:         image (B, C, H, W) -> overlapping k x k patches as tokens (B, T, C*k*k)
-    T2T transformer:    tokens (B, T, C*k*k) -> (B, T, E)       [the first two splits only]
+    T2T layer:          tokens (B, T, C*k*k) -> (B, T, E)       [the first two splits only]
     re-structurization: tokens (B, T, E) -> image (B, E, sqrt T, sqrt T)
 then a Linear projects the last split's tokens to D. The backbone is a deep-narrow ViT:
 cls token + fixed sinusoid positions, `depth` pre-norm blocks, LayerNorm, linear head.
@@ -18,8 +19,8 @@ from minit2t.models.token_transformer import TokenTransformer
 from minit2t.nn import init
 from minit2t.nn.layers import Conv2d, Dropout, Identity, LayerNorm, Linear, ModuleList, Unfold
 from minit2t.nn.module import Module, Parameter
-from minit2t.tensor import Tensor
 from minit2t.nn.transformer import Block
+from minit2t.tensor import Tensor
 
 RELEASE_SOFT_SPLIT = ((7, 4, 2), (3, 2, 1), (3, 2, 1))
 TOKENS_TYPES = ("performer", "transformer", "convolution")
@@ -48,6 +49,12 @@ def split_sizes(img_size, soft_split):
     return sides
 
 
+def restructurize(x, side):                                      # (B, T, E)
+    """Re-structurization: the T = side * side tokens become an E-channel image again."""
+    B, T, E = x.shape
+    return x.transpose(1, 2).reshape(B, E, side, side)               # (B, E, side, side)
+
+
 class T2TModule(Module):
     """Tokens-to-Token: three soft splits with two T2T layers between them, then a projection."""
 
@@ -64,7 +71,7 @@ class T2TModule(Module):
             self.soft_split1 = Conv2d(token_dim, token_dim, k1, s1, p1)
             self.project = Conv2d(token_dim, embed_dim, k2, s2, p2)
         else:
-            layer = TokenPerformer if tokens_type == "performer" else _token_transformer
+            layer = TokenPerformer if tokens_type == "performer" else TokenTransformer
             self.soft_split0 = Unfold(k0, s0, p0)
             self.soft_split1 = Unfold(k1, s1, p1)
             self.soft_split2 = Unfold(k2, s2, p2)
@@ -74,38 +81,32 @@ class T2TModule(Module):
         self.num_patches = self.sides[-1] ** 2
 
     def forward(self, x):                                            # (B, C, H, W)
+        self._check_images(x)
+        if self.tokens_type == "convolution":
+            return self._convolutions(x)
+        x = self.soft_split0(x).transpose(1, 2)                      # (B, T0, C*k0*k0)  soft split
+        x = self.attention1(x)                                       # (B, T0, E)        T2T layer
+        x = restructurize(x, self.sides[0])                          # (B, E, H0, W0)    re-structurization
+        x = self.soft_split1(x).transpose(1, 2)                      # (B, T1, E*k1*k1)  soft split
+        x = self.attention2(x)                                       # (B, T1, E)        T2T layer
+        x = restructurize(x, self.sides[1])                          # (B, E, H1, W1)    re-structurization
+        x = self.soft_split2(x).transpose(1, 2)                      # (B, N, E*k2*k2)   soft split
+        return self.project(x)                                       # (B, N, D)         projection
+
+    def _convolutions(self, x):                                      # (B, C, H, W)
+        """The paper's comparison: convolutions in place of soft split + T2T layer."""
+        x = self.soft_split0(x)                                      # (B, E, H0, W0)
+        x = self.soft_split1(x)                                      # (B, E, H1, W1)
+        x = self.project(x)                                          # (B, D, H2, W2)
+        return x.reshape(x.shape[0], x.shape[1], -1).transpose(1, 2)  # (B, N, D)
+
+    def _check_images(self, x):
         if not isinstance(x, Tensor):
             raise TypeError(f"T2T module expects a Tensor (wrap images with mt.tensor), got {type(x).__name__}")
         want = (self.in_chans, self.img_size, self.img_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != want:
             raise ValueError(f"T2T module expects images of shape (B, {want[0]}, {want[1]}, {want[2]}), "
                              f"got {x.shape}")
-        return self.stages(x)[-1]                                    # (B, N, D)
-
-    def stages(self, x):
-        """[image after T2T layer 1, image after T2T layer 2, tokens (B, N, D)]: the two
-        re-structurized images (B, E, H0, W0), (B, E, H1, W1) (for convolution tokens,
-        the two convolutions' outputs) and the module's output, from one forward pass."""
-        if self.tokens_type == "convolution":
-            x1 = self.soft_split0(x)                                 # (B, E, H0, W0)
-            x2 = self.soft_split1(x1)                                # (B, E, H1, W1)
-            x = self.project(x2)                                     # (B, D, H2, W2)
-            return [x1, x2, x.reshape(x.shape[0], x.shape[1], -1).transpose(1, 2)]  # .., (B, N, D)
-        x = self.soft_split0(x).transpose(1, 2)                      # (B, T0, C*k0*k0)
-        x1 = self._restructurize(self.attention1(x), self.sides[0])  # (B, E, H0, W0)
-        x = self.soft_split1(x1).transpose(1, 2)                     # (B, T1, E*k1*k1)
-        x2 = self._restructurize(self.attention2(x), self.sides[1])  # (B, E, H1, W1)
-        x = self.soft_split2(x2).transpose(1, 2)                     # (B, N, E*k2*k2)
-        return [x1, x2, self.project(x)]                             # .., (B, N, D)
-
-    @staticmethod
-    def _restructurize(x, side):                                     # (B, T, E)
-        B, T, E = x.shape
-        return x.transpose(1, 2).reshape(B, E, side, side)           # (B, E, side, side)
-
-
-def _token_transformer(dim, in_dim):
-    return TokenTransformer(dim=dim, in_dim=in_dim, num_heads=1, mlp_ratio=1.0)
 
 
 class T2T_ViT(Module):
@@ -133,10 +134,6 @@ class T2T_ViT(Module):
         self.norm = LayerNorm(embed_dim)
         self.head = Linear(embed_dim, num_classes) if num_classes > 0 else Identity()
 
-    def no_weight_decay(self):
-        """Parameter names the release leaves out of weight decay."""
-        return {"cls_token"}
-
     def forward_features(self, x):                                   # (B, C, H, W)
         x = self.tokens_to_token(x)                                  # (B, N, D)
         B = x.shape[0]
@@ -149,17 +146,3 @@ class T2T_ViT(Module):
 
     def forward(self, x):                                            # (B, C, H, W)
         return self.head(self.forward_features(x))                   # (B, num_classes)
-
-    def attention_maps(self, x):
-        """Every block's attention probabilities for images x, from one forward pass without
-        gradients: a list of `depth` arrays (B, h, N+1, N+1); row 0 is the cls token's."""
-        from minit2t.grad_mode import no_grad
-        for blk in self.blocks:
-            blk.attn.keep_attn = True
-        try:
-            with no_grad():
-                self.forward(x)
-            return [blk.attn.last_attn for blk in self.blocks]
-        finally:
-            for blk in self.blocks:
-                blk.attn.keep_attn, blk.attn.last_attn = False, None

@@ -6,7 +6,7 @@ Its attention projects Din -> E for q, k and v, so the residual around the
 attention cannot be the input (width Din); the release uses v (width E) instead.
 The scale comes from the *input* width: (Din / heads) ** -0.5.
 """
-from minit2t.nn.layers import Dropout, DropPath, Identity, LayerNorm, Linear
+from minit2t.nn.layers import Dropout, DropPath, Identity, LayerNorm, Linear, Softmax
 from minit2t.nn.module import Module
 from minit2t.nn.transformer import Mlp
 
@@ -20,6 +20,7 @@ class TokenAttention(Module):
         self.dim, self.num_heads, self.in_dim = dim, num_heads, in_dim
         self.scale = qk_scale or (dim // num_heads) ** -0.5
         self.qkv = Linear(dim, in_dim * 3, bias=qkv_bias)
+        self.softmax = Softmax(axis=-1)                              # its output: the attention
         self.attn_drop = Dropout(attn_drop)
         self.proj = Linear(in_dim, in_dim)
         self.proj_drop = Dropout(proj_drop)
@@ -30,7 +31,7 @@ class TokenAttention(Module):
         qkv = self.qkv(x).reshape(B, T, 3, 1, E).permute(2, 0, 3, 1, 4)  # (3, B, 1, T, E)
         q, k, v = qkv.unbind(0)                                      # (B, 1, T, E) each
         attn = (q * self.scale) @ k.transpose(-2, -1)                # (B, 1, T, T)
-        attn = self.attn_drop(attn.softmax(axis=-1))
+        attn = self.attn_drop(self.softmax(attn))                    # (B, 1, T, T)
         x = (attn @ v).transpose(1, 2).reshape(B, T, E)              # (B, T, E)
         x = self.proj_drop(self.proj(x))
         return v.reshape(B, T, E) + x                                # (B, T, E) value skip

@@ -1,7 +1,8 @@
 """The eleven released T2T-ViT variants, and one for CIFAR-10, by name: mt.create_model("t2t_vit_14")."""
+from minit2t.data.transforms import CIFAR10_MEAN, CIFAR10_STD
 from minit2t.models.t2t import T2T_ViT
 
-# name: (tokens_type, embed_dim, depth, num_heads, mlp_ratio), as released
+# name: (tokens_type, embed_dim, depth, num_heads, mlp_ratio), as released, in the paper's order
 VARIANTS = {
     "t2t_vit_7": ("performer", 256, 7, 4, 2.0),
     "t2t_vit_10": ("performer", 256, 10, 4, 2.0),
@@ -22,12 +23,12 @@ VARIANTS = {
 # of width 32 their exact attention costs no more per step here than the performer's, and it learns
 # faster (as released, the performer estimates a Gaussian kernel of q - k, not the kernel
 # of softmax attention: notebook 3).
+CIFAR_SOFT_SPLIT = ((3, 2, 1), (3, 2, 1), (3, 1, 1))                # 32 -> 16 -> 8 -> 8: N = 64
+CIFAR_INPUT = dict(img_size=32, num_classes=10, soft_split=CIFAR_SOFT_SPLIT)   # any variant, on CIFAR-10
 CIFAR_VARIANTS = {
     "t2t_vit_cifar": dict(tokens_type="transformer", embed_dim=128, depth=7, num_heads=4, mlp_ratio=2.0,
-                          img_size=32, num_classes=10, token_dim=32, soft_split=((3, 2, 1), (3, 2, 1), (3, 1, 1))),
+                          token_dim=32, **CIFAR_INPUT),
 }
-CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

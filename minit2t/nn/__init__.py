@@ -1,9 +1,9 @@
 """Layers: Module bookkeeping, the basic layers and the ViT backbone's pieces."""
 from minit2t.nn import functional, init
 from minit2t.nn.layers import (GELU, Conv2d, Dropout, DropPath, Identity, LayerNorm, Linear, ModuleList,
-                               Sequential, Unfold)
+                               Sequential, Softmax, Unfold)
 from minit2t.nn.module import Module, Parameter
 from minit2t.nn.transformer import Attention, Block, Mlp
 
 __all__ = ["Attention", "Block", "Conv2d", "Dropout", "DropPath", "GELU", "Identity", "LayerNorm", "Linear",
-           "Mlp", "Module", "ModuleList", "Parameter", "Sequential", "Unfold", "functional", "init"]
+           "Mlp", "Module", "ModuleList", "Parameter", "Sequential", "Softmax", "Unfold", "functional", "init"]

@@ -49,6 +49,20 @@ class GELU(Module):
         return F.gelu(x)
 
 
+class Softmax(Module):
+    """softmax along `axis`; a module so that a forward hook can see attention probabilities."""
+
+    def __init__(self, axis=-1):
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, x):
+        return F.softmax(x, self.axis)
+
+    def extra_repr(self):
+        return f"axis={self.axis}"
+
+
 class Dropout(Module):
     def __init__(self, p=0.5):
         super().__init__()

@@ -3,14 +3,24 @@
 A Module registers the Parameters, buffers and sub-Modules assigned to its
 attributes, so state_dict() names every array by its dotted path
 ("blocks.0.attn.qkv.weight"), exactly as torch does.
+
+Forward hooks let code outside a layer watch it run, as torch's do:
+    handle = model.blocks[0].attn.softmax.register_forward_hook(fn)   # fn(module, inputs, output)
+    model(x)                                                          # fn sees the attention
+    handle.remove()
+Hooks only observe (what they return is ignored). They fire for every call, from any thread;
+registering or removing one while other threads run the model is safe, because each module
+keeps its hooks in a tuple that is replaced, never changed in place. minit2t.analysis builds
+its thread-safe captures on them.
 """
+import threading
 from collections import OrderedDict
 
 import numpy as np
 
 from minit2t.tensor import Tensor
 
-_call_hooks = []     # observers of every Module call (see minit2t.profile)
+_hooks_lock = threading.Lock()      # serialises writers of the hook tuples; readers need no lock
 
 
 class Parameter(Tensor):
@@ -29,6 +39,8 @@ class Module:
         object.__setattr__(self, "_buffers", OrderedDict())
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_forward_pre_hooks", ())      # ((handle, fn), ...)
+        object.__setattr__(self, "_forward_hooks", ())
 
     def __setattr__(self, name, value):
         if "_parameters" not in self.__dict__:
@@ -47,14 +59,21 @@ class Module:
         object.__setattr__(self, name, self._buffers[name])
 
     def __call__(self, *args, **kwargs):
-        if not _call_hooks:
-            return self.forward(*args, **kwargs)
-        for hook in _call_hooks:
-            hook.enter(self)
+        for _, hook in self._forward_pre_hooks:
+            hook(self, args)
         out = self.forward(*args, **kwargs)
-        for hook in reversed(_call_hooks):
-            hook.exit(self, out)
+        for _, hook in self._forward_hooks:
+            hook(self, args, out)
         return out
+
+    # ---- hooks --------------------------------------------------------------
+    def register_forward_pre_hook(self, fn):
+        """Call fn(module, inputs) before every forward; returns a handle whose .remove() stops it."""
+        return RemovableHandle(self, "_forward_pre_hooks", fn)
+
+    def register_forward_hook(self, fn):
+        """Call fn(module, inputs, output) after every forward; returns a handle whose .remove() stops it."""
+        return RemovableHandle(self, "_forward_hooks", fn)
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError(f"{type(self).__name__} has no forward()")
@@ -180,6 +199,26 @@ class Module:
             child = repr(m).replace("\n", "\n  ")
             lines.append(f"  ({name}): {child}")
         return lines[0] + ")" if len(lines) == 1 else "\n".join(lines) + "\n)"
+
+
+class RemovableHandle:
+    """One registered hook; remove() unregisters it (a second call does nothing)."""
+
+    def __init__(self, module, table, fn):
+        self.module, self.table = module, table
+        with _hooks_lock:
+            object.__setattr__(module, table, getattr(module, table) + ((self, fn),))
+
+    def remove(self):
+        with _hooks_lock:
+            kept = tuple(entry for entry in getattr(self.module, self.table) if entry[0] is not self)
+            object.__setattr__(self.module, self.table, kept)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
 
 
 def _param_setter(p):

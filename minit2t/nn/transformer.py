@@ -2,7 +2,7 @@
 
 Legend: B batch, N tokens, D embed dim, h heads, d = D / h head dim, F hidden dim.
 """
-from minit2t.nn.layers import GELU, Dropout, DropPath, Identity, LayerNorm, Linear
+from minit2t.nn.layers import GELU, Dropout, DropPath, Identity, LayerNorm, Linear, Softmax
 from minit2t.nn.module import Module
 
 
@@ -29,7 +29,10 @@ class Mlp(Module):
 
 
 class Attention(Module):
-    """Multi-head self-attention: softmax(q k^T * scale) v, heads concatenated, projected."""
+    """Multi-head self-attention: softmax(q k^T * scale) v, heads concatenated, projected.
+
+    The attention probabilities (B, h, N, N) are the output of the `softmax` sub-module,
+    where a forward hook sees them (minit2t.analysis.attention_maps)."""
 
     def __init__(self, dim, num_heads=8, qkv_bias=False, qk_scale=None, attn_drop=0.0, proj_drop=0.0):
         super().__init__()
@@ -38,10 +41,10 @@ class Attention(Module):
         self.dim, self.num_heads = dim, num_heads
         self.scale = qk_scale or (dim // num_heads) ** -0.5
         self.qkv = Linear(dim, dim * 3, bias=qkv_bias)
+        self.softmax = Softmax(axis=-1)
         self.attn_drop = Dropout(attn_drop)
         self.proj = Linear(dim, dim)
         self.proj_drop = Dropout(proj_drop)
-        self.keep_attn, self.last_attn = False, None                 # set keep_attn to look inside
 
     def forward(self, x):
         _check_tokens(x, self.dim, "Attention")
@@ -50,10 +53,7 @@ class Attention(Module):
         qkv = self.qkv(x).reshape(B, N, 3, h, D // h).permute(2, 0, 3, 1, 4)  # (3, B, h, N, d)
         q, k, v = qkv.unbind(0)                                      # (B, h, N, d) each
         attn = (q @ k.transpose(-2, -1)) * self.scale                # (B, h, N, N)
-        attn = attn.softmax(axis=-1)
-        if self.keep_attn:
-            self.last_attn = attn.data                               # (B, h, N, N), for inspection
-        attn = self.attn_drop(attn)
+        attn = self.attn_drop(self.softmax(attn))                    # (B, h, N, N)
         x = (attn @ v).transpose(1, 2).reshape(B, N, D)              # (B, N, D)
         return self.proj_drop(self.proj(x))
 
