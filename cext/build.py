@@ -3,9 +3,11 @@
 setup.py runs it through `cffi_modules=["cext/build.py:ffibuilder"]`, so
 `pip install -e .` compiles it; `python cext/build.py` rebuilds it in place.
 Extra compiler flags come from MINIT2T_CFLAGS (e.g. the AddressSanitizer
-build of asan_check.sh). The library is compiled for baseline x86-64: the
-AVX2 / AVX-512 code is selected per function by target pragmas and chosen
-at run time, so the module runs on any x86-64 (see cpu.c).
+build of asan_check.sh; -DMINIT2T_PORTABLE builds the scalar-only library
+of non-x86 CPUs, see not_x86.c). The library is compiled for baseline
+x86-64: the *_avx2.c / *_avx512.c files select their ISA by target pragmas
+and are chosen at run time, so the module runs on any x86-64 (runtime.c).
+The files and their reading order: README.md.
 """
 import glob
 import os
@@ -16,9 +18,11 @@ import sys
 from cffi import FFI
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SOURCES = ["cpu.c", "gemm.c", "gemm_threads.c", "im2col.c", "fused.c", "avx2.c", "avx512.c"]
-HEADERS = ["minit2t.h", "internal.h", "gemm_kernel.h", "im2col_fast.h", "runs.h",
-           "vmath.h", "fused_fast.h", "copy_fast.h", "fused_stubs.h"]
+SOURCES = ["runtime.c", "gemm.c", "gemm_loops.c", "gemm_threads.c", "gemm_avx2.c",
+           "gemm_avx512.c", "im2col.c", "im2col_avx2.c", "im2col_avx512.c", "fused.c",
+           "fused_avx2.c", "fused_avx512.c", "not_x86.c"]
+HEADERS = ["minit2t.h", "runtime.h", "gemm_blocking.h", "im2col_fast.h", "im2col_runs.h",
+           "vec_avx2.h", "vec_avx512.h", "vmath.h", "fused_fast.h", "copy_fast.h"]
 
 
 def _cdef():

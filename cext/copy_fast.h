@@ -1,6 +1,8 @@
-/* The fast strided copy, compiled per ISA: included by avx2.c and avx512.c
- * after fused_fast.h (same vector macros and FUSED_NAME). Arguments as in
- * minit2t.h: dst[i] = src[i] over an nd-dim shape, element strides ss, ds.
+/* The fast strided copy, written once in the vector vocabulary of
+ * vec_avx2.h and compiled per ISA: included by fused_avx2.c and
+ * fused_avx512.c, whose copy_strided_avx2 / _avx512 call copy_strided_fast.
+ * Arguments as in minit2t.h: dst[i] = src[i] over an nd-dim shape, element
+ * strides ss, ds.
  *
  * The dims are taken in dst's memory order (sorted by its strides); dims of
  * size 1 are dropped and a dim is merged into the next one when
@@ -8,8 +10,6 @@
  * of n floats (the last dim). Threads take runs of rows; each run starts
  * its row index counter once, then steps it. A row is a vector copy when
  * both strides are 1, a fill when src's is 0, else a scalar loop. */
-
-#define CFN(f) FUSED_NAME(f)
 
 /* Order the dims by dst's strides, largest first (dst is then written in
  * memory order), merge and drop dims (see above); returns the dims left,
@@ -58,8 +58,8 @@ static inline void copy_row(const float *src, int64_t s, float *dst, int64_t d, 
     }
 }
 
-void CFN(copy_strided)(const float *src, const int64_t *ss, float *dst, const int64_t *ds,
-                       const int64_t *shape, int64_t nd)
+static void copy_strided_fast(const float *src, const int64_t *ss, float *dst, const int64_t *ds,
+                              const int64_t *shape, int64_t nd)
 {
     int64_t n[8], s[8], d[8], rows = 1;
     for (int64_t i = 0; i < nd; i++)
@@ -92,5 +92,3 @@ void CFN(copy_strided)(const float *src, const int64_t *ss, float *dst, const in
         }
     }
 }
-
-#undef CFN

@@ -1,12 +1,25 @@
 /* Fused elementwise kernels: GELU, layer norm and softmax, each forward
  * and backward, and the strided copy, as the reference loops and the
- * dispatchers (the fast versions are in fused_fast.h, compiled per ISA).
+ * dispatchers. The fast versions: gelu_forward -> gelu_forward_avx512
+ * (fused_avx512.c) -> gelu_forward_fast (fused_fast.h: the vector loop),
+ * and so for each kernel; copy_strided_fast is in copy_fast.h, exp and the
+ * normal CDF in vmath.h.
  *
  * Legend: n elements; R rows of D (layer norm) or N (softmax) floats.
- * Shapes of every argument are in minit2t.h. The references accumulate
- * row sums in double; they are also the scalar path of CPUs without AVX2. */
+ *   gelu_forward         x (n,) -> y (n,)
+ *   gelu_backward        g, x (n,) -> gx (n,)
+ *   layer_norm_forward   x (R, D), row stride sx; w, b (D,) -> y (R, D),
+ *                        mean (R,), rstd (R,)
+ *   layer_norm_backward  g (R, D), row stride sg; x (R, D), row stride sx;
+ *                        w (D,), mean, rstd (R,) -> gx (R, D), gw, gb (D,)
+ *   softmax_forward      x (R, N) -> y (R, N)
+ *   softmax_backward     g, y (R, N) -> gx (R, N)
+ *   copy_strided         src, dst: shape (nd,), strides ss, ds (nd,)
+ * The formulas are in minit2t.h. Outputs are contiguous. The references
+ * accumulate row sums in double; they are also the scalar path of CPUs
+ * without AVX2. */
 #include <math.h>
-#include "internal.h"
+#include "runtime.h"
 
 /* Phi(x) = P(X <= x), X ~ N(0, 1), and its density phi(x), in double:
  * erfc keeps the lower tail accurate, and x / sqrt 2 is not rounded to

@@ -1,10 +1,8 @@
-/* The fast fused kernels (GELU, layer norm, softmax), written once and
- * compiled per ISA: included by avx2.c and avx512.c after they define the
- * vector macros (vmath.h lists them; also VLOAD, VSTORE, VW, VHSUM, VHMAX,
- * and the tail macros VTAIL / VTAILMASK(n) / VLOADT(p, m, fill) /
- * VSTORET(p, m, v) for the last n < VW floats of a row) and FUSED_NAME(f).
- * Legend and argument shapes as in fused.c / minit2t.h: R rows, D or N
- * the row length, n elements.
+/* The fast fused kernels (GELU, layer norm, softmax), written once in the
+ * vector vocabulary of vec_avx2.h and compiled per ISA: included by
+ * fused_avx2.c and fused_avx512.c, whose gelu_forward_avx2 etc. call the
+ * *_fast functions here. Legend and argument shapes as in fused.c /
+ * minit2t.h: R rows, D or N the row length, n elements.
  *
  * Rows are independent, so threads take runs of rows (or of elements);
  * layer norm's weight / bias gradients are summed per fixed chunk of rows
@@ -14,7 +12,6 @@
 #include <stdlib.h>
 #include "vmath.h"
 
-#define FN(f) FUSED_NAME(f)
 #define BLOCK 4096          /* elements per work item of the GELU loops */
 #define LN_CHUNK 32         /* rows per partial sum of layer norm's dw, db */
 
@@ -30,7 +27,7 @@ static inline VF gelu_grad_v(VF g, VF x)
     return VMUL(g, VFMA(x, pdf, cdf));                     /* g (Phi + x phi) */
 }
 
-void FN(gelu_forward)(const float *x, float *y, int64_t n)
+static void gelu_forward_fast(const float *x, float *y, int64_t n)
 {
     int nt = minit2t_threads_for(40.0 * (double)n);
     int64_t blocks = (n + BLOCK - 1) / BLOCK;
@@ -50,7 +47,7 @@ void FN(gelu_forward)(const float *x, float *y, int64_t n)
     }
 }
 
-void FN(gelu_backward)(const float *g, const float *x, float *gx, int64_t n)
+static void gelu_backward_fast(const float *g, const float *x, float *gx, int64_t n)
 {
     int nt = minit2t_threads_for(40.0 * (double)n);
     int64_t blocks = (n + BLOCK - 1) / BLOCK;
@@ -101,8 +98,9 @@ static void ln_row(const float *x, const float *w, const float *b, float eps,
     *rstd = rs;
 }
 
-void FN(layer_norm_forward)(const float *x, int64_t sx, const float *w, const float *b,
-                            float eps, float *y, float *mean, float *rstd, int64_t r, int64_t d)
+static void layer_norm_forward_fast(const float *x, int64_t sx, const float *w,
+                                    const float *b, float eps, float *y, float *mean,
+                                    float *rstd, int64_t r, int64_t d)
 {
     int nt = minit2t_threads_for(10.0 * (double)r * (double)d);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
@@ -147,9 +145,9 @@ static void ln_row_backward(const float *g, const float *x, const float *w, floa
     }
 }
 
-void FN(layer_norm_backward)(const float *g, int64_t sg, const float *x, int64_t sx,
-                             const float *w, const float *mean, const float *rstd,
-                             float *gx, float *gw, float *gb, int64_t r, int64_t d)
+static void layer_norm_backward_fast(const float *g, int64_t sg, const float *x, int64_t sx,
+                                     const float *w, const float *mean, const float *rstd,
+                                     float *gx, float *gw, float *gb, int64_t r, int64_t d)
 {
     int64_t chunks = (r + LN_CHUNK - 1) / LN_CHUNK;
     float *part = calloc((size_t)chunks * 2 * (size_t)d + 1, sizeof(float));
@@ -206,7 +204,7 @@ static void softmax_row(const float *x, float *y, int64_t n)
     }
 }
 
-void FN(softmax_forward)(const float *x, float *y, int64_t r, int64_t n)
+static void softmax_forward_fast(const float *x, float *y, int64_t r, int64_t n)
 {
     int nt = minit2t_threads_for(30.0 * (double)r * (double)n);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
@@ -232,13 +230,12 @@ static void softmax_row_backward(const float *g, const float *y, float *gx, int6
     }
 }
 
-void FN(softmax_backward)(const float *g, const float *y, float *gx, int64_t r, int64_t n)
+static void softmax_backward_fast(const float *g, const float *y, float *gx, int64_t r, int64_t n)
 {
     int nt = minit2t_threads_for(6.0 * (double)r * (double)n);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t i = 0; i < r; i++) softmax_row_backward(g + i * n, y + i * n, gx + i * n, n);
 }
 
-#undef FN
 #undef BLOCK
 #undef LN_CHUNK

@@ -1,17 +1,21 @@
-/* The threaded drivers of the blocked GEMM (the blocks are in gemm.c).
+/* How the threads share the fast GEMM: gemm_threaded, the entry of
+ * sgemm_avx2 / sgemm_avx512, picks one of three plans; each runs the
+ * loops of gemm_loops.c. Legend as in gemm.c and gemm_loops.c; P one
+ * product (gemm_problem), nt the thread count.
  *
- * Legend as in gemm.c: C (M, N) = A (M, K) @ B (K, N), Bt matrices; MR x NR
- * micro-tile, MC / KC / NC cache blocks; P one product (gemm_problem).
- *
- * Threads: a batch that splits evenly runs one matrix per thread; a product
- * of several K blocks is cut into slices of C, one per thread (gemm_sliced);
- * otherwise the threads pack each B panel together, then take (A block x
- * run of slivers) work items as they come free, so a thread slowed by other
- * work on the machine holds no one up. Work items never share a C element,
- * and every element is summed in the same order on any number of threads.
- * Code that runs inside a parallel region uses gemm_serial, which has no
- * OpenMP construct of its own (a nested region would cost a team each). */
-#include "internal.h"
+ *   a batch that splits evenly    one matrix per thread, each gemm_loops
+ *   several K blocks (K > KC)     gemm_sliced: fixed slices of C, rows or
+ *                                 columns, one per thread, each gemm_loops
+ *   otherwise                     gemm_team: the threads pack each B panel
+ *                                 together, then take (A block x run of
+ *                                 slivers) work items, gemm_block each, as
+ *                                 they come free, so a thread slowed by
+ *                                 other work on the machine holds no one up
+ * Work items never share a C element, and every element is summed in the
+ * same order on any number of threads. Code that runs inside a parallel
+ * region calls gemm_loops, which has no OpenMP construct of its own (a
+ * nested region would cost a team each). */
+#include "gemm_blocking.h"
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -25,88 +29,13 @@ static int thread_id(void)
 #endif
 }
 
-/* Pack the B panel [pc:+kb, jc:+nb], one NR sliver per step, threads sharing
- * the slivers (called inside a parallel region; ends with a barrier). */
-static void pack_panel(const gemm_arch *g, const gemm_problem *P, int64_t jc,
-                       int64_t nb, int64_t pc, int64_t kb, float *bp)
-{
-    int64_t slivers = ceil_div(nb, g->nr);
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < slivers; t++) {
-        int64_t j = t * g->nr;
-        gemm_pack_b(kb, MIN(g->nr, nb - j), P->b + pc * P->rsb + (jc + j) * P->csb,
-                    P->rsb, P->csb, g->nr, bp + j * kb);
-    }
-}
-
-/* C[:, jc:+nb] (+)= A[:, pc:+kb] @ packed panel, as work items of one A
- * block (MC rows) by a run of slivers, handed out to threads as they come
- * free. Short M is split along N too, so every thread gets work. */
-static void panel_items(const gemm_arch *g, const gemm_problem *P, int64_t jc,
-                        int64_t nb, int64_t pc, int64_t kb, const float *bp,
-                        float *ap, float *edge_a, int nt)
-{
-    int64_t mblocks = ceil_div(ceil_div(P->m, g->mc), nt) * nt;  /* even shares */
-    int64_t mc = ceil_div(ceil_div(P->m, mblocks), g->mr) * g->mr; /* <= MC + MR */
-    int64_t slivers = ceil_div(nb, g->nr);
-    mblocks = ceil_div(P->m, mc);
-    int64_t split = (nt == 1 || mblocks >= 8 * nt) ? 1 : ceil_div(8 * nt, mblocks);
-    int64_t nw = ceil_div(slivers, MIN(split, slivers)) * g->nr;  /* item width */
-    split = ceil_div(nb, nw);
-    int packed = PACK_A(P->csa);
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t t = 0; t < mblocks * split; t++) {
-        int64_t ic = t / split * mc, j0 = t % split * nw;
-        int64_t mb = MIN(mc, P->m - ic);
-        const float *ab = P->a + ic * P->rsa + pc * P->csa;      /* (mb, kb) */
-        if (packed) {
-            gemm_pack_a(mb, kb, ab, P->rsa, P->csa, g->mr, ap);
-            ab = ap;
-        }
-        const float *bias = pc == 0 && P->bias ? P->bias + jc + j0 : NULL;
-        gemm_macro_kernel(g, mb, MIN(nw, nb - j0), kb, ab, P->rsa, packed, bp + j0 * kb,
-                          P->c + ic * P->rsc + jc + j0, P->rsc, pc > 0, bias, edge_a);
-    }
-}
-
-/* One product on nt > 1 threads: the panel loops (jc, pc) run on every
- * thread, which share the packed B panel and split its work items. */
-static void gemm_one(const gemm_arch *g, const gemm_problem *P, int nt)
-{
-    if (nt == 1) {
-        gemm_serial(g, P);
-        return;
-    }
-    int64_t kc = gemm_balanced_kc(g, P->k), nc = MIN(g->nc, ceil_div(P->n, g->nr) * g->nr);
-    int64_t per_a = (g->mc + g->mr) * kc, per_e = g->mr * kc;  /* per thread */
-    float *bp = minit2t_scratch(0, (size_t)(kc * nc));
-    float *ap = minit2t_scratch(1, (size_t)(nt * per_a));
-    float *edge_a = minit2t_scratch(2, (size_t)(nt * per_e));
-    if (!bp || !ap || !edge_a) {
-        gemm_fallback(P);
-        return;
-    }
-#pragma omp parallel num_threads(nt)
-    {
-        int tid = thread_id();
-        for (int64_t jc = 0; jc < P->n; jc += nc)
-            for (int64_t pc = 0; pc < P->k; pc += kc) {
-                int64_t nb = MIN(nc, P->n - jc), kb = MIN(kc, P->k - pc);
-                pack_panel(g, P, jc, nb, pc, kb, bp);
-                panel_items(g, P, jc, nb, pc, kb, bp, ap + tid * per_a,
-                            edge_a + tid * per_e, nt);
-            }
-    }
-}
-
 /* Products of several K blocks (a weight gradient x^T g has K = the batch's
- * rows): the shared-panel scheme of gemm_one would meet at a barrier twice
- * per K block, so the threads instead take fixed slices of C, rows (or
- * columns, when N is the longer side), and each runs an independent
- * one-thread product, packing its own panels. Slices start at multiples of
- * MR (NR), so every element of C is summed in the same order as on one
- * thread: the result does not depend on the thread count. */
-static void gemm_sliced(const gemm_arch *g, const gemm_problem *P, int nt)
+ * rows): the shared panels of gemm_team would meet at a barrier twice per
+ * K block, so the threads instead take fixed slices of C, rows (or
+ * columns, when N is the longer side), and each runs its own gemm_loops.
+ * Slices start at multiples of MR (NR), so the result does not depend on
+ * the thread count. */
+static void gemm_sliced(const gemm_blocking *g, const gemm_problem *P, int nt)
 {
     int by_rows = P->m >= P->n;
     int64_t unit = by_rows ? g->mr : g->nr, len = by_rows ? P->m : P->n;
@@ -126,10 +55,65 @@ static void gemm_sliced(const gemm_arch *g, const gemm_problem *P, int nt)
             S.c += lo;
             S.bias = P->bias ? P->bias + lo : NULL;
         }
-        gemm_serial(g, &S);
+        gemm_loops(g, &S);
     }
 }
 
+/* gemm_team's work items for one B panel of nb columns: mblocks x split
+ * blocks of C, mc rows (a multiple of MR, at most MC + MR) by nw columns
+ * (a multiple of NR). M is cut into a multiple of nt blocks of equal size;
+ * when that gives fewer than 8 per thread, N is cut too. */
+typedef struct { int64_t mc, mblocks, nw, split; } team_items;
+
+static team_items team_split(const gemm_blocking *g, int64_t m, int64_t nb, int nt)
+{
+    team_items it;
+    int64_t blocks = ceil_div(ceil_div(m, g->mc), nt) * nt;      /* even shares */
+    it.mc = ceil_div(ceil_div(m, blocks), g->mr) * g->mr;
+    it.mblocks = ceil_div(m, it.mc);
+    int64_t slivers = ceil_div(nb, g->nr);
+    int64_t split = (nt == 1 || it.mblocks >= 8 * nt) ? 1 : ceil_div(8 * nt, it.mblocks);
+    it.nw = ceil_div(slivers, MIN(split, slivers)) * g->nr;
+    it.split = ceil_div(nb, it.nw);
+    return it;
+}
+
+/* One product on a team of nt > 1 threads: every thread runs the panel
+ * loops jc, pc; they pack each B panel together (one sliver per step; the
+ * omp for ends in a barrier), then share its work items. */
+static void gemm_team(const gemm_blocking *g, const gemm_problem *P, int nt)
+{
+    int64_t kc = gemm_balanced_kc(g, P->k), nc = MIN(g->nc, ceil_div(P->n, g->nr) * g->nr);
+    int64_t per_a = (g->mc + g->mr) * kc, per_e = g->mr * kc;  /* per thread */
+    float *bp = minit2t_scratch(SCRATCH_B_PANEL, (size_t)(kc * nc));
+    float *ap = minit2t_scratch(SCRATCH_A_BLOCK, (size_t)(nt * per_a));
+    float *edge_a = minit2t_scratch(SCRATCH_EDGE_A, (size_t)(nt * per_e));
+    if (!bp || !ap || !edge_a) {
+        gemm_fallback(P);
+        return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+        float *my_a = ap + thread_id() * per_a, *my_edge = edge_a + thread_id() * per_e;
+        for (int64_t jc = 0; jc < P->n; jc += nc)
+            for (int64_t pc = 0; pc < P->k; pc += kc) {
+                int64_t nb = MIN(nc, P->n - jc), kb = MIN(kc, P->k - pc);
+#pragma omp for schedule(static)
+                for (int64_t j = 0; j < nb; j += g->nr)
+                    gemm_pack_b(kb, MIN(g->nr, nb - j), P->b + pc * P->rsb + (jc + j) * P->csb,
+                                P->rsb, P->csb, g->nr, bp + j * kb);
+                team_items it = team_split(g, P->m, nb, nt);
+#pragma omp for schedule(dynamic, 1)
+                for (int64_t t = 0; t < it.mblocks * it.split; t++) {
+                    int64_t ic = t / it.split * it.mc, j0 = t % it.split * it.nw;
+                    gemm_block(g, P, ic, MIN(it.mc, P->m - ic), pc, kb, jc + j0,
+                               MIN(it.nw, nb - j0), bp + j0 * kb, my_a, my_edge);
+                }
+            }
+    }
+}
+
+/* Matrix t of the batch as a gemm_problem. */
 static gemm_problem problem_at(int64_t t, int64_t m, int64_t n, int64_t k,
                                const float *a, const int64_t *sa, const float *b,
                                const int64_t *sb, const float *bias, float *c,
@@ -140,9 +124,8 @@ static gemm_problem problem_at(int64_t t, int64_t m, int64_t n, int64_t k,
     return P;
 }
 
-/* Batches that split evenly over the threads run one matrix per thread;
- * otherwise every matrix is split over all threads. */
-void sgemm_blocked(const gemm_arch *g, int64_t bt, int64_t m, int64_t n,
+/* Arguments as sgemm_bias (bias NULL: none); g the ISA's blocking. */
+void gemm_threaded(const gemm_blocking *g, int64_t bt, int64_t m, int64_t n,
                    int64_t k, const float *a, const int64_t *sa,
                    const float *b, const int64_t *sb, const float *bias,
                    float *c, const int64_t *sc)
@@ -155,20 +138,18 @@ void sgemm_blocked(const gemm_arch *g, int64_t bt, int64_t m, int64_t n,
         return;
     }
     int nt = minit2t_threads_for(2.0 * (double)bt * (double)m * (double)n * (double)k);
-    if (nt > 1 && (bt >= 4 * nt || bt % nt == 0)) {
+    if (nt > 1 && (bt >= 4 * nt || bt % nt == 0)) {      /* one matrix per thread */
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
         for (int64_t t = 0; t < bt; t++) {
             gemm_problem P = problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc);
-            gemm_serial(g, &P);
+            gemm_loops(g, &P);
         }
-    } else {
-        for (int64_t t = 0; t < bt; t++) {
-            gemm_problem P = problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc);
-            if (nt > 1 && k > g->kc)
-                gemm_sliced(g, &P, nt);
-            else
-                gemm_one(g, &P, nt);
-        }
+        return;
+    }
+    for (int64_t t = 0; t < bt; t++) {
+        gemm_problem P = problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc);
+        if (nt == 1) gemm_loops(g, &P);
+        else if (k > g->kc) gemm_sliced(g, &P, nt);
+        else gemm_team(g, &P, nt);
     }
 }
-

@@ -1,13 +1,21 @@
-/* unfold (im2col) and fold (col2im): the reference loops and the dispatchers.
+/* unfold (im2col) and fold (col2im): the reference loops and the
+ * dispatchers. The fast versions:
+ *   unfold -> unfold_avx512 (im2col_avx512.c) -> unfold_fast (im2col_fast.h:
+ *   threads over planes) -> unfold_one (one plane: split into phases, copy
+ *   runs out); fold likewise, and im2col_avx2.c for AVX2.
  *
  * Legend: B batch (nb), C channels (nc), H/W height/width, k kernel,
  * s stride, p padding, Ho/Wo = (H/W + 2p - k) / s + 1, L = Ho * Wo.
+ *   unfold  x (B, C, H, W), strides sx = {batch, channel, row, col}
+ *           -> cols (B, C*k*k, L), contiguous
+ *   fold    cols (B, C*k*k, L), strides scol = {batch, row, col}
+ *           -> x (B, C, H, W), contiguous
  * Row (c*k + i)*k + j of cols holds, for every window (oh, ow), the input
  * pixel x[c, oh*s - p + i, ow*s - p + j] (0 in the padding). fold sums
  * each column entry back onto that pixel: it is unfold's adjoint. */
-#include <string.h>
-#include "internal.h"
+#include "runtime.h"
 
+/* Loops over (b, c, i, j), the rows of cols, then over the windows. */
 void unfold_ref(const float *x, const int64_t *sx, float *cols, int64_t nb,
                 int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p)
 {
@@ -28,6 +36,7 @@ void unfold_ref(const float *x, const int64_t *sx, float *cols, int64_t nb,
                 }
 }
 
+/* x = 0, then the loops of unfold_ref, adding instead of copying. */
 void fold_ref(const float *cols, const int64_t *scol, float *x, int64_t nb,
               int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p)
 {
@@ -49,6 +58,8 @@ void fold_ref(const float *cols, const int64_t *scol, float *x, int64_t nb,
                 }
 }
 
+/* The fast versions need unit column strides: x's for unfold, cols' for
+ * fold; anything else goes to the reference. */
 void unfold(const float *x, const int64_t *sx, float *cols, int64_t nb,
             int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p)
 {

@@ -1,5 +1,6 @@
-/* The fast unfold/fold, written once and compiled per ISA: included by
- * avx2.c and avx512.c after they define IM2COL_NAME(f) (the name suffix).
+/* The fast unfold / fold, written once and compiled per ISA: included by
+ * im2col_avx2.c and im2col_avx512.c, whose unfold_avx2 / unfold_avx512 and
+ * fold_avx2 / fold_avx512 call unfold_fast and fold_fast (the last two here).
  * Legend as in im2col.c; xp is x with its zero border, (H + 2p, W + 2p).
  *
  * Work is split by planes (one (b, c) pair: x (H, W) <-> cols (k*k, L)),
@@ -20,7 +21,7 @@
  * The fast path needs unit column strides (x's for unfold, cols' for fold);
  * the dispatchers send anything else to the reference. */
 #include <string.h>
-#include "runs.h"
+#include "im2col_runs.h"
 
 typedef struct {               /* one plane's geometry */
     int64_t h, w, k, s, p, ho, wo, hq, wq;
@@ -154,9 +155,11 @@ static void fold_one(const plane_geom *g, float *ph, const float *cols, int64_t 
     merge_phases(g, ph, x);
 }
 
-void IM2COL_NAME(unfold)(const float *x, const int64_t *sx, float *cols,
-                         int64_t nb, int64_t nc, int64_t h, int64_t w,
-                         int64_t k, int64_t s, int64_t p)
+/* unfold: x (B, C, H, W), strides sx -> cols (B, C*k*k, L), contiguous;
+ * B*C planes shared by the threads, each unfold_one. */
+static void unfold_fast(const float *x, const int64_t *sx, float *cols,
+                        int64_t nb, int64_t nc, int64_t h, int64_t w,
+                        int64_t k, int64_t s, int64_t p)
 {
     if (sx[3] != 1) {
         unfold_ref(x, sx, cols, nb, nc, h, w, k, s, p);
@@ -172,7 +175,7 @@ void IM2COL_NAME(unfold)(const float *x, const int64_t *sx, float *cols,
     int64_t chunk = MAX(1, planes / (16 * nt));                /* planes per hand-out */
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *ph = minit2t_scratch(3, (size_t)nph);
+        float *ph = minit2t_scratch(SCRATCH_PHASES, (size_t)nph);
         if (ph) zero_run(ph, nph);       /* the padding; split_phases fills the rest */
 #pragma omp for schedule(dynamic, chunk)
         for (int64_t t = 0; t < planes; t++)
@@ -181,9 +184,11 @@ void IM2COL_NAME(unfold)(const float *x, const int64_t *sx, float *cols,
     }
 }
 
-void IM2COL_NAME(fold)(const float *cols, const int64_t *scol, float *x,
-                       int64_t nb, int64_t nc, int64_t h, int64_t w,
-                       int64_t k, int64_t s, int64_t p)
+/* fold: cols (B, C*k*k, L), strides scol -> x (B, C, H, W), contiguous;
+ * B*C planes shared by the threads, each fold_one. */
+static void fold_fast(const float *cols, const int64_t *scol, float *x,
+                      int64_t nb, int64_t nc, int64_t h, int64_t w,
+                      int64_t k, int64_t s, int64_t p)
 {
     if (scol[2] != 1 || h + 2 * p < k || w + 2 * p < k) {
         fold_ref(cols, scol, x, nb, nc, h, w, k, s, p);
@@ -197,7 +202,7 @@ void IM2COL_NAME(fold)(const float *cols, const int64_t *scol, float *x,
     int64_t chunk = MAX(1, planes / (16 * nt));
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *ph = minit2t_scratch(3, (size_t)(s * s * g.hq * g.wq));
+        float *ph = minit2t_scratch(SCRATCH_PHASES, (size_t)(s * s * g.hq * g.wq));
 #pragma omp for schedule(dynamic, chunk)
         for (int64_t t = 0; t < planes; t++)
             fold_one(&g, ph, cols + t / nc * scol[0] + t % nc * k * k * scol[1], scol[1],

@@ -13,6 +13,7 @@
  *   name         the dispatcher: the best ISA of this CPU (see minit2t_isa),
  *                falling back to name_ref for what the fast path does not take
  * The fast versions must only be called on a CPU that has the instructions.
+ * Where the kernels are and in what order to read them: README.md.
  * Callers validate arguments: sizes >= 0, k >= 1, s >= 1, p >= 0, and
  * pointers that cover every element the strides reach.
  *
@@ -27,7 +28,10 @@
  * b   B (Bt, K, N) with strides sb = {batch, row, col}
  * c   C (Bt, M, N) with strides sc = {batch, row}; C columns are contiguous
  * Any stride may be 0 (broadcast) or negative for A and B; C is written,
- * never read, so it must not overlap A or B. */
+ * never read, so it must not overlap A or B.
+ * Blocking of the fast versions (gemm_loops.c): C in MR x NR tiles held in
+ * registers, A in MC x KC blocks, B in KC x NC panels; MR x NR = 12 x 32
+ * (AVX-512), 6 x 16 (AVX2); sizes in gemm_avx512.c / gemm_avx2.c. */
 void sgemm_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
                const float *a, const int64_t *sa, const float *b,
                const int64_t *sb, float *c, const int64_t *sc);
@@ -60,7 +64,9 @@ void sgemm_bias(int64_t bt, int64_t m, int64_t n, int64_t k,
 /* ---- unfold (im2col): x (B, C, H, W) -> cols (B, C*k*k, L) --------------
  * x has strides sx = {batch, channel, row, col}; cols is contiguous.
  * cols[b, (c*k + i)*k + j, oh*Wo + ow] = x[b, c, oh*s - p + i, ow*s - p + j]
- * (0 where that falls in the padding). */
+ * (0 where that falls in the padding).
+ * Blocking of the fast versions (im2col_fast.h): one (b, c) plane per work
+ * item, split into its s*s stride phases in a per-thread scratch buffer. */
 void unfold_ref(const float *x, const int64_t *sx, float *cols, int64_t nb,
                 int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p);
 void unfold_avx2(const float *x, const int64_t *sx, float *cols, int64_t nb,
@@ -84,6 +90,8 @@ void fold(const float *cols, const int64_t *scol, float *x, int64_t nb,
 
 /* ---- fused elementwise kernels (fused.c; fast versions fused_fast.h) ----
  * Legend: n elements; R rows of D (layer norm) or N (softmax) floats.
+ * The fast versions split rows (GELU: blocks of 4096 elements) over threads
+ * and run each row as vectors of 8 (AVX2) / 16 (AVX-512) floats.
  * GELU (exact): y = x * Phi(x), Phi the standard normal CDF, phi its density
  *   gelu_forward         x (n,) -> y (n,)
  *   gelu_backward        g, x (n,) -> gx = g * (Phi(x) + x * phi(x)) (n,)
@@ -162,9 +170,7 @@ void copy_strided(const float *src, const int64_t *ss, float *dst, const int64_t
 int minit2t_cpu_isa(void);
 int minit2t_isa(void);
 int minit2t_set_isa(int level);
-const char *minit2t_isa_name(int level);
 void minit2t_set_num_threads(int n);   /* n < 1 means 1 */
 int minit2t_get_num_threads(void);
-int minit2t_openmp(void);              /* 1 when built with OpenMP */
 
 #endif

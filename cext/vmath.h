@@ -1,12 +1,6 @@
-/* Vector exp and the normal CDF, written once for any vector width.
- * Included by fused_fast.h (compiled per ISA) after the including file has
- * defined the vector macros (see avx2.c / avx512.c):
- *   VF  vector of VW floats     VMASK  a lane mask
- *   VSET1, VADD, VSUB, VMUL, VDIV, VMIN, VMAX, VABS, VROUND (to nearest)
- *   VFMA(a, b, c) = a*b + c     VFNMA(a, b, c) = c - a*b
- *   VFMS(a, b, c) = a*b - c     VSCALE(x, n) = x * 2^n (n integral, as VF)
- *   VLT, VGT (ordered compares -> VMASK), VNAN(a) (unordered lanes)
- *   VSEL(m, a, b) = m ? b : a, lane by lane
+/* Vector exp and the normal CDF, written once for any vector width in the
+ * vocabulary of vec_avx2.h (VF, VSET1, VFMA, VSEL, ...), which the
+ * including file (fused_avx2.c / fused_avx512.c) has included first.
  * Coefficients: least-squares fits of relative error on Chebyshev nodes
  * (float64), rounded to float32; measured against double precision they
  * stay within a few float32 ulps (see tests/test_fused.py). */

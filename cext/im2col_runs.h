@@ -1,10 +1,18 @@
-/* Runs of floats for the fast unfold/fold (im2col_fast.h): copy, zero,
+/* Runs of floats for the fast unfold / fold (im2col_fast.h): copy, zero,
  * add, blocks of runs, and the splits of a row into its column phases at
- * stride 2 and 4 and their inverses, in AVX2 intrinsics (the
- * including file is compiled for AVX2 or AVX-512); n is a run length.
+ * stride 2 and 4 and their inverses; n is a run length.
+ *
+ * AVX2 intrinsics (256-bit), in both builds: im2col_avx512.c includes this
+ * file too, on purpose. The runs are rows of Wo or W floats, a few vectors
+ * long; the 8-float shuffles of the phase splits are what stride 2 and 4
+ * need, and an AVX-512 CPU runs them as they are.
+ *
  * They are short inline loops: for runs of a few floats a call to memcpy /
  * memset costs more than the copy, so GCC must not turn the scalar tails
- * back into such calls (the pragma). */
+ * back into such calls (the pragma, in force for the rest of the including
+ * file). */
+#ifndef MINIT2T_IM2COL_RUNS_H
+#define MINIT2T_IM2COL_RUNS_H
 #pragma GCC optimize("no-tree-loop-distribute-patterns")
 
 /* dst[0:n] = src[0:n] */
@@ -173,3 +181,5 @@ static inline void add_rows(float *dst, int64_t sd, const float *src, int64_t m,
     else
         for (int64_t r = 0; r < m; r++) add_run(dst + r * sd, src + r * n, n);
 }
+
+#endif

@@ -1,11 +1,11 @@
-/* Run-time choice of instruction set, thread count and scratch memory.
+/* Run-time choices: instruction set, thread count and scratch memory.
  *
- * The library is compiled for baseline x86-64; only the functions in
- * avx2.c / avx512.c are compiled for those ISAs (GCC target pragmas), and
+ * The library is compiled for baseline x86-64; only the *_avx2.c and
+ * *_avx512.c files are compiled for those ISAs (GCC target pragmas), and
  * the dispatchers call them only when this CPU (and OS) supports them,
- * so one build runs on any x86-64 and on other architectures (scalar). */
+ * so one build runs on any x86-64. Other CPUs run the references. */
 #include <stdlib.h>
-#include "internal.h"
+#include "runtime.h"
 #if defined(_OPENMP) && defined(__unix__)
 #include <pthread.h>
 #endif
@@ -18,7 +18,7 @@ int minit2t_cpu_isa(void)
 {
     if (g_cpu_isa < 0) {
         int isa = ISA_SCALAR;
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if MINIT2T_X86
         __builtin_cpu_init();
         if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
             isa = ISA_AVX2;
@@ -38,12 +38,6 @@ int minit2t_set_isa(int level)
     return minit2t_isa();
 }
 
-const char *minit2t_isa_name(int level)
-{
-    static const char *names[] = {"scalar", "avx2", "avx512"};
-    return (level >= 0 && level <= ISA_AVX512) ? names[level] : "unknown";
-}
-
 /* GNU OpenMP's thread pool does not survive fork(): a child that opened a
  * parallel region would hang. A forked child therefore runs on one thread
  * (a team of one never touches the pool). */
@@ -59,15 +53,6 @@ __attribute__((constructor)) static void register_fork_handler(void)
 void minit2t_set_num_threads(int n) { g_threads = MAX(n, 1); }
 int minit2t_get_num_threads(void) { return g_forked ? 1 : g_threads; }
 
-int minit2t_openmp(void)
-{
-#ifdef _OPENMP
-    return 1;
-#else
-    return 0;
-#endif
-}
-
 /* Waking a sleeping thread costs microseconds: below ~1 MFLOP (or 1 MB)
  * one thread is faster. */
 int minit2t_threads_for(double work)
@@ -81,10 +66,10 @@ int minit2t_threads_for(double work)
 #endif
 }
 
-static _Thread_local float *t_buf[4];
-static _Thread_local size_t t_cap[4];
+static _Thread_local float *t_buf[SCRATCH_SLOTS];
+static _Thread_local size_t t_cap[SCRATCH_SLOTS];
 
-float *minit2t_scratch(int slot, size_t nfloats)
+float *minit2t_scratch(enum scratch_slot slot, size_t nfloats)
 {
     if (nfloats > t_cap[slot]) {
         free(t_buf[slot]);

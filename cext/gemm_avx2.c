@@ -1,0 +1,116 @@
+/* The AVX2 + FMA GEMM: its micro-kernels, its block sizes, and sgemm_avx2 /
+ * sgemm_bias_avx2 (arguments as sgemm / sgemm_bias in minit2t.h). The
+ * twin of gemm_avx512.c (read that first) with 8-float vectors: a 6 x 16
+ * tile in 12 of the 16 ymm registers. Only this file is compiled for AVX2,
+ * and sgemm dispatches to it only on CPUs that have it (runtime.c). */
+#include "gemm_blocking.h"
+
+#if MINIT2T_X86
+#pragma GCC target("avx2,fma")
+#include <immintrin.h>
+
+/* The micro-tile: MR x NR floats of C, NR = two vectors of VW floats. */
+enum { MR = 6, NR = 16, VW = 8 };
+
+/* The micro-kernels: the 6 x 16 tile of C, = (or +=, when acc) A @ B.
+ *   a       A (6, kc): ukernel_avx2_rows takes 6 rows in place,
+ *           A[i, p] at a[i*rsa + p]; ukernel_avx2_packed a packed sliver,
+ *           A[i, p] at a[p*6 + i] (rsa unused)
+ *   b       packed B sliver (kc, 16): row p at b + 16p
+ *   c       C tile (6, 16), row stride rsc, columns contiguous
+ * The tile lives in 12 of the 16 ymm registers. Step p: acc[i][h] +=
+ * A[i, p] * B[p, 8h : 8h + 8], h = 0, 1. The two differ only in where they
+ * read A[i, p] (the broadcast line). */
+static void ukernel_avx2_rows(int64_t kc, const float *a, int64_t rsa, const float *b,
+                              float *c, int64_t rsc, int acc)
+{
+    __m256 c0[MR], c1[MR];
+    const float *ar[MR];                     /* the rows of A */
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+        c0[i] = _mm256_setzero_ps();
+        c1[i] = _mm256_setzero_ps();
+        ar[i] = a + i * rsa;
+        __builtin_prefetch(c + i * rsc);     /* C rows: fetched during the loop */
+        __builtin_prefetch(c + i * rsc + NR - 1);
+    }
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < kc; p++) {
+        __m256 b0 = _mm256_loadu_ps(b + p * NR), b1 = _mm256_loadu_ps(b + p * NR + VW);
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++) {
+            __m256 ai = _mm256_broadcast_ss(ar[i] + p);
+            c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
+            c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+        float *ci = c + i * rsc;
+        if (acc) {
+            c0[i] = _mm256_add_ps(c0[i], _mm256_loadu_ps(ci));
+            c1[i] = _mm256_add_ps(c1[i], _mm256_loadu_ps(ci + VW));
+        }
+        _mm256_storeu_ps(ci, c0[i]);
+        _mm256_storeu_ps(ci + VW, c1[i]);
+    }
+}
+
+static void ukernel_avx2_packed(int64_t kc, const float *a, int64_t rsa, const float *b,
+                                float *c, int64_t rsc, int acc)
+{
+    __m256 c0[MR], c1[MR];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+        c0[i] = _mm256_setzero_ps();
+        c1[i] = _mm256_setzero_ps();
+        __builtin_prefetch(c + i * rsc);     /* C rows: fetched during the loop */
+        __builtin_prefetch(c + i * rsc + NR - 1);
+    }
+    (void)rsa;
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < kc; p++) {
+        __m256 b0 = _mm256_loadu_ps(b + p * NR), b1 = _mm256_loadu_ps(b + p * NR + VW);
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++) {
+            __m256 ai = _mm256_broadcast_ss(a + p * MR + i);
+            c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
+            c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+        float *ci = c + i * rsc;
+        if (acc) {
+            c0[i] = _mm256_add_ps(c0[i], _mm256_loadu_ps(ci));
+            c1[i] = _mm256_add_ps(c1[i], _mm256_loadu_ps(ci + VW));
+        }
+        _mm256_storeu_ps(ci, c0[i]);
+        _mm256_storeu_ps(ci + VW, c1[i]);
+    }
+}
+
+/* Block sizes, in floats: micro-tile MR x NR = 6 x 16; A block MC x KC =
+ * 144 x 512 (288 KB) in L2; B sliver KC x NR = 512 x 16 (32 KB) in L1/L2;
+ * B panel KC x NC up to 512 x 1536 (3 MB) in L3. A large KC means few
+ * passes over C: measured faster here than KC = 192..384. */
+static const gemm_blocking blocking_avx2 = {
+    .mr = MR, .nr = NR, .mc = 144, .kc = 512, .nc = 1536,
+    .ukernel_rows = ukernel_avx2_rows, .ukernel_packed = ukernel_avx2_packed,
+};
+
+void sgemm_avx2(int64_t bt, int64_t m, int64_t n, int64_t k,
+                const float *a, const int64_t *sa, const float *b,
+                const int64_t *sb, float *c, const int64_t *sc)
+{
+    gemm_threaded(&blocking_avx2, bt, m, n, k, a, sa, b, sb, NULL, c, sc);
+}
+
+void sgemm_bias_avx2(int64_t bt, int64_t m, int64_t n, int64_t k,
+                     const float *a, const int64_t *sa, const float *b,
+                     const int64_t *sb, const float *bias, float *c, const int64_t *sc)
+{
+    gemm_threaded(&blocking_avx2, bt, m, n, k, a, sa, b, sb, bias, c, sc);
+}
+
+#endif /* MINIT2T_X86; elsewhere not_x86.c defines these names */

@@ -1,0 +1,117 @@
+/* The AVX-512 GEMM: its micro-kernels, its block sizes, and sgemm_avx512 /
+ * sgemm_bias_avx512 (arguments as sgemm / sgemm_bias in minit2t.h). The
+ * loops around the micro-kernel are in gemm_loops.c, the threads in
+ * gemm_threads.c; gemm_avx2.c is this file's twin for AVX2 + FMA. Only
+ * this file is compiled for AVX-512F, and sgemm dispatches to it only on
+ * CPUs that have it (runtime.c). */
+#include "gemm_blocking.h"
+
+#if MINIT2T_X86
+#pragma GCC target("avx512f,avx2,fma")
+#include <immintrin.h>
+
+/* The micro-tile: MR x NR floats of C, NR = two vectors of VW floats. */
+enum { MR = 12, NR = 32, VW = 16 };
+
+/* The micro-kernels: the 12 x 32 tile of C, = (or +=, when acc) A @ B.
+ *   a       A (12, kc): ukernel_avx512_rows takes 12 rows in place,
+ *           A[i, p] at a[i*rsa + p]; ukernel_avx512_packed a packed sliver,
+ *           A[i, p] at a[p*12 + i] (rsa unused)
+ *   b       packed B sliver (kc, 32): row p at b + 32p
+ *   c       C tile (12, 32), row stride rsc, columns contiguous
+ * The tile lives in 24 of the 32 zmm registers, two 16-float vectors per
+ * row. Each step p broadcasts A[i, p] of each row and multiplies it by row
+ * p of B: acc[i][h] += A[i, p] * B[p, 16h : 16h + 16], h = 0, 1. The two
+ * differ only in where they read A[i, p] (the broadcast line). */
+static void ukernel_avx512_rows(int64_t kc, const float *a, int64_t rsa, const float *b,
+                                float *c, int64_t rsc, int acc)
+{
+    __m512 c0[MR], c1[MR];
+    const float *ar[MR];                     /* the rows of A */
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+        c0[i] = _mm512_setzero_ps();
+        c1[i] = _mm512_setzero_ps();
+        ar[i] = a + i * rsa;
+        __builtin_prefetch(c + i * rsc);     /* C rows: fetched during the loop */
+        __builtin_prefetch(c + i * rsc + NR - 1);
+    }
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < kc; p++) {
+        __m512 b0 = _mm512_loadu_ps(b + p * NR), b1 = _mm512_loadu_ps(b + p * NR + VW);
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++) {
+            __m512 ai = _mm512_set1_ps(ar[i][p]);
+            c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
+            c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+        float *ci = c + i * rsc;
+        if (acc) {
+            c0[i] = _mm512_add_ps(c0[i], _mm512_loadu_ps(ci));
+            c1[i] = _mm512_add_ps(c1[i], _mm512_loadu_ps(ci + VW));
+        }
+        _mm512_storeu_ps(ci, c0[i]);
+        _mm512_storeu_ps(ci + VW, c1[i]);
+    }
+}
+
+static void ukernel_avx512_packed(int64_t kc, const float *a, int64_t rsa, const float *b,
+                                  float *c, int64_t rsc, int acc)
+{
+    __m512 c0[MR], c1[MR];
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+        c0[i] = _mm512_setzero_ps();
+        c1[i] = _mm512_setzero_ps();
+        __builtin_prefetch(c + i * rsc);     /* C rows: fetched during the loop */
+        __builtin_prefetch(c + i * rsc + NR - 1);
+    }
+    (void)rsa;
+#pragma GCC unroll 4
+    for (int64_t p = 0; p < kc; p++) {
+        __m512 b0 = _mm512_loadu_ps(b + p * NR), b1 = _mm512_loadu_ps(b + p * NR + VW);
+#pragma GCC unroll 16
+        for (int i = 0; i < MR; i++) {
+            __m512 ai = _mm512_set1_ps(a[p * MR + i]);
+            c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
+            c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
+        }
+    }
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; i++) {
+        float *ci = c + i * rsc;
+        if (acc) {
+            c0[i] = _mm512_add_ps(c0[i], _mm512_loadu_ps(ci));
+            c1[i] = _mm512_add_ps(c1[i], _mm512_loadu_ps(ci + VW));
+        }
+        _mm512_storeu_ps(ci, c0[i]);
+        _mm512_storeu_ps(ci + VW, c1[i]);
+    }
+}
+
+/* Block sizes, in floats: micro-tile MR x NR = 12 x 32; A block MC x KC =
+ * 144 x 256 (144 KB) in L2; B sliver KC x NR = 256 x 32 (32 KB) in L1/L2;
+ * B panel KC x NC up to 256 x 1536 (1.5 MB) in L3. */
+static const gemm_blocking blocking_avx512 = {
+    .mr = MR, .nr = NR, .mc = 144, .kc = 256, .nc = 1536,
+    .ukernel_rows = ukernel_avx512_rows, .ukernel_packed = ukernel_avx512_packed,
+};
+
+void sgemm_avx512(int64_t bt, int64_t m, int64_t n, int64_t k,
+                  const float *a, const int64_t *sa, const float *b,
+                  const int64_t *sb, float *c, const int64_t *sc)
+{
+    gemm_threaded(&blocking_avx512, bt, m, n, k, a, sa, b, sb, NULL, c, sc);
+}
+
+void sgemm_bias_avx512(int64_t bt, int64_t m, int64_t n, int64_t k,
+                       const float *a, const int64_t *sa, const float *b,
+                       const int64_t *sb, const float *bias, float *c, const int64_t *sc)
+{
+    gemm_threaded(&blocking_avx512, bt, m, n, k, a, sa, b, sb, bias, c, sc);
+}
+
+#endif /* MINIT2T_X86; elsewhere not_x86.c defines these names */

@@ -1,0 +1,69 @@
+/* The blocked GEMM's shared declarations: what gemm_avx2.c / gemm_avx512.c
+ * (micro-kernels, block sizes), gemm_threads.c (threads) and gemm_loops.c
+ * (the loops) pass each other. Legend as in gemm.c; MR x NR the
+ * micro-tile, MC / KC / NC the cache blocks (the nesting: gemm_loops.c). */
+#ifndef MINIT2T_GEMM_BLOCKING_H
+#define MINIT2T_GEMM_BLOCKING_H
+#include "runtime.h"
+
+/* A micro-kernel: the MR x NR tile C = (or +=, when acc) A @ B, over kc:
+ *   a  MR rows of A, kc columns: in place (row stride rsa, columns
+ *      contiguous) or packed (A[i, p] at a[p*MR + i]; rsa unused)
+ *   b  a packed B sliver (kc, NR): row p at b + p*NR
+ *   c  the C tile, row stride rsc, columns contiguous */
+typedef void (*gemm_ukernel)(int64_t kc, const float *a, int64_t rsa,
+                             const float *b, float *c, int64_t rsc, int acc);
+
+/* One ISA's blocking: its micro-tile MR x NR, its cache blocks MC, KC, NC
+ * and its micro-kernels for A in place / A packed. */
+typedef struct {
+    int mr, nr;
+    int64_t mc, kc, nc;
+    gemm_ukernel ukernel_rows, ukernel_packed;
+} gemm_blocking;
+
+/* One product C = A @ B + bias; strides in floats. */
+typedef struct {
+    int64_t m, n, k;
+    const float *a;
+    int64_t rsa, csa;          /* A (M, K): row, column stride */
+    const float *b;
+    int64_t rsb, csb;          /* B (K, N) */
+    float *c;
+    int64_t rsc;               /* C (M, N), columns contiguous */
+    const float *bias;         /* (N,) added to every row of C, or NULL */
+} gemm_problem;
+
+/* A is packed when its columns are strided (a transposed A). */
+#define PACK_A(csa) ((csa) != 1)
+
+/* ---- gemm_threads.c: the entry of sgemm_avx2 / sgemm_avx512 and their
+ * _bias twins (bias NULL: none); arguments as sgemm_bias. */
+void gemm_threaded(const gemm_blocking *g, int64_t bt, int64_t m, int64_t n,
+                   int64_t k, const float *a, const int64_t *sa,
+                   const float *b, const int64_t *sb, const float *bias,
+                   float *c, const int64_t *sc);
+
+/* ---- gemm_loops.c: the blocking, on the calling thread ---- */
+
+/* The whole product P, with no OpenMP construct (it may run inside a
+ * parallel region). */
+void gemm_loops(const gemm_blocking *g, const gemm_problem *P);
+
+/* C[ic:+mb, jc:+nb] (+)= A[ic:+mb, pc:+kb] @ bp, the packed B panel
+ * (kb, nb); ap (for a packed A block) and edge_a: scratch of this thread. */
+void gemm_block(const gemm_blocking *g, const gemm_problem *P, int64_t ic, int64_t mb,
+                int64_t pc, int64_t kb, int64_t jc, int64_t nb, const float *bp,
+                float *ap, float *edge_a);
+
+/* B[0:kc, 0:nb] (strides rsb, csb) -> dst: slivers of nr columns (kc, nr). */
+void gemm_pack_b(int64_t kc, int64_t nb, const float *b, int64_t rsb,
+                 int64_t csb, int nr, float *dst);
+
+/* K cut into blocks of equal size, at most g->kc: the block size. */
+int64_t gemm_balanced_kc(const gemm_blocking *g, int64_t k);
+
+/* The reference loops on P (when scratch memory runs out). */
+void gemm_fallback(const gemm_problem *P);
+
+#endif

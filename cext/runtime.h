@@ -1,0 +1,48 @@
+/* What every kernel file shares: the ISA levels and the test for x86-64,
+ * the thread count, and the per-thread scratch buffers (runtime.c).
+ * Legend as in minit2t.h. */
+#ifndef MINIT2T_RUNTIME_H
+#define MINIT2T_RUNTIME_H
+#include <stddef.h>
+#include <stdint.h>
+#include "minit2t.h"
+
+/* MINIT2T_X86 is 1 where the AVX2 / AVX-512 files are compiled: x86-64
+ * with GCC or clang (their target pragmas and intrinsics). Elsewhere, or
+ * when built with -DMINIT2T_PORTABLE (a check of that build on x86), it is
+ * 0: those files compile to nothing and not_x86.c supplies every _avx2 /
+ * _avx512 name, running the references. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(MINIT2T_PORTABLE)
+#define MINIT2T_X86 1
+#else
+#define MINIT2T_X86 0
+#endif
+
+/* The levels of minit2t_isa: which version of a kernel the dispatchers call. */
+enum { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
+
+#define MIN(a, b) ((a) < (b) ? (a) : (b))
+#define MAX(a, b) ((a) > (b) ? (a) : (b))
+
+static inline int64_t ceil_div(int64_t x, int64_t y) { return (x + y - 1) / y; }
+
+/* The per-thread scratch buffers, one per slot, so that buffers used at the
+ * same time never share one. Sizes in floats (Legend of gemm_loops.c and
+ * im2col_fast.h). */
+enum scratch_slot {
+    SCRATCH_B_PANEL,    /* GEMM: the packed B panel, KC x NC (shared by a team) */
+    SCRATCH_A_BLOCK,    /* GEMM: a packed A block, (MC + MR) x KC per thread */
+    SCRATCH_EDGE_A,     /* GEMM: MR rows of A, zero-padded, for edge tiles; MR x KC */
+    SCRATCH_PHASES,     /* unfold / fold: one plane's s*s phases, s*s x Hq x Wq */
+    SCRATCH_SLOTS       /* how many */
+};
+
+/* The calling thread's buffer `slot` of at least nfloats floats, 64-byte
+ * aligned, grown (never shrunk) on demand; its contents are not kept when
+ * it grows. NULL when memory runs out. */
+float *minit2t_scratch(enum scratch_slot slot, size_t nfloats);
+
+/* How many threads are worth waking for `work` (flops or bytes moved). */
+int minit2t_threads_for(double work);
+
+#endif

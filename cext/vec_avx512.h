@@ -1,0 +1,38 @@
+/* The vector vocabulary of the fused kernels for AVX-512F: 16 floats per
+ * __m512, masks in __mmask16. The names and their meaning: vec_avx2.h.
+ * fused_avx512.c includes it before vmath.h, fused_fast.h and copy_fast.h. */
+#ifndef MINIT2T_VEC_H
+#define MINIT2T_VEC_H
+#include <immintrin.h>
+
+#define VF __m512
+#define VW 16
+#define VLOAD _mm512_loadu_ps
+#define VSTORE _mm512_storeu_ps
+#define VSET1 _mm512_set1_ps
+#define VADD _mm512_add_ps
+#define VSUB _mm512_sub_ps
+#define VMUL _mm512_mul_ps
+#define VDIV _mm512_div_ps
+#define VMAX _mm512_max_ps
+#define VMIN _mm512_min_ps
+#define VABS(x) _mm512_abs_ps(x)
+#define VFMA _mm512_fmadd_ps
+#define VFNMA _mm512_fnmadd_ps
+#define VFMS _mm512_fmsub_ps
+#define VROUND(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+#define VSCALE(x, n) _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(x), \
+                                         _mm512_slli_epi32(_mm512_cvtps_epi32(n), 23)))
+#define VMASK __mmask16
+#define VLT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ)
+#define VGT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ)
+#define VNAN(a) _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q)
+#define VSEL(m, a, b) _mm512_mask_blend_ps(m, a, b)
+#define VTAIL __mmask16
+#define VTAILMASK(n) ((__mmask16)((1u << (n)) - 1u))
+#define VLOADT(p, m, fill) _mm512_mask_loadu_ps(_mm512_set1_ps(fill), m, p)
+#define VSTORET(p, m, v) _mm512_mask_storeu_ps(p, m, v)
+#define VHSUM _mm512_reduce_add_ps
+#define VHMAX _mm512_reduce_max_ps
+
+#endif
