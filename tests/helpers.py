@@ -7,6 +7,7 @@ and compare every input gradient. Comparisons are norm-wise:
 import numpy as np
 
 import minit2t as mt
+from minit2t.ops.function import Context
 
 F64 = (1e-10, 1e-12)            # (rtol, atol) of a float64 comparison with torch
 
@@ -88,3 +89,11 @@ def numerical_grad_check(fn, arrays, eps=1e-6, rtol=1e-6, atol=1e-8, seed=0):
             num[idx] = (plus - minus) / (2 * eps)
         assert inputs[i].grad is not None, f"input {i}: no gradient"
         assert_close(inputs[i].grad, num, rtol, atol, f"input {i} vs finite differences")
+
+
+def reference(op, *arrays, grad=None, **options):
+    """The reference op's output on float64 copies of `arrays`; with `grad`, also its
+    input gradients (one per array)."""
+    ctx = Context(op)
+    y = op.forward(ctx, *(a.astype(np.float64) for a in arrays), **options)
+    return y if grad is None else (y, op.backward(ctx, grad.astype(np.float64)))
