@@ -1,8 +1,12 @@
-"""Install minit2t: `pip install -e .` (add ".[test]" for the test suite).
+"""Install minit2t: `pip install -e .` or `pip install .` (add ".[test]" for the test suite).
 
-The C kernels (cext/, module minit2t._cext) are built with cffi. When they
-cannot be compiled (no C compiler, ...) the install still succeeds and
-minit2t runs on its NumPy backend.
+The C kernels (cext/, module minit2t._cext) are built with cffi, and load
+through cffi's runtime (`_cffi_backend`): cffi is a build requirement
+(pyproject.toml) and a runtime one (install_requires). When they cannot be
+compiled (no C compiler, ...) the install still succeeds and minit2t runs on
+its NumPy backend, saying why once. matplotlib draws the training curves
+(DIR/curves.png). The package ships its trained model (weights/) and a
+2,500-image CIFAR-10 sample (data/sample/, 7 MB).
 """
 import os
 
@@ -55,9 +59,10 @@ setup(
     long_description=_readme(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["minit2t", "minit2t.*"]),
-    package_data={"minit2t": ["weights/*.npz", "weights/*.jsonl", "weights/*.png", "weights/*.md"]},
+    package_data={"minit2t": ["weights/*.npz", "weights/*.jsonl", "weights/*.png", "weights/*.md",
+                              "data/sample/*.bin.gz", "data/sample/*.md"]},
     python_requires=">=3.9",
-    install_requires=["numpy>=1.22"],
+    install_requires=["numpy>=1.22", "cffi>=1.15", "matplotlib>=3.5"],
     extras_require={
         "test": ["pytest", "hypothesis", "torch==2.13.0"],
         "opencl": ["pyopencl"],

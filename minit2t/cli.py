@@ -28,65 +28,91 @@ def cmd_convert(args):
     state = convert(args.src, args.dst)
     if args.model:
         model = create_model(args.model, **({"num_classes": args.num_classes} if args.num_classes else {}))
-        model.load_state_dict(state, strict=True)
+        try:
+            model.load_state_dict(state, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"{args.src} does not load into {args.model}: {exc}") from None
         print(f"checked: loads into {args.model} with strict=True")
     print(f"wrote {args.dst} ({len(state)} arrays)")
 
 
 def cmd_train(args):
-    from minit2t.train import RUN_KEYS, run
-    cfg = {key: getattr(args, key) for key in RUN_KEYS}
-    history = run(cfg, args.data, args.out, resume=args.resume)
+    from minit2t.train import DEFAULTS, RUN_KEYS, run
+    given = {key: getattr(args, key) for key in RUN_KEYS if getattr(args, key) is not None}   # on the command line
+    history = run({**DEFAULTS, **given}, args.data, args.out, resume=args.resume, init=args.init,
+                  overwrite=args.overwrite, given=given, download=True if args.download else None)
     if history:
         print(f"test accuracy: {history[-1]['test_acc']:.4f}")
 
 
 def cmd_eval(args):
     from minit2t import backends, data
-    from minit2t.checkpoint import load_checkpoint, model_from_checkpoint_config
     from minit2t.train import evaluate
     if args.backend:
         backends.set_backend(args.backend)
     if args.pretrained:
         from minit2t.hub import pretrained
         model = pretrained(args.pretrained)
-    else:
-        ckpt = load_checkpoint(args.checkpoint)
-        model = model_from_checkpoint_config(ckpt["model_config"])
-        model.load_state_dict(ckpt["model"], strict=True)
-    images, labels = data.load_cifar10(args.data, split="test")
-    print(f"test accuracy: {evaluate(model, images, labels):.4f}")
+    else:                                                    # any minit2t weights file
+        from minit2t.hub import load_model
+        from minit2t.models.zoo import CIFAR_INPUT, CIFAR_VARIANTS
+        cifar = {} if args.model in CIFAR_VARIANTS else CIFAR_INPUT
+        model, _ = load_model(args.checkpoint, args.model, **cifar)
+    images, labels = data.load_cifar10(args.data, split="test", download_if_missing=True if args.download else None)
+    print(f"test accuracy: {evaluate(model, images, labels, progress=sys.stderr):.4f}")
 
 
 def _train_parser(sub):
+    from minit2t.train import DEFAULTS as D                 # the run settings are None unless given
     p = sub.add_parser("train", help="train a T2T-ViT on CIFAR-10")
-    p.add_argument("--data", default=None, help="CIFAR-10 archive or folder (default: $MINIT2T_DATA, else download)")
-    p.add_argument("--model", default="t2t_vit_cifar", choices=list_models())
-    p.add_argument("--epochs", type=_positive(int), default=30)
-    p.add_argument("--batch-size", type=_positive(int), default=128)
-    p.add_argument("--lr", type=_positive(float), default=1e-3)
-    p.add_argument("--min-lr", type=float, default=1e-5)
-    p.add_argument("--weight-decay", type=float, default=0.05)
-    p.add_argument("--warmup-epochs", type=float, default=2.0)
-    p.add_argument("--label-smoothing", type=float, default=0.1)
-    p.add_argument("--clip-grad", type=float, default=1.0, help="max gradient norm (0: no clipping)")
-    p.add_argument("--mixup", action="store_true", help="mixup/cutmix as in the release's recipe")
-    p.add_argument("--crop-padding", type=int, default=4, choices=range(0, 17), metavar="P",
-                   help="random crop from images zero-padded by P pixels (0: no crop; default 4)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", default=None, help=DATA_HELP)
+    p.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
+    p.add_argument("--model", default=None, choices=list_models(), help=f"default: {D['model']}")
+    p.add_argument("--epochs", type=_positive(int), default=None, help=f"default: {D['epochs']}")
+    p.add_argument("--batch-size", type=_positive(int), default=None, help=f"default: {D['batch_size']}")
+    p.add_argument("--lr", type=_positive(float), default=None, help=f"default: {D['lr']:g}")
+    p.add_argument("--min-lr", type=float, default=None, help=f"default: {D['min_lr']:g}")
+    p.add_argument("--weight-decay", type=float, default=None, help=f"default: {D['weight_decay']:g}")
+    p.add_argument("--warmup-epochs", type=float, default=None, help=f"default: {D['warmup_epochs']:g}")
+    p.add_argument("--label-smoothing", type=float, default=None, help=f"default: {D['label_smoothing']:g}")
+    p.add_argument("--clip-grad", type=float, default=None,
+                   help=f"max gradient norm (0: no clipping; default {D['clip_grad']:g})")
+    p.add_argument("--mixup", action="store_true", default=None, help="mixup/cutmix as in the release's recipe")
+    p.add_argument("--crop-padding", type=int, default=None, choices=range(0, 17), metavar="P",
+                   help=f"random crop from images zero-padded by P pixels (0: no crop; default {D['crop_padding']})")
+    p.add_argument("--seed", type=int, default=None, help=f"default: {D['seed']}")
     p.add_argument("--backend", default=None, choices=["numpy", "c", "opencl"])
     p.add_argument("--train-subset", type=_positive(int), default=None, metavar="N",
                    help="train on N images only (a seeded random subset)")
     p.add_argument("--out", required=True, metavar="DIR", help="checkpoints, metrics.jsonl, curves.png")
-    p.add_argument("--resume", action="store_true", help="continue from DIR/last.npz if it exists")
+    run = p.add_mutually_exclusive_group()
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run in DIR from DIR/last.npz, with the settings it was started with: "
+                          "--epochs may change (the warm-up + cosine schedule is recomputed over the new length "
+                          "and said in a line) and --backend may change; any other setting given that differs "
+                          "from the run's is refused, naming each. Without a checkpoint in DIR a new run starts")
+    run.add_argument("--overwrite", action="store_true",
+                     help="start a new run in DIR, removing the run there (last.npz, metrics.jsonl, curves.png); "
+                          "a DIR that holds a run is an error without --resume or --overwrite")
+    p.add_argument("--init", default=None, metavar="SPEC",
+                   help="start from these model weights: pretrained:NAME or any minit2t weights file "
+                        "(a fresh optimiser and schedule; not with --resume)")
     p.set_defaults(fn=cmd_train)
     p = sub.add_parser("eval", help="test accuracy of a checkpoint or a pretrained model")
-    p.add_argument("--data", default=None)
+    p.add_argument("--data", default=None, help=DATA_HELP)
+    p.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--checkpoint", metavar="FILE")
+    which.add_argument("--checkpoint", metavar="FILE", help="a training checkpoint, shipped model or state dict")
     which.add_argument("--pretrained", metavar="NAME")
+    p.add_argument("--model", choices=list_models(), help="the model of a plain state dict (other files name theirs)")
     p.add_argument("--backend", default=None, choices=["numpy", "c", "opencl"])
     p.set_defaults(fn=cmd_eval)
+
+
+DATA_HELP = ("CIFAR-10 archive or folder (default: $MINIT2T_DATA, else a copy in the cache folder, else the "
+             "2,500-image sample shipped with minit2t, said in a line)")
+DOWNLOAD_HELP = ("when no CIFAR-10 is given or found, download the official archive (170 MB, MD5-checked) into "
+                 "$MINIT2T_CACHE or ~/.cache/minit2t instead of using the sample")
 
 
 def _positive(kind):
@@ -124,4 +150,7 @@ def main(argv=None):
     except (ValueError, TypeError, KeyError, OSError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:                         # Ctrl-C: one line (train's says how to resume)
+        print(str(exc) or "interrupted", file=sys.stderr)
+        return 130
     return 0

@@ -1,15 +1,20 @@
 """Moving weights between the PyTorch release and minit2t (torch is imported only here).
 
-    release checkpoint (.pth / .pth.tar) -> .npz   torch_to_npz
-    .npz -> PyTorch state_dict file (.pth)         npz_to_torch
+    release checkpoint (.pth / .pth.tar) -> .npz      torch_to_npz (plain tensors only: torch.load
+                                                      with weights_only=True, never a pickle's code)
+    any minit2t weights file (.npz) -> PyTorch .pth   npz_to_torch (a plain state dict, the shipped
+                                                      file or a training checkpoint: its model weights)
+A file either side cannot read is one LoadError line naming it.
 """
 import argparse
 import os
+import pickle
 import tempfile
+import warnings
 
 import numpy as np
 
-from minit2t.io import load, save
+from minit2t.io import LoadError, read_weights, save
 
 WRAPPERS = ("state_dict_ema", "state_dict", "model")
 
@@ -45,17 +50,44 @@ def torch_to_npz(src, dst):
     torch = _import_torch()
     if not os.path.isfile(src):
         raise FileNotFoundError(f"no such checkpoint: {src}")
-    with torch.serialization.safe_globals([argparse.Namespace]):  # timm checkpoints keep their args
-        checkpoint = torch.load(src, map_location="cpu", weights_only=True)
-    state = {k: v.detach().cpu().numpy() for k, v in unwrap_state_dict(checkpoint).items()}
+    checkpoint = _torch_load(torch, src)
+    try:
+        tensors = unwrap_state_dict(checkpoint)
+    except ValueError as exc:
+        raise LoadError(f"{src}: {exc}") from None
+    state = {k: _to_numpy(torch, k, v, src) for k, v in tensors.items()}
     save(state, dst)
     return state
 
 
+def _torch_load(torch, src):
+    """torch.load(src) of plain tensors and containers only; any failure one line naming the file."""
+    try:
+        with warnings.catch_warnings(), torch.serialization.safe_globals([argparse.Namespace]):
+            warnings.simplefilter("ignore")                   # timm checkpoints keep their args (Namespace)
+            return torch.load(src, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise LoadError(f"{src} holds Python objects other than tensors, numbers and containers; "
+                        f"minit2t never runs code from a checkpoint, so it cannot convert it") from None
+    except Exception as exc:                                  # torch raises many kinds for a damaged file
+        raise LoadError(f"{src} is not a PyTorch checkpoint torch can read (damaged, truncated or another "
+                        f"format: torch.load raised {type(exc).__name__})") from None
+
+
+def _to_numpy(torch, key, tensor, src):
+    if not isinstance(tensor, torch.Tensor):
+        raise LoadError(f"{src}: entry {key!r} is not a tensor ({type(tensor).__name__})")
+    tensor = tensor.detach().cpu()
+    if tensor.dtype in (torch.bfloat16, torch.float16):
+        tensor = tensor.float()                               # minit2t computes in float32 / float64
+    return tensor.numpy()
+
+
 def npz_to_torch(src, dst):
-    """Write a .npz state dict as a PyTorch state_dict file loadable with torch.load."""
+    """Write the model weights of any minit2t weights file as a PyTorch state_dict file (torch.load)."""
     torch = _import_torch()
-    state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in load(src).items()}
+    weights, _ = read_weights(src)
+    state = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.items()}
     folder = os.path.dirname(os.path.abspath(dst))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pth")
     try:

@@ -1,17 +1,29 @@
-"""Models trained with minit2t and shipped inside the package: mt.pretrained("t2t_vit_cifar").
+"""Models trained with minit2t and shipped inside the package: mt.pretrained("t2t_vit_cifar"); and a
+model with its weights from any minit2t weights file (load_model), or from a `train --init` spec.
 
-Each one is an .npz in minit2t/weights/ holding the state dict ("model.<name>" arrays), the
-model's config ("config", JSON text) and its default_cfg ("default_cfg", JSON text: input
-size and the normalisation its inputs need); the training log and curves lie beside it.
+Each shipped model is an .npz in minit2t/weights/ holding the state dict ("model.<name>" arrays), the
+model's config ("config", JSON text) and its default_cfg ("default_cfg", JSON text: input size and
+the normalisation its inputs need); the training log and curves lie beside it.
+A saved model config is checked before a model is built from it (check_model_config): types, sizes
+within CONFIG_INTS, and the sizes against the shapes the file declares for the weights, so a tampered
+config can neither build a model the weights do not fit nor ask for an absurd one.
 """
 import json
 import os
+import sys
 
 import numpy as np
 
-from minit2t.io import load
+from minit2t.checkpoint import (CONFIG_KEYS, Invalid, _jsonable, from_text, meta_check, need, number, one_of,
+                                read_checkpoint_meta, whole)
+from minit2t.io import (CHECKPOINT, SHIPPED, STATE_DICT, LoadError, read_arrays, read_headers, read_weights, save,
+                        weight_members, weights_kind)
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+PRETRAINED = "pretrained:"
+CONFIG_INTS = {"img_size": (1, 4096), "in_chans": (1, 64), "num_classes": (0, 100_000), "embed_dim": (1, 16_384),
+               "depth": (0, 1024), "num_heads": (1, 1024), "token_dim": (1, 4096)}
+CONFIG_RATES = ("drop_rate", "attn_drop_rate", "drop_path_rate")
 
 
 def list_pretrained():
@@ -21,26 +33,71 @@ def list_pretrained():
     return sorted(f[:-4] for f in os.listdir(WEIGHTS_DIR) if f.endswith(".npz"))
 
 
+def pretrained_path(name):
+    """The file of the shipped model `name`."""
+    path = os.path.join(WEIGHTS_DIR, f"{name}.npz")
+    if not isinstance(name, str) or os.sep in name or not os.path.isfile(path):
+        raise ValueError(f"no pretrained model {name!r}; shipped: {list_pretrained() or 'none'}")
+    return path
+
+
 def pretrained(name):
     """The shipped model `name`, with its weights, in eval mode."""
-    from minit2t.checkpoint import model_from_checkpoint_config
-    path = os.path.join(WEIGHTS_DIR, f"{name}.npz")
-    if not os.path.isfile(path):
-        raise ValueError(f"no pretrained model {name!r}; shipped: {list_pretrained() or 'none'}")
-    arrays = load(path)
-    config = json.loads(str(arrays["config"]))
-    model = model_from_checkpoint_config(config)
-    model.load_state_dict({k[len("model."):]: v for k, v in arrays.items() if k.startswith("model.")}, strict=True)
-    default_cfg = json.loads(str(arrays["default_cfg"]))
-    default_cfg["input_size"] = tuple(default_cfg["input_size"])
-    model.default_cfg = default_cfg
+    path = pretrained_path(name)
+    model, kind = load_model(path)
+    if kind != SHIPPED:
+        raise LoadError(f"{path} is a {kind}, not a shipped model file")
     return model.eval()
+
+
+def load_model(path, name=None, **kwargs):
+    """(model with the weights at `path`, kind) for any minit2t weights file: a shipped model or a training
+    checkpoint builds the model from its own (checked) config; a plain state dict holds none, so it needs
+    `name` (and create_model's kwargs). Every array's shape is checked against the model before reading."""
+    from minit2t.models import create_model
+    headers = read_headers(path)
+    kind, default_cfg = weights_kind(headers), None
+    if kind == STATE_DICT:
+        if not name:
+            raise LoadError(f"{path} is a {kind}, which holds no model config: name its model (--model NAME)")
+        model = create_model(name, **kwargs)
+    else:
+        shapes = {k[len("model."):]: h[0] for k, h in headers.items() if k.startswith("model.")}
+        try:
+            if kind == CHECKPOINT:
+                config = read_checkpoint_meta(path, headers)["model_config"]
+            else:
+                config, default_cfg = _shipped_meta(path)
+            model = model_from_config(config, shapes)
+        except Invalid as exc:
+            raise LoadError(f"{path}: {exc}") from None
+    state, _ = read_weights(path, model)
+    model.load_state_dict(state, strict=True)
+    if default_cfg is not None:
+        model.default_cfg = default_cfg
+    return model, kind
+
+
+def init_from(model, spec):
+    """Load the weights named by `spec` (pretrained:NAME, or a path to any minit2t weights file) into
+    `model`, their shapes checked against it first (train --init); returns the kind of file read."""
+    state, kind = read_weights(init_source(spec), model)
+    model.load_state_dict(state, strict=True)
+    print(f"initialised the model from {spec} ({kind}, {len(state)} arrays)", file=sys.stderr)
+    return kind
+
+
+def init_source(spec):
+    """The weights file a `train --init` spec names, checked to hold model weights (headers only)."""
+    path = pretrained_path(spec[len(PRETRAINED):]) if spec.startswith(PRETRAINED) else spec
+    kind, members = weight_members(read_headers(path))
+    if not members:
+        raise LoadError(f"{path} is a {kind} without model weights")
+    return path
 
 
 def export_pretrained(model, path):
     """Write `model` (weights, config, default_cfg) as a shippable .npz."""
-    from minit2t.checkpoint import _jsonable
-    from minit2t.io import save
     if not isinstance(getattr(model, "default_cfg", None), dict):
         raise ValueError("export_pretrained: the model has no default_cfg (input size, normalisation); "
                          "set one, e.g. model.default_cfg = mt.create_model(name).default_cfg")
@@ -48,3 +105,96 @@ def export_pretrained(model, path):
     arrays["config"] = np.array(json.dumps(_jsonable(model.config)))
     arrays["default_cfg"] = np.array(json.dumps(model.default_cfg))
     save(arrays, path)
+
+
+def _shipped_meta(path):
+    """(config, default_cfg) of a shipped model file, the default_cfg checked; raises Invalid."""
+    arrays = read_arrays(path, ("config", "default_cfg"), meta_check, max_bytes=1 << 20)
+    config, cfg = from_text(arrays["config"], "config"), from_text(arrays["default_cfg"], "default_cfg")
+    if not isinstance(cfg, dict) or not isinstance(config, dict):
+        raise Invalid("config and default_cfg must be JSON objects")
+    size = cfg.get("input_size")
+    want = [config.get("in_chans"), config.get("img_size"), config.get("img_size")]
+    if size != want:
+        raise Invalid(f"default_cfg input_size {size!r} is not the config's {want}")
+    for key in ("mean", "std"):
+        values = cfg.get(key)
+        if not (isinstance(values, list) and len(values) == want[0]
+                and all(isinstance(v, (int, float)) and np.isfinite(v) and (key == "mean" or v > 0) for v in values)):
+            raise Invalid(f"default_cfg {key} must be {want[0]} finite numbers, got {values!r}")
+    cfg["input_size"] = tuple(size)
+    return config, cfg
+
+
+def model_from_config(config, shapes=None):
+    """Rebuild a T2T_ViT from a saved config (lists back to tuples), checked first: types, ranges,
+    and, given `shapes` (the weights' state-dict name -> shape), that it is the model they belong to."""
+    from minit2t.models import T2T_ViT
+    config = check_model_config(config, shapes)
+    return T2T_ViT(**config)
+
+
+def check_model_config(config, shapes=None):
+    """A T2T_ViT config (as saved) with every size checked; soft_split as tuples. Raises Invalid."""
+    from minit2t.models.t2t import TOKENS_TYPES, split_sizes
+    config = dict(need(config, dict, "model config"))
+    if set(config) != set(CONFIG_KEYS):
+        raise Invalid(f"model config must have the keys {sorted(CONFIG_KEYS)}, got {sorted(config)}")
+    for key, (lo, hi) in CONFIG_INTS.items():
+        whole(config[key], f"model config {key}", lo, hi)
+    one_of(config["tokens_type"], TOKENS_TYPES, "model config tokens_type")
+    number(config["mlp_ratio"], "model config mlp_ratio", lo=0.0, hi=64.0, strict=True)
+    need(config["qkv_bias"], bool, "model config qkv_bias")
+    if config["qk_scale"] is not None:
+        number(config["qk_scale"], "model config qk_scale", strict=True)
+    for key in CONFIG_RATES:
+        number(config[key], f"model config {key}", hi=1.0)
+    config["soft_split"] = soft_split(config["soft_split"])
+    if config["embed_dim"] % config["num_heads"]:
+        raise Invalid(f"model config embed_dim {config['embed_dim']} is not divisible by num_heads "
+                      f"{config['num_heads']}")
+    try:
+        sides = split_sizes(config["img_size"], config["soft_split"])
+    except ValueError as exc:
+        raise Invalid(f"model config: {exc}") from None
+    if shapes is not None:
+        _check_against_weights(config, sides[-1] ** 2, shapes)
+    return config
+
+
+def _check_against_weights(config, n_tokens, shapes):
+    """The config is the model of these weights: its sizes against their shapes, before it is built."""
+    D, depth, E = config["embed_dim"], config["depth"], config["token_dim"]
+    k0, k1, k2 = (kernel for kernel, _, _ in config["soft_split"])
+    want = {"cls_token": (1, 1, D), "pos_embed": (1, n_tokens + 1, D), "norm.weight": (D,)}
+    if config["tokens_type"] == "convolution":
+        want["tokens_to_token.soft_split0.weight"] = (E, config["in_chans"], k0, k0)
+        want["tokens_to_token.project.weight"] = (D, E, k2, k2)
+    else:
+        want["tokens_to_token.attention1.norm1.weight"] = (config["in_chans"] * k0 * k0,)
+        want["tokens_to_token.attention2.norm1.weight"] = (E * k1 * k1,)
+        want["tokens_to_token.project.weight"] = (D, E * k2 * k2)
+    if depth:
+        want[f"blocks.{depth - 1}.mlp.fc1.weight"] = (int(D * config["mlp_ratio"]), D)
+    if config["num_classes"]:
+        want["head.weight"] = (config["num_classes"], D)
+    blocks = {name.split(".")[1] for name in shapes if name.startswith("blocks.")}
+    if len(blocks) != depth:
+        raise Invalid(f"model config depth {depth} but the weights hold {len(blocks)} blocks")
+    for name, shape in want.items():
+        if tuple(shapes.get(name, ())) != shape:
+            raise Invalid(f"model config gives {name} the shape {shape}, the weights "
+                          f"{tuple(shapes[name]) if name in shapes else 'do not have it'}")
+
+
+def soft_split(value):
+    """Three (kernel, stride, padding) triples of sane whole numbers, as tuples; raises Invalid."""
+    ok = isinstance(value, (list, tuple)) and len(value) == 3 and all(
+        isinstance(s, (list, tuple)) and len(s) == 3 for s in value)
+    if not ok:
+        raise Invalid(f"model config soft_split must be three (kernel, stride, padding) triples, got {value!r}")
+    for k, s, p in value:
+        whole(k, "soft_split kernel", 1, 64)
+        whole(s, "soft_split stride", 1, 64)
+        whole(p, "soft_split padding", 0, k - 1)
+    return tuple(tuple(s) for s in value)

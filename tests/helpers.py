@@ -97,3 +97,15 @@ def reference(op, *arrays, grad=None, **options):
     ctx = Context(op)
     y = op.forward(ctx, *(a.astype(np.float64) for a in arrays), **options)
     return y if grad is None else (y, op.backward(ctx, grad.astype(np.float64)))
+
+
+TINY = dict(embed_dim=32, depth=1, num_heads=2, token_dim=8)       # a one-block t2t_vit_cifar
+
+
+def run_config(**over):
+    """The settings of a short training run of a tiny model (minit2t.train's run config)."""
+    cfg = dict(model="t2t_vit_cifar", epochs=3, batch_size=20, lr=3e-3, min_lr=1e-5, weight_decay=0.05,
+               warmup_epochs=0.5, label_smoothing=0.1, clip_grad=1.0, mixup=False, seed=0, backend=None,
+               train_subset=None, model_kwargs=TINY)
+    cfg.update(over)
+    return cfg

@@ -216,7 +216,9 @@ def test_download_checks_md5_and_writes_atomically(tmp_path, monkeypatch):
     monkeypatch.setattr(download, "CIFAR10_MD5", md5)
     with pytest.raises(FileNotFoundError, match="no CIFAR-10"):
         load_cifar10(download_if_missing=False)
-    assert_dataset(load_cifar10_splits(), ds)                          # downloaded into $MINIT2T_CACHE
+    assert load_cifar10_splits()["test"][0].shape == (500, 3, 32, 32)   # nothing found: the shipped sample
+    assert os.listdir(folder) == []
+    assert_dataset(load_cifar10_splits(download_if_missing=True), ds)  # downloaded into $MINIT2T_CACHE
     assert os.listdir(folder) == ["cifar-10-python.tar.gz"]
     source.unlink()
     assert_dataset(load_cifar10_splits(), ds)                          # read from the cache now

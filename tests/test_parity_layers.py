@@ -79,6 +79,7 @@ def check_parity(torch_mod, mt_mod, x, rtol, seed=0, train=False):
     Returns the relative errors by name (output, input grad, parameters).
     """
     torch_mod.to(TORCH_DTYPE[x.dtype.type])
+    mt_mod.to(x.dtype.type)                             # load_state_dict casts to the model's dtype
     load_into(mt_mod, torch_mod)
     torch_mod.train(train)
     if train:

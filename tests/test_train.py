@@ -9,9 +9,9 @@ import minit2t as mt
 from minit2t import train
 from minit2t.cli import main as cli_main
 from minit2t.data import cifar
+from helpers import run_config
 
 PER_FILE = 40                        # records per batch file: 200 training, 40 test images
-TINY = dict(embed_dim=32, depth=1, num_heads=2, token_dim=8)
 
 
 def _write_dataset(root):
@@ -37,11 +37,7 @@ def dataset(tmp_path, monkeypatch):
 
 
 def _cfg(**over):
-    cfg = dict(model="t2t_vit_cifar", epochs=3, batch_size=20, lr=3e-3, min_lr=1e-5, weight_decay=0.05,
-               warmup_epochs=0.5, label_smoothing=0.1, clip_grad=1.0, mixup=False, seed=0, backend=None,
-               train_subset=None, model_kwargs=TINY)
-    cfg.update(over)
-    return cfg
+    return run_config(**over)
 
 
 def _weights(out):

@@ -15,12 +15,27 @@ import threading
 
 import numpy as np
 
+
+def _why_not(exc):
+    """One line saying why minit2t._cext did not import: not built, or built but unable to load."""
+    missing = getattr(exc, "name", None)
+    if missing == "_cffi_backend" or "_cffi_backend" in str(exc):
+        return (f"minit2t._cext is built but cannot load: the cffi package, which it runs on, is not installed "
+                f"({exc}); `pip install cffi` (a dependency of minit2t: reinstalling with pip installs it)")
+    if missing == "minit2t._cext":
+        return ("minit2t._cext is not built (no compiled module beside minit2t/__init__.py): the C compiler "
+                "failed or was missing when minit2t was installed; `pip install -v -e .` shows the compiler's "
+                "error (a C compiler, e.g. gcc, and the Python headers are needed)")
+    return (f"minit2t._cext is built but cannot load ({type(exc).__name__}: {exc}); rebuild it with "
+            f"`pip install -e .`")
+
+
 try:
     from minit2t._cext import ffi, lib
     build_error = None
-except ImportError as exc:  # not compiled: the NumPy backend takes over
+except ImportError as exc:  # not compiled, or unable to load: the NumPy backend takes over
     ffi = lib = None
-    build_error = exc
+    build_error = _why_not(exc)
 
 
 class OutputPool:

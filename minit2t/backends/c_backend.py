@@ -24,12 +24,11 @@ _ISAS = ("scalar", "avx2", "avx512")
 
 
 def check_available():
-    """RuntimeError (and one warning per process) when the extension is not built."""
+    """RuntimeError (and one warning per process) when the extension is not built or cannot load, saying which."""
     global _warned
     if lib is not None:
         return
-    reason = (f"the C extension minit2t._cext is not built ({_build_error}); "
-              f"install a C compiler and rerun `pip install -e .`")
+    reason = f"the C extension {_build_error}"             # says which: not built, or built but cannot load
     if not _warned:
         _warned = True
         warnings.warn(reason + "; minit2t runs on NumPy", RuntimeWarning, stacklevel=3)

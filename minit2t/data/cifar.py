@@ -8,9 +8,15 @@ cifar-10-batches-py/): data_batch_1..5 and test_batch, pickled dicts {b"data": u
 (n, 3072) in the same plane order, b"labels": [n ints]}, read by a restricted unpickler.
 Every file is checked for structure (sizes, record counts, labels, gzip CRC); a damaged
 file is a ValueError naming it, never a silently different dataset.
+
+The sample (SAMPLE_DIR, shipped in the package): 2,000 training and 500 test images, the first
+200 / 50 of each class in file order of a full copy (made by minit2t.data.make_sample), each split
+one gzip-compressed file in the binary layout. It is what load_cifar10 reads when no path is given
+and none is found, so that everything runs on a fresh machine; figures from it are not CIFAR-10's.
 """
 import gzip
 import os
+import sys
 import tarfile
 import zlib
 
@@ -25,26 +31,35 @@ RECORDS_PER_FILE = 10000
 SPLITS = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
 ARCHIVES = ("cifar-10-binary.tar.gz", "cifar-10-python.tar.gz", "cifar-10-binary.tar", "cifar-10-python.tar")
 FOLDERS = ("cifar-10-batches-bin", "cifar-10-batches-py")
+SAMPLE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sample")
+SAMPLE_FILES = {"train": "cifar10_sample_train.bin.gz", "test": "cifar10_sample_test.bin.gz"}
+SAMPLE_PER_CLASS = {"train": 200, "test": 50}
 
 
-def load_cifar10(path=None, split="train", download_if_missing=True):
+def load_cifar10(path=None, split="train", download_if_missing=None):
     """(images uint8 (N, 3, 32, 32), labels int64 (N,)) of the "train" (50000) or "test" (10000) split.
 
-    Where: `path` (an archive, a batches folder, or a folder holding either), else
-    $MINIT2T_DATA, else the cache folder (see minit2t.data.download), downloading the
-    official python archive there when nothing is found and download_if_missing.
+    Where: `path` (an archive, a batches folder, a folder holding either, or SAMPLE_DIR), else
+    $MINIT2T_DATA, else the cache folder (see minit2t.data.download). When none holds CIFAR-10:
+    download_if_missing=None (default) reads the sample shipped with minit2t (2,000 training,
+    500 test images), saying so in one line on stderr; True downloads the official python
+    archive into the cache folder; False raises FileNotFoundError.
     An archive is decompressed to its end (its gzip CRC checked): ~3 s for the 170 MB file.
     """
     return load_cifar10_splits(path, (split,), download_if_missing)[split]
 
 
-def load_cifar10_splits(path=None, splits=("train", "test"), download_if_missing=True):
+def load_cifar10_splits(path=None, splits=("train", "test"), download_if_missing=None):
     """{split: (images, labels)} for every split asked for, reading an archive only once."""
     splits = (splits,) if isinstance(splits, str) else tuple(splits)
     for split in splits:
         if split not in SPLITS:
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     location = resolve_path(path, download_if_missing)
+    if is_sample(location):
+        if path is None and not os.environ.get("MINIT2T_DATA"):
+            print(sample_note(), file=sys.stderr, flush=True)
+        return {split: _read_sample(location, split) for split in splits}
     if os.path.isdir(location):
         blobs = _read_folder(location, splits)
     else:
@@ -52,9 +67,23 @@ def load_cifar10_splits(path=None, splits=("train", "test"), download_if_missing
     return {split: _assemble(blobs, split) for split in splits}
 
 
+def is_sample(location):
+    """Whether `location` (as resolve_path returns it) is a folder holding the sample's files."""
+    return os.path.isdir(location) and all(os.path.isfile(os.path.join(location, name))
+                                           for name in SAMPLE_FILES.values())
+
+
+def sample_note():
+    """The one line said when the sample stands in for CIFAR-10."""
+    n = {split: 10 * k for split, k in SAMPLE_PER_CLASS.items()}
+    return (f"CIFAR-10: none given or found (--data, $MINIT2T_DATA, {download.cache_dir()}): using the sample "
+            f"shipped with minit2t ({n['train']:,} training, {n['test']:,} test images); for the full data "
+            f"set pass its path (--data) or fetch it (--download)")
+
+
 # ---- where the data is ------------------------------------------------------------------------
-def resolve_path(path=None, download_if_missing=True):
-    """The archive file or batches folder to read, following the order of load_cifar10."""
+def resolve_path(path=None, download_if_missing=None):
+    """The archive file, batches folder or sample folder to read, following the order of load_cifar10."""
     if path is not None:
         return _locate(os.fspath(path), "the path given")
     if os.environ.get("MINIT2T_DATA"):
@@ -65,6 +94,8 @@ def resolve_path(path=None, download_if_missing=True):
             return _locate(cache, "the cache folder")
         except FileNotFoundError:
             pass
+    if download_if_missing is None:
+        return SAMPLE_DIR
     if not download_if_missing:
         raise FileNotFoundError(f"no CIFAR-10 in {cache}; put cifar-10-binary.tar.gz or cifar-10-python.tar.gz "
                                 f"there, or set MINIT2T_DATA to the file or folder")
@@ -77,7 +108,7 @@ def _locate(path, what):
         return path
     if not os.path.isdir(path):
         raise FileNotFoundError(f"CIFAR-10: {what} {path} does not exist")
-    if _is_batches_folder(path):
+    if _is_batches_folder(path) or is_sample(path):
         return path
     for name in FOLDERS + ARCHIVES:
         candidate = os.path.join(path, name)
@@ -156,8 +187,20 @@ def _assemble(blobs, split):
                      f"found only some ({', '.join(found) or 'none'})")
 
 
-def _parse_bin(raw, where):
-    n = RECORDS_PER_FILE
+def _read_sample(folder, split):
+    """One split of the sample: a gzip file of SAMPLE_PER_CLASS[split] records per class."""
+    path = os.path.join(folder, SAMPLE_FILES[split])
+    try:
+        with gzip.open(path, "rb") as f:
+            raw = f.read()                                   # checks the CRC and length
+    except (OSError, EOFError, zlib.error) as exc:
+        raise ValueError(f"CIFAR-10 sample {path} is damaged: {exc}") from None
+    images, labels = _parse_bin(raw, path, 10 * SAMPLE_PER_CLASS[split])
+    return images.copy(), labels
+
+
+def _parse_bin(raw, where, n=None):
+    n = RECORDS_PER_FILE if n is None else n
     if len(raw) != n * RECORD_BYTES:
         raise ValueError(f"CIFAR-10 {where}: expected {n} records of {RECORD_BYTES} bytes ({n * RECORD_BYTES} "
                          f"bytes), got {len(raw)} bytes")

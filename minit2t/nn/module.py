@@ -18,9 +18,17 @@ from collections import OrderedDict
 
 import numpy as np
 
+from minit2t.io import listing, model_weights
 from minit2t.tensor import Tensor
 
 _hooks_lock = threading.Lock()      # serialises writers of the hook tuples; readers need no lock
+
+
+class StateDictError(KeyError, ValueError):
+    """load_state_dict's names do not match the model's (a KeyError, as before, and a ValueError)."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
 
 
 class Parameter(Tensor):
@@ -127,7 +135,13 @@ class Module:
             p.grad = None
 
     def to(self, dtype):
-        """Cast every parameter and floating buffer to `dtype` (np.float32 or np.float64)."""
+        """Cast every parameter and floating buffer to float32 or float64 (np.float32, "float64", ...).
+
+        "cpu" is accepted and changes nothing, as torch users type it (minit2t computes on the CPU);
+        anything else is refused with a TypeError naming it."""
+        if isinstance(dtype, str) and dtype.strip().lower() == "cpu":
+            return self
+        dtype = _float_dtype(dtype)
         for m in self.modules():
             for p in m._parameters.values():
                 p.data = p.data.astype(dtype)
@@ -146,37 +160,37 @@ class Module:
     # ---- state ------------------------------------------------------------
     def state_dict(self):
         """name -> ndarray (a copy) for every parameter and buffer, in registration order."""
+        return OrderedDict((k, np.array(v, copy=True)) for k, v in self._state_arrays().items())
+
+    def _state_arrays(self):
+        """name -> the array itself (no copy) for every parameter and buffer, in registration order."""
         out = OrderedDict()
         for mname, m in self.named_modules():
             for name, p in list(m._parameters.items()) + list(m._buffers.items()):
-                arr = p.data if isinstance(p, Tensor) else p
-                out[f"{mname}.{name}" if mname else name] = np.array(arr, copy=True)
+                out[f"{mname}.{name}" if mname else name] = p.data if isinstance(p, Tensor) else p
         return out
 
     def load_state_dict(self, state, strict=True):
-        """Copy arrays into the parameters and buffers of the same names.
+        """Copy arrays into the parameters and buffers of the same names; returns (missing, unexpected).
 
-        Shapes must match exactly. With strict=True every key must be present
-        and no other key may be; the error names the keys. Floating arrays keep
-        their dtype (load float64 weights for a float64 model).
+        `state` is a state dict, or a dict as mt.load returns it for a shipped model or a training
+        checkpoint (its "model."-prefixed weights are used). Shapes must match exactly; each array is
+        cast to the dtype its parameter has (use model.to(np.float64) for a float64 model). With
+        strict=True every key must be present and no other key may be. Everything is checked before
+        anything is copied, so a refused load leaves the model as it was.
         """
-        own = self.state_dict()
+        own = self._state_arrays()
+        if not any(k in state for k in own):
+            state = model_weights(state)
         missing = [k for k in own if k not in state]
         unexpected = [k for k in state if k not in own]
         if strict and (missing or unexpected):
-            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys {unexpected}")
+            raise StateDictError(f"load_state_dict: missing keys {listing(missing)}, "
+                                 f"unexpected keys {listing(unexpected)}")
+        values = {key: _checked_value(key, value, own[key]) for key, value in state.items() if key in own}
         targets = self._state_targets()
-        for key, value in state.items():
-            if key not in own:
-                continue
-            value = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
-            if value.shape != own[key].shape:
-                raise ValueError(f"load_state_dict: {key} has shape {own[key].shape} in the model "
-                                 f"but {value.shape} in the state dict")
-            if value.dtype.kind not in "fiu":
-                raise TypeError(f"load_state_dict: {key} must be numeric, got dtype {value.dtype}")
-            dtype = value.dtype if value.dtype.kind == "f" else own[key].dtype
-            targets[key](np.array(value, dtype=dtype, copy=True))
+        for key, value in values.items():
+            targets[key](np.array(value, dtype=own[key].dtype, copy=True))
         return missing, unexpected
 
     def _state_targets(self):
@@ -219,6 +233,30 @@ class RemovableHandle:
 
     def __exit__(self, *exc):
         self.remove()
+
+
+def _float_dtype(dtype):
+    """np.float32 or np.float64 for anything naming one of them; a TypeError for the rest."""
+    try:
+        resolved = None if dtype is None else np.dtype(dtype)
+    except (TypeError, ValueError):
+        resolved = None
+    if resolved is None or resolved not in (np.dtype(np.float32), np.dtype(np.float64)):
+        name = f"np.{dtype.__name__}" if isinstance(dtype, type) else repr(dtype)
+        raise TypeError(f"Module.to: minit2t models compute in float32 or float64 (or take \"cpu\", "
+                        f"which changes nothing); got {name}")
+    return resolved.type
+
+
+def _checked_value(key, value, current):
+    """`value` as an ndarray, after checking it can replace `current` (shape, a numeric dtype)."""
+    value = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+    if value.shape != current.shape:
+        raise ValueError(f"load_state_dict: {key} has shape {current.shape} in the model "
+                         f"but {value.shape} in the state dict")
+    if value.dtype.kind not in "fiu":
+        raise TypeError(f"load_state_dict: {key} must be numeric, got dtype {value.dtype}")
+    return value
 
 
 def _param_setter(p):
