@@ -37,7 +37,8 @@ def cmd_convert(args):
 
 
 def cmd_train(args):
-    from minit2t.train import DEFAULTS, RUN_KEYS, run
+    from minit2t.runs import DEFAULTS, RUN_KEYS
+    from minit2t.train import run
     given = {key: getattr(args, key) for key in RUN_KEYS if getattr(args, key) is not None}   # on the command line
     history = run({**DEFAULTS, **given}, args.data, args.out, resume=args.resume, init=args.init,
                   overwrite=args.overwrite, given=given, download=True if args.download else None)
@@ -63,7 +64,7 @@ def cmd_eval(args):
 
 
 def _train_parser(sub):
-    from minit2t.train import DEFAULTS as D                 # the run settings are None unless given
+    from minit2t.runs import DEFAULTS as D                 # the run settings are None unless given
     p = sub.add_parser("train", help="train a T2T-ViT on CIFAR-10")
     p.add_argument("--data", default=None, help=DATA_HELP)
     p.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import minit2t as mt
-from minit2t import train
+from minit2t import runs, train
 
 ROOT = Path(__file__).resolve().parent.parent
 PER_FILE = 40                                     # records per batch file: 200 training, 40 test images
@@ -79,7 +79,7 @@ def assert_one_error_line(rc, err, *words, code=2):
 
 
 def checkpoint(out):
-    return mt.load(os.path.join(out, train.CHECKPOINT))
+    return mt.load(os.path.join(out, runs.CHECKPOINT))
 
 
 def history(out):
@@ -174,7 +174,7 @@ def test_ctrl_c_before_the_first_checkpoint_leaves_no_folder(tmp_path, dataset):
 def test_unwritable_out_is_an_error_before_any_training(tmp_path, dataset, monkeypatch):
     out = tmp_path / "readonly"
     out.mkdir()
-    real = train.tempfile.mkstemp
+    real = runs.tempfile.mkstemp
 
     def refuse(*args, dir=None, **kwargs):
         if dir is not None and os.path.abspath(dir) == str(out):
@@ -184,7 +184,7 @@ def test_unwritable_out_is_an_error_before_any_training(tmp_path, dataset, monke
     def never(*args, **kwargs):
         raise AssertionError("trained before finding that --out cannot be written")
 
-    monkeypatch.setattr(train.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(runs.tempfile, "mkstemp", refuse)
     monkeypatch.setattr(train, "train_one_epoch", never)
     monkeypatch.setattr(train, "load_data", lambda *a, **k: never())
     with pytest.raises(OSError, match=f"cannot write to --out {out}: Permission denied"):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import minit2t as mt
-from minit2t import train
+from minit2t import runs, train
 from minit2t.cli import main as cli_main
 from minit2t.data import cifar
 from helpers import run_config
@@ -41,7 +41,7 @@ def _cfg(**over):
 
 
 def _weights(out):
-    return mt.load(os.path.join(out, train.CHECKPOINT))
+    return mt.load(os.path.join(out, runs.CHECKPOINT))
 
 
 def test_loss_falls_and_outputs_are_written(dataset, tmp_path):
@@ -51,7 +51,7 @@ def test_loss_falls_and_outputs_are_written(dataset, tmp_path):
     lines = [json.loads(s) for s in open(os.path.join(out, "metrics.jsonl"))]
     assert [h["epoch"] for h in lines] == [1, 2, 3, 4]
     assert all(0.0 <= h["test_acc"] <= 1.0 for h in lines)
-    assert os.path.exists(os.path.join(out, train.CHECKPOINT))
+    assert os.path.exists(os.path.join(out, runs.CHECKPOINT))
 
 
 def test_killed_run_resumes_to_the_same_weights(dataset, tmp_path, monkeypatch):
@@ -106,6 +106,6 @@ def test_eval_prints_accuracy_last(dataset, tmp_path, capsys):
     out = str(tmp_path / "run")
     train.run(_cfg(epochs=1), dataset, out)
     capsys.readouterr()
-    assert cli_main(["eval", "--data", dataset, "--checkpoint", os.path.join(out, train.CHECKPOINT)]) == 0
+    assert cli_main(["eval", "--data", dataset, "--checkpoint", os.path.join(out, runs.CHECKPOINT)]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("test accuracy: 0.") and len(last) == len("test accuracy: 0.0000")

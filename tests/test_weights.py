@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import minit2t as mt
-from minit2t import hub, train
+from minit2t import hub, runs, train
 from minit2t.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
 from minit2t.cli import main as cli_main
 from minit2t.data import cifar
@@ -319,7 +319,7 @@ def test_convert_bad_pth_is_one_line(tmp_path):
 def test_train_init_starts_from_the_given_weights(tmp_path, monkeypatch):
     monkeypatch.setattr(cifar, "RECORDS_PER_FILE", PER_FILE)
     monkeypatch.setattr(train, "train_one_epoch", lambda *a: (1.0, 0.5, 10.0))   # no steps: weights as loaded
-    monkeypatch.setattr(train, "plot_curves", lambda *a: None)
+    monkeypatch.setattr(runs, "plot_curves", lambda *a: None)
     data = _dataset(tmp_path)
     paths, model = _files(tmp_path)
     cases = [("pretrained:t2t_vit_cifar", {}, mt.pretrained("t2t_vit_cifar").state_dict()),
@@ -327,7 +327,7 @@ def test_train_init_starts_from_the_given_weights(tmp_path, monkeypatch):
     for i, (spec, kwargs, want) in enumerate(cases):
         out = str(tmp_path / f"run{i}")
         train.run(_cfg(epochs=1, model_kwargs=kwargs), data, out, init=spec)
-        got = mt.load(os.path.join(out, train.CHECKPOINT))
+        got = mt.load(os.path.join(out, runs.CHECKPOINT))
         assert all(np.array_equal(got[f"model.{k}"], v) for k, v in want.items())
         assert not any(k.startswith("optimizer.state") for k in got)     # a fresh optimiser
 

@@ -1,0 +1,219 @@
+"""A training run's folder and settings: DIR/last.npz, metrics.jsonl and curves.png.
+
+Runs lose nothing and surprise no one: DIR is checked writable before anything else; a run
+already in DIR is continued only with resume=True and replaced only with overwrite=True;
+on resume, `epochs` may change (the schedule is recomputed and said) and `backend` may change,
+while any other setting that differs from the saved run is refused, naming each one; Ctrl-C
+(KeyboardInterrupt) becomes Interrupted, whose message says where the run stopped and how to
+resume; temporary files left by a killed save are removed at the next start or save; a
+folder the run created stays only if something was written into it. minit2t.train runs the
+epochs; this module keeps its folder.
+"""
+import glob
+import json
+import os
+import stat
+import sys
+import tempfile
+import time
+
+from minit2t.checkpoint import read_checkpoint_meta
+
+CHECKPOINT = "last.npz"
+RUN_KEYS = ("model", "epochs", "batch_size", "lr", "min_lr", "weight_decay", "warmup_epochs", "label_smoothing",
+            "clip_grad", "mixup", "seed", "backend", "train_subset", "crop_padding")
+DEFAULTS = dict(model="t2t_vit_cifar", epochs=30, batch_size=128, lr=1e-3, min_lr=1e-5, weight_decay=0.05,
+                warmup_epochs=2.0, label_smoothing=0.1, clip_grad=1.0, mixup=False, seed=0, backend=None,
+                train_subset=None, crop_padding=4)
+CHANGEABLE_ON_RESUME = ("epochs", "backend")       # every other setting of a resumed run stays as saved
+OUTPUTS = (CHECKPOINT, "metrics.jsonl", "curves.png")
+STALE_TEMPS = (".tmp-*.npz", "metrics.jsonl.tmp", "curves.png.tmp.png")   # what a killed save leaves behind
+_STARTED = time.time()                             # temporary files older than this are no one's
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; str() is the one line saying where it stopped and how to resume."""
+
+
+def open_run(out_dir, cfg, resume, overwrite, given):
+    """(settings, saved checkpoint metadata or None) for a run in out_dir: refuses to touch an existing run
+    without resume or overwrite; on resume, the saved run's settings as resumed_config rules."""
+    path = os.path.join(out_dir, CHECKPOINT)
+    existing = os.path.exists(path)
+    if existing and not (resume or overwrite):
+        raise FileExistsError(f"{path} holds a run{progress_of(path)}: --resume continues it, --overwrite "
+                              f"starts a new run in its place")
+    if resume and not existing:
+        print(f"no checkpoint {path} yet: starting a new run", file=sys.stderr)
+    if not (resume and existing):
+        return cfg, None
+    saved = read_checkpoint_meta(path)
+    return resumed_config(saved["run_config"], cfg, given, saved["epoch"], path), saved
+
+
+def check_same_data(saved, cfg, path):
+    """A resumed run must see the data it was started on (as many training images)."""
+    if saved is None or saved["run_config"].get("train_images", cfg["train_images"]) == cfg["train_images"]:
+        return
+    run = saved["run_config"]
+    raise ValueError(f"--resume: the run in {path} trained on {run['train_images']:,} images ({run.get('data')}), "
+                     f"this data gives {cfg['train_images']:,} ({cfg['data']}): pass the run's data with --data")
+
+
+def prepare_out(out_dir):
+    """Create out_dir (and its parents) if needed, then write and remove a probe file in it, so that a
+    folder that cannot be written is an error before any data is read; returns the folders created."""
+    created, folder = [], os.path.abspath(out_dir)
+    while not os.path.exists(folder) and folder != os.path.dirname(folder):
+        created.insert(0, folder)                             # outermost first
+        folder = os.path.dirname(folder)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out_dir, prefix=".minit2t-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        remove_if_empty(created)
+        raise OSError(f"cannot write to --out {out_dir}: {exc.strerror or exc}") from None
+    return created
+
+
+def remove_if_empty(folders):
+    """Remove those of `folders` (outermost first) that are empty, innermost first."""
+    for folder in reversed(folders):
+        try:
+            os.rmdir(folder)                                  # only ever removes an empty folder
+        except OSError:
+            return
+
+
+def remove_stale_temps(out_dir, before=None):
+    """Delete what killed saves left in out_dir: files named as STALE_TEMPS and last modified before
+    `before` (default: when this process started), so a save in progress is never touched."""
+    before = _STARTED if before is None else before
+    count = size = 0
+    for pattern in STALE_TEMPS:
+        for temp in glob.glob(os.path.join(glob.escape(out_dir), pattern)):
+            try:
+                st = os.lstat(temp)
+                if stat.S_ISREG(st.st_mode) and st.st_mtime < before:
+                    os.unlink(temp)
+                    count, size = count + 1, size + st.st_size
+            except OSError:
+                continue
+    if count:
+        print(f"removed {count} temporary file{'s' if count > 1 else ''} ({size / 1e6:.1f} MB) left in {out_dir} "
+              f"by an interrupted save", file=sys.stderr)
+    return count
+
+
+def remove_outputs(out_dir):
+    """--overwrite: the previous run's checkpoint, metrics and curves go before the new run starts."""
+    gone = [name for name in OUTPUTS if os.path.exists(os.path.join(out_dir, name))]
+    note = progress_of(os.path.join(out_dir, CHECKPOINT))
+    for name in gone:
+        os.unlink(os.path.join(out_dir, name))
+    print(f"--overwrite: removed the previous run{note} from {out_dir} ({', '.join(gone)})", file=sys.stderr)
+
+
+def progress_of(path):
+    """' (epoch K of N)' for the checkpoint at path, or '' when it cannot be read."""
+    try:
+        meta = read_checkpoint_meta(path)
+        return f" (epoch {meta['epoch']} of {meta['run_config']['epochs']})"
+    except Exception:  # noqa: BLE001 - only a nicer message is lost
+        return ""
+
+
+def _flag(key):
+    return "--" + key.replace("_", "-") if key in RUN_KEYS else key
+
+
+def resumed_config(saved, cfg, given, done, path):
+    """The settings a resumed run continues with: the saved run's, with a different epochs or backend
+    from `given` (default: cfg) applied; any other setting given that differs is refused, naming each."""
+    given = cfg if given is None else given
+    out, refused = dict(saved), []
+    for key, value in given.items():
+        if key in ("data", "train_images"):
+            continue
+        old = saved.get(key, DEFAULTS.get(key))
+        if json.loads(json.dumps(value)) == old:
+            continue
+        if key in CHANGEABLE_ON_RESUME:
+            out[key] = value
+        else:
+            refused.append(f"{_flag(key)} {value} (the run's: {old})")
+    if refused:
+        raise ValueError(f"--resume continues {path} with the settings it was started with, and these differ: "
+                         f"{', '.join(refused)}; drop them to resume, or start a new run (--overwrite, or "
+                         f"another --out)")
+    if out["epochs"] < done:
+        raise ValueError(f"--resume --epochs {out['epochs']}: {path} has already done {done} epochs")
+    if out.get("backend") != saved.get("backend"):
+        print(f"resuming on the {out['backend']} backend (the run used "
+              f"{saved.get('backend') or 'the default backend'}): same weights, other kernels", file=sys.stderr)
+    return out
+
+
+def reschedule(sched, cfg, steps_per_epoch, saved_epochs):
+    """Stretch (or shorten) the restored warm-up + cosine schedule to cfg["epochs"], saying so in a line."""
+    total = max(cfg["epochs"] * steps_per_epoch, 1)
+    if total == sched.total_steps:
+        return
+    if total <= sched.warmup_steps:
+        raise ValueError(f"--resume --epochs {cfg['epochs']}: {total:,} steps would end inside the run's warm-up "
+                         f"of {sched.warmup_steps:,} steps")
+    before = sched.get_last_lr()[-1]
+    sched.load_state_dict({**sched.state_dict(), "total_steps": total})
+    print(f"--epochs {saved_epochs} -> {cfg['epochs']}: the warm-up + cosine schedule is recomputed over "
+          f"{cfg['epochs']} epochs ({total:,} steps, warm-up {sched.warmup_steps:,}); at step "
+          f"{sched.last_step:,} the learning rate goes from {before:.3g} to {sched.get_last_lr()[-1]:.3g}, "
+          f"falling to {sched.min_lr:g} at the end of epoch {cfg['epochs']}", file=sys.stderr)
+
+
+def interrupted_message(path, where):
+    """The one line an interrupted run ends with."""
+    if where["epoch"] == 0:
+        at = "before training started"
+    elif where["step"] is None:
+        at = f"at epoch {where['epoch']}, in the test evaluation"
+    else:
+        at = f"at epoch {where['epoch']}, step {where['step']} of {where['steps']}"
+    if where["saved"]:
+        return f"interrupted {at}; the last checkpoint is {path} (epoch {where['saved']}): rerun with --resume"
+    return f"interrupted {at}, before the first checkpoint: nothing was saved; rerun the command to start again"
+
+
+def plot_curves(history, path):
+    """Loss and accuracy against epochs (needs matplotlib; skipped with a note without it)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib, a dependency of minit2t, is not installed: skipping curves.png "
+              "(pip install matplotlib)", file=sys.stderr)
+        return
+    epochs = [h["epoch"] for h in history]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    ax1.plot(epochs, [h["train_loss"] for h in history], marker="o")
+    ax1.set(xlabel="epoch", ylabel="train loss")
+    ax2.plot(epochs, [h["train_acc"] for h in history], marker="o", label="train")
+    ax2.plot(epochs, [h["test_acc"] for h in history], marker="o", label="test")
+    ax2.set(xlabel="epoch", ylabel="accuracy")
+    ax2.legend()
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def write_metrics(out_dir, history):
+    """DIR/metrics.jsonl, one line per epoch, rewritten atomically from the checkpoint's history."""
+    path = os.path.join(out_dir, "metrics.jsonl")
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.writelines(json.dumps(row) + "\n" for row in history)
+    os.replace(tmp, path)
