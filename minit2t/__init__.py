@@ -8,7 +8,7 @@ from minit2t import grad_mode
 from minit2t.grad_mode import enable_grad, no_grad
 from minit2t.tensor import Tensor
 from minit2t import ops  # noqa: E402  (ops import Tensor lazily)
-from minit2t import data, nn, optim
+from minit2t import data, exercises, nn, optim
 from minit2t.backends import (available_backends, get_backend, get_num_threads, set_backend,
                               set_num_threads)
 from minit2t.io import load, read_weights, save
@@ -41,5 +41,5 @@ def count_macs(model, input_size):
 
 
 __all__ = ["Tensor", "available_backends", "cat", "count_macs", "count_params", "create_model", "data",
-           "enable_grad", "get_backend", "grad_mode", "list_models", "load", "manual_seed", "nn",
+           "enable_grad", "exercises", "get_backend", "grad_mode", "list_models", "load", "manual_seed", "nn",
            "no_grad", "ops", "optim", "pretrained", "list_pretrained", "read_weights", "save", "set_backend", "set_num_threads", "get_num_threads", "tensor"]
