@@ -245,3 +245,54 @@ def fused_shapes(draw):
     """(..., D) shapes for the row kernels: 1 to 3 leading dims, D from fused_widths."""
     lead = draw(shapes(min_dims=0, max_dims=2, max_side=40))
     return tuple(lead) + (draw(fused_widths),)
+
+
+# ---- layers and models (tests/test_layer_properties.py) -----------------------
+# Small widths, few tokens, batch 1 included: every draw builds real layers.
+
+@st.composite
+def token_batches(draw, min_batch=1, max_batch=3, max_tokens=6, max_heads=3, max_head_dim=4):
+    """(B, N, D, heads): a batch of N tokens of width D = heads * head dim (so heads divides D, D >= 2)."""
+    heads = draw(st.integers(1, max_heads))
+    head_dim = draw(st.integers(1 if heads > 1 else 2, max_head_dim))
+    return (draw(st.integers(min_batch, max_batch)), draw(st.integers(1, max_tokens)),
+            heads * head_dim, heads)
+
+
+@st.composite
+def t2t_layer_shapes(draw, max_batch=3, max_tokens=9, max_dim=12, max_token_dim=6):
+    """(B, T, Din, E): T tokens of width Din into a T2T layer of width E (E >= 2: the performer's
+    m = E // 2 random features)."""
+    return (draw(st.integers(1, max_batch)), draw(st.integers(1, max_tokens)),
+            draw(st.integers(2, max_dim)), draw(st.integers(2, max_token_dim)))
+
+
+@st.composite
+def soft_splits(draw, max_img=10, max_kernel=4, max_stride=3):
+    """(img_size, ((k0, s0, p0), (k1, s1, p1), (k2, s2, p2))): three soft splits, p <= k // 2,
+    each window inside the padded grid, so every split leaves at least one token."""
+    img = draw(st.integers(1, max_img))
+    splits, side = [], img
+    for _ in range(3):
+        k = draw(st.integers(1, max_kernel))
+        p = draw(st.integers(max(0, -(-(k - side) // 2)), k // 2))       # side + 2p >= k
+        s = draw(st.integers(1, max_stride))
+        splits.append((k, s, p))
+        side = window_count(side, k, s, p)
+    return img, tuple(splits)
+
+
+@st.composite
+def t2t_vit_configs(draw, tokens_types=("performer", "transformer", "convolution"), min_batch=1):
+    """(kwargs of T2T_ViT, batch): a small model whose token grid is valid (drop rates left at 0).
+    in_chans >= 2, so the first T2T layer never normalises a single feature (C * k0 * k0 = 1), and
+    embed_dim >= 3: the final LayerNorm of a 2-vector is +-weight + bias, locally constant."""
+    img, splits = draw(soft_splits())
+    heads = draw(st.integers(1, 3))
+    kw = dict(img_size=img, soft_split=splits, tokens_type=draw(st.sampled_from(tokens_types)),
+              in_chans=draw(st.integers(2, 3)), num_classes=draw(st.integers(1, 4)),
+              embed_dim=heads * draw(st.integers(3 if heads == 1 else 2, 4)), num_heads=heads,
+              depth=draw(st.integers(1, 2)),
+              mlp_ratio=draw(st.sampled_from([1.0, 2.0])), qkv_bias=draw(st.booleans()),
+              token_dim=draw(st.integers(2, 5)))
+    return kw, draw(st.integers(min_batch, 3))
