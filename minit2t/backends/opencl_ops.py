@@ -8,19 +8,19 @@ Legend: M/K/N matrix sides, Bt flattened batch, R rows, Din/Dout linear features
 import numpy as np
 
 from minit2t import ops
+from minit2t.backends import opencl_backend as ocl   # its kernels (it imports this module last)
 from minit2t.ops import conv, linear, matmul
 
 
 def mm(a, b):
     """a (..., M, K) @ b (..., K, N) -> (..., M, N) as one 2-D or 3-D kernel call."""
-    from minit2t.backends.opencl_backend import matmul as kernel
     M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
     if b.ndim == 2:                                                 # weights: batch folded into rows
-        return kernel(a.reshape(-1, K), b).reshape(a.shape[:-1] + (N,))
+        return ocl.matmul(a.reshape(-1, K), b).reshape(a.shape[:-1] + (N,))
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     a3 = np.broadcast_to(a, batch + (M, K)).reshape(-1, M, K)       # (Bt, M, K)
     b3 = np.broadcast_to(b, batch + (K, N)).reshape(-1, K, N)       # (Bt, K, N)
-    return kernel(a3, b3).reshape(batch + (M, N))                   # (..., M, N)
+    return ocl.matmul(a3, b3).reshape(batch + (M, N))                   # (..., M, N)
 
 
 class MatMul(ops.MatMul):
@@ -67,30 +67,26 @@ class Linear(ops.Linear):
 class Unfold(ops.Unfold):
     @staticmethod
     def forward(ctx, x, kernel_size, stride=1, padding=0):
-        from minit2t.backends.opencl_backend import unfold
         k, s, p = conv.check_unfold(x, kernel_size, stride, padding)
         ctx.args = x.shape[2:] + (k, s, p)
-        return unfold(x, k, s, p)                                       # (B, C*k*k, L)
+        return ocl.unfold(x, k, s, p)                                       # (B, C*k*k, L)
 
     @staticmethod
     def backward(ctx, g):
-        from minit2t.backends.opencl_backend import fold
         H, W, k, s, p = ctx.args
-        return (fold(g, (H, W), k, s, p),)                              # (B, C, H, W)
+        return (ocl.fold(g, (H, W), k, s, p),)                              # (B, C, H, W)
 
 
 class Fold(ops.Fold):
     @staticmethod
     def forward(ctx, cols, output_size, kernel_size, stride=1, padding=0):
-        from minit2t.backends.opencl_backend import fold
         H, W, k, s, p = conv.check_fold(cols, output_size, kernel_size, stride, padding)
         ctx.args = k, s, p
-        return fold(cols, (H, W), k, s, p)                              # (B, C, H, W)
+        return ocl.fold(cols, (H, W), k, s, p)                              # (B, C, H, W)
 
     @staticmethod
     def backward(ctx, g):
-        from minit2t.backends.opencl_backend import unfold
-        return (unfold(g, *ctx.args),)                                  # (B, C*k*k, L)
+        return (ocl.unfold(g, *ctx.args),)                                  # (B, C*k*k, L)
 
 
 OPS = {ops.MatMul: MatMul, ops.Linear: Linear, ops.Unfold: Unfold, ops.Fold: Fold}
