@@ -134,12 +134,15 @@ class T2T_ViT(Module):
         self.norm = LayerNorm(embed_dim)
         self.head = Linear(embed_dim, num_classes) if num_classes > 0 else Identity()
 
-    def forward_features(self, x):                                   # (B, C, H, W)
+    def embed(self, x):                                              # (B, C, H, W)
+        """The backbone's input: the T2T module's tokens after a cls token, plus positions."""
         x = self.tokens_to_token(x)                                  # (B, N, D)
-        B = x.shape[0]
-        cls = self.cls_token.expand(B, -1, -1)                       # (B, 1, D)
+        cls = self.cls_token.expand(x.shape[0], -1, -1)              # (B, 1, D)
         x = ops.Concat.apply(cls, x, axis=1)                         # (B, N+1, D)
-        x = self.pos_drop(x + self.pos_embed)
+        return self.pos_drop(x + self.pos_embed)
+
+    def forward_features(self, x):                                   # (B, C, H, W)
+        x = self.embed(x)                                            # (B, N+1, D)
         for blk in self.blocks:
             x = blk(x)                                               # (B, N+1, D)
         return self.norm(x)[:, 0]                                    # (B, D)

@@ -2,8 +2,11 @@
 
 Legend: B batch, N tokens, D embed dim, h heads, d = D / h head dim, F hidden dim.
 """
+import numpy as np
+
 from minit2t.nn.layers import GELU, Dropout, DropPath, Identity, LayerNorm, Linear, Softmax
 from minit2t.nn.module import Module
+from minit2t.tensor import Tensor
 
 
 def _check_tokens(x, dim, what):
@@ -46,15 +49,30 @@ class Attention(Module):
         self.proj = Linear(dim, dim)
         self.proj_drop = Dropout(proj_drop)
 
-    def forward(self, x):
+    def forward(self, x, size=None):                                 # (B, N, D)
         _check_tokens(x, self.dim, "Attention")
+        q, k, v = self.heads(x)                                      # (B, h, N, d) each
+        return self.mix(self.probabilities(q, k, size), v)           # (B, N, D)
+
+    def heads(self, x):                                              # (B, N, D)
+        """q, k, v split into heads."""
         B, N, D = x.shape
-        h = self.num_heads
-        qkv = self.qkv(x).reshape(B, N, 3, h, D // h).permute(2, 0, 3, 1, 4)  # (3, B, h, N, d)
-        q, k, v = qkv.unbind(0)                                      # (B, h, N, d) each
+        qkv = self.qkv(x).reshape(B, N, 3, self.num_heads, D // self.num_heads)  # (B, N, 3, h, d)
+        return qkv.permute(2, 0, 3, 1, 4).unbind(0)                  # (B, h, N, d) each
+
+    def probabilities(self, q, k, size=None):                        # (B, h, N, d)
+        """softmax(q k^T * scale), each row over the keys. With `size` (B, N), the number of
+        original tokens each key stands for after merging, log(size) is added to the logits
+        ("proportional attention", ToMe): a merged key weighs what its parts weighed."""
         attn = (q @ k.transpose(-2, -1)) * self.scale                # (B, h, N, N)
-        attn = self.attn_drop(self.softmax(attn))                    # (B, h, N, N)
-        x = (attn @ v).transpose(1, 2).reshape(B, N, D)              # (B, N, D)
+        if size is not None:
+            attn = attn + Tensor(np.log(size)[:, None, None, :].astype(attn.dtype))
+        return self.softmax(attn)                                    # (B, h, N, N)
+
+    def mix(self, attn, v):                                          # (B, h, N, N), (B, h, N, d)
+        """The heads' weighted sums of v, concatenated and projected."""
+        B, h, N, d = v.shape
+        x = (self.attn_drop(attn) @ v).transpose(1, 2).reshape(B, N, h * d)  # (B, N, D)
         return self.proj_drop(self.proj(x))
 
 

@@ -1,0 +1,101 @@
+"""MCTF: Multi-criteria Token Fusion (Lee et al., CVPR 2024), in every block but the first.
+
+Legend: B batch, N tokens in, M = N - r out, D embed dim, h heads, d head dim,
+Na/Nb tokens in the halves A = tokens 0, 2, 4, ... and B = 1, 3, 5, ...
+
+One-step-ahead attention: block l computes its attention A_l (B, h, N, N) on the unfused
+tokens (with +log size), fuses the tokens using A_l, fuses A_l itself, and only then takes v
+from the fused tokens:  x' = fuse(x) + proj(fuse(A_l) @ v(norm1(fuse(x)))).
+Which pairs fuse is scored by three criteria, each a number in (0, 1], multiplied:
+  similarity        W_sim  = ((cos(x_i, x_j) + 1) / 2) ** (1 / tau_sim)   on the block's input x
+  informativeness   W_info = (u_i u_j) ** (1 / tau_info),  u = (1 / a) / max(1 / a), where a_j is
+                    the attention token j receives (mean over heads and queries): prefer to fuse
+                    tokens that few attend to
+  size              W_size = (v_i v_j) ** (1 / tau_size),  v = (1 / s) / max(1 / s): prefer small
+A tau of 0 turns its criterion off. Bidirectional matching: r // 2 A tokens fuse into their best B
+tokens, then r - r // 2 B tokens into their best unfused A tokens (same scores). Fusion pools
+with weights w_i = a_i s_i / max s: x_new = sum w_i x_i / sum w_i (sizes add); the attention map
+sums the fused keys' columns and takes the same weighted mean of the fused queries' rows.
+"""
+import numpy as np
+
+from minit2t.nn import functional as F
+from minit2t.reduction.block import ReducingBlock
+from minit2t.reduction.merge import assignment, bipartite_slots, cosine, merge, one_hot, protect_cls
+from minit2t.tensor import Tensor
+
+
+def tokens_to_merge(r, N):
+    """The reference code's limits: r < 1 is a fraction of the non-cls tokens; at most half of
+    them; at least 10 tokens stay."""
+    r = N - 10 if N - r < 10 else r
+    r = int((N - 1) * r) if r < 1 else int(r)
+    return max(0, min(r, (N - 1) // 2))
+
+
+class MCTFBlock(ReducingBlock):
+    def __init__(self, block, r, tau_sim=1.0, tau_info=20.0, tau_size=40.0, bidirectional=True, prop=True):
+        super().__init__(block, prop)
+        self.r, self.bidirectional = r, bidirectional
+        self.tau_sim, self.tau_info, self.tau_size = tau_sim, tau_info, tau_size
+
+    def forward(self, x, state, r=None):                             # (B, N, D)
+        r = tokens_to_merge(self.r if r is None else r, x.shape[1])
+        if r == 0:
+            return self.feed_forward(self.attend(x, state)[0])       # (B, N, D)
+        q, k = self.project(self.norm1(x), 0, 2)                     # (B, h, N, d) each
+        attn = self.attn.probabilities(q, k, state.size if self.prop else None)  # (B, h, N, N)
+        received = attn.data.mean(axis=(1, 2))                       # (B, N)  a_j
+        size = state.sizes(x)                                        # (B, N)
+        r1 = r // 2 if self.bidirectional else r
+        slot, M = bipartite_slots(protect_cls(self.scores(x.data, received, size)), r1, r - r1)
+        P = assignment(slot, M, received * size / size.max(axis=-1, keepdims=True))  # (B, M, N)
+        x = merge(x, P)                                              # (B, M, D)
+        attn = merge(attn @ merge_keys(slot, M, attn.dtype), P)      # (B, h, M, M)
+        state.update(slot, M)
+        (v,) = self.project(self.norm1(x), 2, 3)                     # (B, h, M, d)
+        return self.feed_forward(x + self.drop_path(self.attn.mix(attn, v)))  # (B, M, D)
+
+    def scores(self, x, received, size):                             # (B, N, D), (B, N), (B, N)
+        """W_sim * W_info * W_size between A and B tokens: (B, Na, Nb)."""
+        W = np.ones((x.shape[0], (x.shape[1] + 1) // 2, x.shape[1] // 2))  # (B, Na, Nb)
+        if self.tau_sim:
+            W = W * ((cosine(x[:, 0::2], x[:, 1::2]) + 1) / 2) ** (1 / self.tau_sim)
+        for tau, value in ((self.tau_info, received), (self.tau_size, size)):
+            if tau:
+                u = 1 / value
+                u = u / u.max(axis=-1, keepdims=True)                # (B, N) in (0, 1]
+                W = W * (u[:, 0::2, None] * u[:, None, 1::2]) ** (1 / tau)
+        return W
+
+    def project(self, x, first, last):                               # (B, N, D)
+        """Parts first..last-1 of (q, k, v), split into heads: only the projections needed."""
+        B, N, D = x.shape
+        h, qkv = self.attn.num_heads, self.attn.qkv
+        bias = None if qkv.bias is None else qkv.bias[first * D:last * D]
+        y = F.linear(x, qkv.weight[first * D:last * D], bias)        # (B, N, n*D)
+        y = y.reshape(B, N, last - first, h, D // h).permute(2, 0, 3, 1, 4)  # (n, B, h, N, d)
+        return y.unbind(0)
+
+    def extra_repr(self):
+        return (f"r={self.r}, tau_sim={self.tau_sim}, tau_info={self.tau_info}, tau_size={self.tau_size}, "
+                f"bidirectional={self.bidirectional}, prop={self.prop}")
+
+
+def merge_keys(slot, M, dtype):
+    """(B, 1, N, M): attn @ this sums the columns of the keys fused into one."""
+    return Tensor(np.swapaxes(one_hot(slot, M), 1, 2)[:, None].astype(dtype))
+
+
+def consistency_loss(student, teacher, logits, labels, threshold=0.4, weight=3.0):
+    """Token-reduction consistency: weight * mean over samples the student gets right with
+    probability > threshold of mean((teacher - student)^2), on the final-norm cls tokens (B, D);
+    the teacher (a pass with fewer tokens merged) gets no gradient from it."""
+    p = np.exp(logits.data - logits.data.max(axis=-1, keepdims=True))
+    p = p / p.sum(axis=-1, keepdims=True)                            # (B, C)
+    confident = p[np.arange(len(labels)), labels] > threshold        # (B,)
+    if not confident.any():
+        return None
+    gap = ((Tensor(teacher.data) - student) ** 2).mean(axis=-1)      # (B,)
+    mask = Tensor(confident.astype(gap.dtype))
+    return (gap * mask).sum() * (weight / confident.sum())

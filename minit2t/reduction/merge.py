@@ -1,0 +1,112 @@
+"""What ToMe, EViT and MCTF share: token sizes, the bipartite matching, and the merge.
+
+Legend: B batch, N tokens before a reduction step, M after it, D embed dim, h heads,
+N0 tokens at the backbone's input, Na/Nb tokens in the two halves of a bipartite matching.
+
+Every reduction step has two parts:
+  1. a decision, made on NumPy arrays with no gradient (matching and ranking are discrete):
+     `slot` (B, N) says which of the M output tokens each input token goes to;
+  2. the merge, a matrix product. The assignment matrix P (B, M, N) holds w_n at [m, n] when
+     token n goes to slot m; with each row divided by its sum it takes a weighted mean:
+         x_merged = P @ x                                          (B, M, N) @ (B, N, D)
+     MatMul already has its gradient, so a merge trains without a new op; an EViT fusion whose
+     weights are attention probabilities builds P from a Tensor and passes gradients to them too.
+The cls token (index 0) is never merged: it always keeps slot 0.
+"""
+import numpy as np
+
+from minit2t.tensor import Tensor
+
+
+class TokenState:
+    """What travels through the backbone beside the tokens, for one forward pass:
+    size (B, N), how many of the original N0 tokens each token stands for (None while nothing
+    has merged), and, when traced, source (B, N, N0): which ones, per block in `sources`."""
+
+    def __init__(self, batch, tokens, trace=False):
+        self.size = None
+        self.source = np.broadcast_to(np.eye(tokens, dtype=bool), (batch, tokens, tokens)) if trace else None
+        self.sources = []                                            # source after each block, traced
+
+    def sizes(self, x):
+        """size as an array for x's tokens: ones before anything has merged."""
+        return np.ones(x.shape[:2]) if self.size is None else self.size  # (B, N)
+
+    def update(self, slot, M):
+        """Sizes and sources after the tokens went to their slots."""
+        P = one_hot(slot, M)                                         # (B, M, N)
+        self.size = np.einsum("bmn,bn->bm", P, np.ones(slot.shape) if self.size is None else self.size)
+        if self.source is not None:
+            self.source = np.einsum("bmn,bnk->bmk", P, self.source) > 0  # (B, M, N0)
+
+    def record(self):
+        if self.source is not None:
+            self.sources.append(self.source)
+
+
+def one_hot(slot, M):
+    """(B, M, N) with a 1 at [b, slot[b, n], n]; a token with slot -1 goes nowhere (dropped)."""
+    B, N = slot.shape
+    P = np.zeros((B, M, N))
+    b, n = np.nonzero(slot >= 0)
+    P[b, slot[b, n], n] = 1.0
+    return P
+
+
+def assignment(slot, M, weights=None):
+    """The weighted-mean assignment matrix (B, M, N): row m averages the tokens sent to slot m,
+    each with its weight (B, N) (all 1 if None)."""
+    P = one_hot(slot, M) * (1.0 if weights is None else weights[:, None, :])  # (B, M, N)
+    return P / P.sum(axis=-1, keepdims=True)
+
+
+def merge(x, P):                                                     # (B, ..., N, D)
+    """The tokens of x (a Tensor) merged by the assignment matrix P (B, M, N): P @ x along N."""
+    P = P.reshape(P.shape[:1] + (1,) * (x.ndim - 3) + P.shape[1:])   # (B, 1.., M, N)
+    return Tensor(P.astype(x.dtype)) @ x                             # (B, ..., M, D)
+
+
+def cosine(a, b):
+    """Cosine similarities (B, Na, Nb) between the rows of a (B, Na, D) and b (B, Nb, D)."""
+    a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1e-12)
+    return a @ np.swapaxes(b, -1, -2)                                # (B, Na, Nb)
+
+
+def bipartite_slots(scores, r1, r2=0):
+    """Bipartite soft matching (ToMe), and its second direction (MCTF).
+
+    The N tokens alternate between two sets, A = tokens 0, 2, 4, ... and B = 1, 3, 5, ...;
+    scores (B, Na, Nb) rates merging A token i with B token j, and the cls row (A's first) is -inf.
+      step 1: every A token picks its best B; the r1 A tokens with the best picks merge into them.
+      step 2 (r2 > 0): every B token picks its best unmerged A by the same scores (not recomputed);
+              the r2 B tokens with the best picks merge into them.
+    Output order: the unmerged A tokens in their order (cls first), then the B tokens that stayed:
+    in their order after step 1 alone, best pick first after step 2 (as the reference code).
+    Returns slot (B, N) and M = N - r1 - r2."""
+    Bt, Na, Nb = scores.shape
+    rows = np.arange(Bt)[:, None]
+    order = np.argsort(-scores.max(axis=-1), axis=-1, kind="stable")  # (B, Na) best edge first
+    merged, kept = order[:, :r1], np.sort(order[:, r1:], axis=-1)    # (B, r1), (B, Na - r1)
+    slot_a, slot_b = np.zeros((Bt, Na), int), np.zeros((Bt, Nb), int)
+    slot_a[rows, kept] = np.arange(Na - r1)
+    if r2 == 0:
+        slot_b[:] = Na - r1 + np.arange(Nb)
+    else:
+        back = np.swapaxes(np.take_along_axis(scores, kept[:, :, None], axis=1), 1, 2)  # (B, Nb, Na - r1)
+        order2 = np.argsort(-back.max(axis=-1), axis=-1, kind="stable")  # (B, Nb) best edge first
+        merged2, kept2 = order2[:, :r2], order2[:, r2:]
+        slot_b[rows, kept2] = Na - r1 + np.arange(Nb - r2)
+        slot_b[rows, merged2] = np.take_along_axis(back.argmax(axis=-1), merged2, axis=1)
+    partner = np.take_along_axis(scores.argmax(axis=-1), merged, axis=1)  # (B, r1) their B tokens
+    slot_a[rows, merged] = np.take_along_axis(slot_b, partner, axis=1)
+    slot = np.zeros((Bt, Na + Nb), int)
+    slot[:, 0::2], slot[:, 1::2] = slot_a, slot_b
+    return slot, Na + Nb - r1 - r2
+
+
+def protect_cls(scores):
+    """scores with the cls token's row (A's first) at -inf, so it never merges."""
+    scores = scores.copy()
+    scores[:, 0, :] = -np.inf
+    return scores

@@ -1,0 +1,96 @@
+"""Reduction specs: "method:option=value,...", as mt.reduce_tokens and `--reduce` take them.
+
+    tome:r=8               ToMe, r tokens merged in every block (r=[0,8,8,...]: one r per block)
+    evit:keep=0.7          EViT, keep 70% of the tokens at blocks depth/4, depth/2, 3 depth/4
+    mctf:r=8               MCTF, r tokens fused in every block but the first
+    none                   no reduction
+"""
+import re
+
+# method: {option: default}; None means "depends on the model" (filled in by the method)
+OPTIONS = {
+    "none": {},
+    "tome": {"r": 8, "prop": True},
+    "evit": {"keep": 0.7, "at": None, "fuse": "sum", "prop": False},
+    "mctf": {"r": 8, "tau_sim": 1.0, "tau_info": 20.0, "tau_size": 40.0, "bidirectional": True, "prop": True},
+}
+CHOICES = {"fuse": ("sum", "mean", "drop")}
+
+
+class SpecError(ValueError):
+    pass
+
+
+def parse_spec(spec):
+    """(method, options) from a spec string, every option checked and given its default."""
+    if not isinstance(spec, str):
+        raise SpecError(f"a token reduction spec is a string like 'tome:r=8', got {type(spec).__name__}")
+    method, _, rest = spec.strip().partition(":")
+    method = method.strip().lower() or "none"
+    if method not in OPTIONS:
+        raise SpecError(f"unknown token reduction {method!r} in {spec!r}; expected one of {', '.join(OPTIONS)}")
+    options = dict(OPTIONS[method])
+    for item in _items(rest, spec):
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if key not in options or not eq:
+            expected = ", ".join(f"{k}=" for k in options) or "no options"
+            raise SpecError(f"{method}: bad option {item.strip()!r} in {spec!r}; expected {expected}")
+        options[key] = _value(method, key, text.strip(), spec)
+    return method, options
+
+
+def format_spec(method, options):
+    """The canonical spec string of (method, options): every option, in a fixed order."""
+    if method == "none":
+        return "none"
+    def show(v):
+        if isinstance(v, (list, tuple)):
+            return "[" + ",".join(show(x) for x in v) + "]"
+        return str(int(v)) if isinstance(v, bool) else str(v)
+    return method + ":" + ",".join(f"{k}={show(v)}" for k, v in options.items() if v is not None)
+
+
+def _items(rest, spec):
+    """Split on commas outside brackets."""
+    items, depth, start = [], 0, 0
+    for i, c in enumerate(rest + ","):
+        depth += (c == "[") - (c == "]")
+        if depth < 0 or depth > 1:
+            raise SpecError(f"unbalanced brackets in {spec!r}")
+        if c == "," and depth == 0:
+            if rest[start:i].strip():
+                items.append(rest[start:i])
+            start = i + 1
+    if depth:
+        raise SpecError(f"unbalanced brackets in {spec!r}")
+    return items
+
+
+def _value(method, key, text, spec):
+    where = f"{method}: {key}={text!r} in {spec!r}"
+    if key in CHOICES:
+        if text not in CHOICES[key]:
+            raise SpecError(f"{where}: expected one of {', '.join(CHOICES[key])}")
+        return text
+    if key in ("prop", "bidirectional"):
+        if text not in ("0", "1", "true", "false"):
+            raise SpecError(f"{where}: expected 0 or 1")
+        return text in ("1", "true")
+    if text.startswith("["):
+        if key not in ("r", "at"):
+            raise SpecError(f"{where}: expected a number, not a list")
+        return [_number(x.strip(), where, whole=True) for x in text[1:-1].split(",") if x.strip()]
+    if key == "at":
+        return [_number(text, where, whole=True)]
+    value = _number(text, where, whole=(key == "r" and method == "tome"))
+    if key == "keep" and not 0 < value <= 1:
+        raise SpecError(f"{where}: expected a keep rate in (0, 1]")
+    return value
+
+
+def _number(text, where, whole):
+    pattern = r"\d+" if whole else r"\d+(\.\d*)?|\.\d+"
+    if not re.fullmatch(pattern, text):
+        raise SpecError(f"{where}: expected {'a whole number' if whole else 'a number'} >= 0")
+    return int(text) if whole or re.fullmatch(r"\d+", text) else float(text)
