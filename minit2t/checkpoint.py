@@ -119,6 +119,9 @@ def check_run_config(run):
         whole(run["train_images"], "run config train_images", 1, 10 ** 9)
     if run.get("data") is not None:
         need(run["data"], str, "run config data")
+    if run.get("reduce") is not None:
+        from minit2t.hub import check_reduce
+        check_reduce(run["reduce"], "run config reduce")
     kwargs = need(run.get("model_kwargs", {}), dict, "run config model_kwargs")
     if not set(kwargs) <= set(CONFIG_KEYS):
         raise Invalid(f"run config model_kwargs has unknown keys {sorted(kwargs)}")

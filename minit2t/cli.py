@@ -1,6 +1,7 @@
 """The command line: python -m minit2t {summary, convert, train, eval} ... (one clear line on bad input)."""
 import argparse
 import sys
+import time
 
 from minit2t.models import VARIANTS, create_model, list_models
 
@@ -59,8 +60,15 @@ def cmd_eval(args):
         from minit2t.models.zoo import CIFAR_INPUT, CIFAR_VARIANTS
         cifar = {} if args.model in CIFAR_VARIANTS else CIFAR_INPUT
         model, _ = load_model(args.checkpoint, args.model, **cifar)
+    if args.reduce:
+        from minit2t.reduction import reduce_tokens
+        reduce_tokens(model, args.reduce)
     images, labels = data.load_cifar10(args.data, split="test", download_if_missing=True if args.download else None)
-    print(f"test accuracy: {evaluate(model, images, labels, progress=sys.stderr):.4f}")
+    start = time.perf_counter()
+    accuracy = evaluate(model, images, labels, progress=sys.stderr)
+    print(f"images/s: {len(labels) / (time.perf_counter() - start):.1f} (batch 256, {backends.get_backend().__name__.split('.')[-1].replace('_backend', '')} "
+          f"backend{', ' + model.config['reduce'] if 'reduce' in model.config else ''})")
+    print(f"test accuracy: {accuracy:.4f}")
 
 
 def _train_parser(sub):
@@ -95,6 +103,8 @@ def _train_parser(sub):
     run.add_argument("--overwrite", action="store_true",
                      help="start a new run in DIR, removing the run there (last.npz, metrics.jsonl, curves.png); "
                           "a DIR that holds a run is an error without --resume or --overwrite")
+    p.add_argument("--reduce", default=None, metavar="SPEC",
+                   help=REDUCE_HELP + "; fine-tunes with it (MCTF: with its consistency loss)")
     p.add_argument("--init", default=None, metavar="SPEC",
                    help="start from these model weights: pretrained:NAME or any minit2t weights file "
                         "(a fresh optimiser and schedule; not with --resume)")
@@ -107,9 +117,12 @@ def _train_parser(sub):
     which.add_argument("--pretrained", metavar="NAME")
     p.add_argument("--model", choices=list_models(), help="the model of a plain state dict (other files name theirs)")
     p.add_argument("--backend", default=None, choices=["numpy", "c", "opencl"])
+    p.add_argument("--reduce", default=None, metavar="SPEC", help=REDUCE_HELP)
     p.set_defaults(fn=cmd_eval)
 
 
+REDUCE_HELP = ("token reduction in the backbone blocks: tome:r=8, evit:keep=0.7, mctf:r=8 (options: "
+               "minit2t.reduction.spec), or none")
 DATA_HELP = ("CIFAR-10 archive or folder (default: $MINIT2T_DATA, else a copy in the cache folder, else the "
              "2,500-image sample shipped with minit2t, said in a line)")
 DOWNLOAD_HELP = ("when no CIFAR-10 is given or found, download the official archive (170 MB, MD5-checked) into "

@@ -130,16 +130,22 @@ def model_from_config(config, shapes=None):
     """Rebuild a T2T_ViT from a saved config (lists back to tuples), checked first: types, ranges,
     and, given `shapes` (the weights' state-dict name -> shape), that it is the model they belong to."""
     from minit2t.models import T2T_ViT
+    from minit2t.reduction import reduce_tokens
     config = check_model_config(config, shapes)
-    return T2T_ViT(**config)
+    reduce = config.pop("reduce", None)
+    model = T2T_ViT(**config)
+    return model if reduce is None else reduce_tokens(model, reduce)
 
 
 def check_model_config(config, shapes=None):
     """A T2T_ViT config (as saved) with every size checked; soft_split as tuples. Raises Invalid."""
     from minit2t.models.t2t import TOKENS_TYPES, split_sizes
     config = dict(need(config, dict, "model config"))
-    if set(config) != set(CONFIG_KEYS):
-        raise Invalid(f"model config must have the keys {sorted(CONFIG_KEYS)}, got {sorted(config)}")
+    if set(config) - {"reduce"} != set(CONFIG_KEYS):
+        raise Invalid(f"model config must have the keys {sorted(CONFIG_KEYS)} (and maybe reduce), "
+                      f"got {sorted(config)}")
+    if "reduce" in config:
+        check_reduce(config["reduce"], "model config reduce")
     for key, (lo, hi) in CONFIG_INTS.items():
         whole(config[key], f"model config {key}", lo, hi)
     one_of(config["tokens_type"], TOKENS_TYPES, "model config tokens_type")
@@ -185,6 +191,16 @@ def _check_against_weights(config, n_tokens, shapes):
         if tuple(shapes.get(name, ())) != shape:
             raise Invalid(f"model config gives {name} the shape {shape}, the weights "
                           f"{tuple(shapes[name]) if name in shapes else 'do not have it'}")
+
+
+def check_reduce(spec, what):
+    """A token reduction spec (minit2t.reduction) that parses; raises Invalid."""
+    from minit2t.reduction import SpecError, parse_spec
+    need(spec, str, what)
+    try:
+        parse_spec(spec)
+    except SpecError as exc:
+        raise Invalid(f"{what}: {exc}") from None
 
 
 def soft_split(value):

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from minit2t import backends, data, optim, random, runs
+from minit2t import backends, data, optim, random, reduction, runs
 from minit2t.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
 from minit2t.grad_mode import no_grad
 from minit2t.models import create_model
@@ -116,8 +116,7 @@ def train_one_epoch(model, loader, epoch, opt, sched, cfg, epochs, where=None):
         for step, (x, y) in enumerate(loader.iter_epoch(epoch)):
             if where is not None:
                 where["step"] = step + 1
-            logits = model(Tensor(x))                                 # (B, K)
-            loss = cross_entropy(logits, y, label_smoothing=0.0 if cfg["mixup"] else cfg["label_smoothing"])
+            loss, logits = batch_loss(model, x, y, 0.0 if cfg["mixup"] else cfg["label_smoothing"])
             value = float(loss.item())
             if not math.isfinite(value):
                 raise NonFiniteLoss(f"loss became {value} at epoch {epoch + 1}, step {step + 1}")
@@ -137,11 +136,22 @@ def train_one_epoch(model, loader, epoch, opt, sched, cfg, epochs, where=None):
     return total_loss / max(total, 1), total_correct / max(total, 1), rate
 
 
+def batch_loss(model, x, y, label_smoothing):
+    """(loss, logits (B, K)) of one batch: cross-entropy, or MCTF's fine-tuning loss for a model
+    that fuses tokens with MCTF (two passes and their consistency, minit2t.reduction.mctf)."""
+    if reduction.uses_consistency(model):
+        return reduction.training_loss(model, Tensor(x), y, label_smoothing)
+    logits = model(Tensor(x))                                         # (B, K)
+    return cross_entropy(logits, y, label_smoothing=label_smoothing), logits
+
+
 def build(cfg, steps_per_epoch):
     """Model, optimiser (no decay on biases, norms, cls_token, pos_embed) and warm-up + cosine schedule."""
     random.manual_seed(cfg["seed"])
     cifar = {} if cfg["model"] in CIFAR_VARIANTS else CIFAR_INPUT
     model = create_model(cfg["model"], **{**cifar, **cfg.get("model_kwargs", {})})
+    if cfg.get("reduce"):
+        reduction.reduce_tokens(model, cfg["reduce"])                 # ToMe, EViT or MCTF in the blocks
     groups = optim.param_groups_for_weight_decay(model, cfg["weight_decay"])
     opt = optim.AdamW(groups, lr=cfg["lr"])
     total = max(cfg["epochs"] * steps_per_epoch, 1)

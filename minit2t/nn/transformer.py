@@ -71,9 +71,13 @@ class Attention(Module):
 
     def mix(self, attn, v):                                          # (B, h, N, N), (B, h, N, d)
         """The heads' weighted sums of v, concatenated and projected."""
-        B, h, N, d = v.shape
-        x = (self.attn_drop(attn) @ v).transpose(1, 2).reshape(B, N, h * d)  # (B, N, D)
+        x = concat_heads(self.attn_drop(attn) @ v)                   # (B, N, D)
         return self.proj_drop(self.proj(x))
+
+
+def concat_heads(x):                                                 # (B, h, N, d)
+    B, h, N, d = x.shape
+    return x.transpose(1, 2).reshape(B, N, h * d)                    # (B, N, D)
 
 
 class Block(Module):

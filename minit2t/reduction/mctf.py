@@ -20,6 +20,9 @@ sums the fused keys' columns and takes the same weighted mean of the fused queri
 import numpy as np
 
 from minit2t.nn import functional as F
+from minit2t.nn.functional import cross_entropy
+from minit2t.nn.transformer import concat_heads
+from minit2t.random import generator
 from minit2t.reduction.block import ReducingBlock
 from minit2t.reduction.merge import assignment, bipartite_slots, cosine, merge, one_hot, protect_cls
 from minit2t.tensor import Tensor
@@ -51,21 +54,29 @@ class MCTFBlock(ReducingBlock):
         slot, M = bipartite_slots(protect_cls(self.scores(x.data, received, size)), r1, r - r1)
         P = assignment(slot, M, received * size / size.max(axis=-1, keepdims=True))  # (B, M, N)
         x = merge(x, P)                                              # (B, M, D)
-        attn = merge(attn @ merge_keys(slot, M, attn.dtype), P)      # (B, h, M, M)
         state.update(slot, M)
         (v,) = self.project(self.norm1(x), 2, 3)                     # (B, h, M, d)
-        return self.feed_forward(x + self.drop_path(self.attn.mix(attn, v)))  # (B, M, D)
+        return self.feed_forward(x + self.drop_path(self.fused_mix(attn, slot, P, v)))  # (B, M, D)
+
+    def fused_mix(self, attn, slot, P, v):                           # (B, h, N, N), (B, N), (B, M, N), (B, h, M, d)
+        """proj(A' @ v) with the fused map A' = P A Q^T (fused_attention), computed right to left,
+        P (A (Q^T v)): the M values spread back over the N keys, the unfused attention's output,
+        then merged, so A' (B, h, M, M) is never built. Attention dropout (0 in every zoo model)
+        acts on A before fusing."""
+        spread = merge(v, np.swapaxes(one_hot(slot, v.shape[2]), 1, 2))  # (B, h, N, d)  Q^T v
+        out = concat_heads(self.attn.attn_drop(attn) @ spread)      # (B, N, D)
+        return self.attn.proj_drop(self.attn.proj(merge(out, P)))   # (B, M, D)
 
     def scores(self, x, received, size):                             # (B, N, D), (B, N), (B, N)
         """W_sim * W_info * W_size between A and B tokens: (B, Na, Nb)."""
-        W = np.ones((x.shape[0], (x.shape[1] + 1) // 2, x.shape[1] // 2))  # (B, Na, Nb)
+        W = np.ones((x.shape[0], (x.shape[1] + 1) // 2, x.shape[1] // 2), x.dtype)  # (B, Na, Nb)
         if self.tau_sim:
             W = W * ((cosine(x[:, 0::2], x[:, 1::2]) + 1) / 2) ** (1 / self.tau_sim)
         for tau, value in ((self.tau_info, received), (self.tau_size, size)):
             if tau:
                 u = 1 / value
-                u = u / u.max(axis=-1, keepdims=True)                # (B, N) in (0, 1]
-                W = W * (u[:, 0::2, None] * u[:, None, 1::2]) ** (1 / tau)
+                u = (u / u.max(axis=-1, keepdims=True)) ** (1 / tau)  # (B, N) in (0, 1]
+                W = W * (u[:, 0::2, None] * u[:, None, 1::2])       # (u_i u_j)^(1/tau)
         return W
 
     def project(self, x, first, last):                               # (B, N, D)
@@ -82,9 +93,12 @@ class MCTFBlock(ReducingBlock):
                 f"bidirectional={self.bidirectional}, prop={self.prop}")
 
 
-def merge_keys(slot, M, dtype):
-    """(B, 1, N, M): attn @ this sums the columns of the keys fused into one."""
-    return Tensor(np.swapaxes(one_hot(slot, M), 1, 2)[:, None].astype(dtype))
+def fused_attention(attn, slot, P):                                  # (B, h, N, N), (B, N), (B, M, N)
+    """The one-step-ahead map fused, A' = P A Q^T (B, h, M, M): the columns of keys fused into one
+    token summed (Q, the 0/1 assignment), the rows of the fused queries averaged with the pooling
+    weights (P). Its rows still sum to 1. MCTFBlock uses it only through fused_mix."""
+    keys = merge(attn.transpose(-2, -1), one_hot(slot, P.shape[1]))  # (B, h, M, N)  (A Q^T)^T = Q A^T
+    return merge(keys.transpose(-2, -1), P)                          # (B, h, M, M)  P A Q^T
 
 
 def consistency_loss(student, teacher, logits, labels, threshold=0.4, weight=3.0):
@@ -99,3 +113,23 @@ def consistency_loss(student, teacher, logits, labels, threshold=0.4, weight=3.0
     gap = ((Tensor(teacher.data) - student) ** 2).mean(axis=-1)      # (B,)
     mask = Tensor(confident.astype(gap.dtype))
     return (gap * mask).sum() * (weight / confident.sum())
+
+
+def training_loss(model, images, labels, label_smoothing=0.0, teacher_r_max=8):
+    """(loss, student logits) of MCTF's fine-tuning with token-reduction consistency: the tokens
+    embedded once, then two passes through the backbone, the student with the model's r and a
+    "teacher" merging r' ~ U{0, .., teacher_r_max - 1} in the same blocks; both cross-entropies
+    plus consistency_loss on their final-norm cls tokens. labels: ints (B,) or mixed (B, K)."""
+    tokens = model.embed(images)                                     # (B, N0, D)
+    student, _ = model.forward_tokens(tokens)                        # (B, M, D)
+    teacher, _ = model.forward_tokens(tokens, r=int(generator().integers(0, teacher_r_max)))
+    logits, teacher_logits = model.head(student[:, 0]), model.head(teacher[:, 0])  # (B, K) each
+    loss = cross_entropy(logits, labels, label_smoothing) + cross_entropy(teacher_logits, labels, label_smoothing)
+    hard = labels.argmax(axis=1) if labels.ndim == 2 else labels     # (B,)
+    consistency = consistency_loss(student[:, 0], teacher[:, 0], logits, hard)
+    return (loss if consistency is None else loss + consistency), logits
+
+
+def uses_consistency(model):
+    """Whether `model` fuses tokens with MCTF (and so fine-tunes with training_loss)."""
+    return any(isinstance(blk, MCTFBlock) for blk in getattr(model, "blocks", ()))

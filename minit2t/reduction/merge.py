@@ -15,6 +15,7 @@ The cls token (index 0) is never merged: it always keeps slot 0.
 """
 import numpy as np
 
+from minit2t.grad_mode import no_grad
 from minit2t.tensor import Tensor
 
 
@@ -68,9 +69,12 @@ def merge(x, P):                                                     # (B, ..., 
 
 def cosine(a, b):
     """Cosine similarities (B, Na, Nb) between the rows of a (B, Na, D) and b (B, Nb, D)."""
-    a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-12)
-    b = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1e-12)
-    return a @ np.swapaxes(b, -1, -2)                                # (B, Na, Nb)
+    with no_grad():                                                  # through the active backend:
+        dots = (Tensor(a) @ Tensor(np.swapaxes(b, -1, -2))).data     # (B, Na, Nb) NumPy's BLAS threads
+                                                                     # would compete with the C backend's
+    norm_a = np.sqrt(np.einsum("bnd,bnd->bn", a, a))                 # (B, Na)
+    norm_b = np.sqrt(np.einsum("bnd,bnd->bn", b, b))                 # (B, Nb)
+    return dots / np.maximum(norm_a[:, :, None] * norm_b[:, None, :], 1e-12)
 
 
 def bipartite_slots(scores, r1, r2=0):

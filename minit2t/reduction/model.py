@@ -3,7 +3,6 @@
 Legend: B batch, N0 = num_patches + 1 tokens entering the backbone, M tokens leaving it, D embed dim.
 """
 from minit2t.models.t2t import T2T_ViT
-from minit2t.nn.layers import ModuleList
 from minit2t.reduction.block import plain_block
 from minit2t.reduction.evit import EViTBlock
 from minit2t.reduction.mctf import MCTFBlock
@@ -32,22 +31,32 @@ class ReducedT2T_ViT(T2T_ViT):
 
 def reduce_tokens(model, spec):
     """Give `model`'s backbone blocks the token reduction `spec` (see minit2t.reduction.spec);
-    "none" restores the plain blocks. In place, parameters shared; returns the model."""
+    "none" restores the plain blocks. In place, parameters shared; returns the model. The spec, in
+    full, becomes model.config["reduce"], so a saved model or checkpoint is rebuilt reduced."""
     if not isinstance(model, T2T_ViT):
         raise TypeError(f"reduce_tokens expects a T2T-ViT model, got {type(model).__name__}")
     method, options = parse_spec(spec)
     plain = [plain_block(b) for b in model.blocks]
     if method == "none":
-        model.blocks = ModuleList(plain)
-        model.__class__, model.reduction = T2T_ViT, "none"
+        _replace_blocks(model, plain)
+        model.__class__ = T2T_ViT
+        model.config = {k: v for k, v in model.config.items() if k != "reduce"}
         return model
     blocks = {"tome": _tome, "evit": _evit, "mctf": _mctf}[method](plain, dict(options))
     for new, old in zip(blocks, plain):
         new.train(old.training)
-    model.blocks = ModuleList(blocks)
+    _replace_blocks(model, blocks)
     model.__class__ = ReducedT2T_ViT
-    model.reduction = format_spec(method, options)
+    model.config = {**model.config, "reduce": format_spec(method, options)}   # saved with the weights
     return model
+
+
+def _replace_blocks(model, blocks):
+    """The blocks swapped inside model.blocks, which keeps its place among the model's children:
+    state_dict and parameters() keep their order (a new ModuleList would go last, after norm and
+    head, and an optimizer state saved by parameter position would no longer line up)."""
+    for i, blk in enumerate(blocks):
+        setattr(model.blocks, str(i), blk)                           # re-set in order: order 0, 1, ...
 
 
 def _per_block(r, depth, first, what):

@@ -7,6 +7,8 @@
 """
 import re
 
+import numpy as np
+
 # method: {option: default}; None means "depends on the model" (filled in by the method)
 OPTIONS = {
     "none": {},
@@ -47,6 +49,8 @@ def format_spec(method, options):
     def show(v):
         if isinstance(v, (list, tuple)):
             return "[" + ",".join(show(x) for x in v) + "]"
+        if isinstance(v, float) and "e" in str(v):                   # 1e-05: the parser takes no exponent
+            return np.format_float_positional(v)                       # 0.00001
         return str(int(v)) if isinstance(v, bool) else str(v)
     return method + ":" + ",".join(f"{k}={show(v)}" for k, v in options.items() if v is not None)
 
@@ -57,13 +61,13 @@ def _items(rest, spec):
     for i, c in enumerate(rest + ","):
         depth += (c == "[") - (c == "]")
         if depth < 0 or depth > 1:
-            raise SpecError(f"unbalanced brackets in {spec!r}")
+            raise SpecError(f"unbalanced brackets in {spec!r}: expected one list like r=[0,8,8]")
         if c == "," and depth == 0:
             if rest[start:i].strip():
                 items.append(rest[start:i])
             start = i + 1
     if depth:
-        raise SpecError(f"unbalanced brackets in {spec!r}")
+        raise SpecError(f"unbalanced brackets in {spec!r}: expected one list like r=[0,8,8]")
     return items
 
 
