@@ -296,3 +296,75 @@ def t2t_vit_configs(draw, tokens_types=("performer", "transformer", "convolution
               mlp_ratio=draw(st.sampled_from([1.0, 2.0])), qkv_bias=draw(st.booleans()),
               token_dim=draw(st.integers(2, 5)))
     return kw, draw(st.integers(min_batch, 3))
+
+
+# ---- token reduction (tests/test_reduction.py) --------------------------------
+# Few tokens and blocks: every draw runs a real backbone. Ties between matching scores or
+# attention ranks have probability zero for the continuous tokens drawn here.
+
+@st.composite
+def backbone_cases(draw, min_tokens=2, max_tokens=24, max_depth=3):
+    """(B, N0, D, heads, depth, seed): N0 random tokens (cls first) into a depth-block backbone of
+    width D = heads * head dim >= 3 (a LayerNorm of 2-vectors has two outputs: ties everywhere)."""
+    heads = draw(st.integers(1, 2))
+    return dict(B=draw(st.integers(1, 2)), N0=draw(st.integers(min_tokens, max_tokens)),
+                D=heads * draw(st.integers(3 if heads == 1 else 2, 4)), heads=heads,
+                depth=draw(st.integers(1, max_depth)),
+                seed=draw(seeds))
+
+
+def _r_text(draw, depth, high, fraction):
+    """r as a spec writes it: a number, a per-block list (maybe shorter than depth), or a fraction."""
+    kind = draw(st.sampled_from(["int", "list", "fraction"] if fraction else ["int", "list"]))
+    if kind == "list":
+        rs = draw(st.lists(st.integers(0, high), max_size=depth))
+        return "[" + ",".join(map(str, rs)) + "]"
+    if kind == "fraction":
+        return draw(st.sampled_from(["0.1", "0.25", ".4"]))
+    return str(draw(st.integers(0, high)))
+
+
+@st.composite
+def reduction_specs(draw, depth, methods=("tome", "evit", "mctf"), fuses=("sum", "mean", "drop")):
+    """A valid spec for a depth-block model (options in any order, some left at their defaults):
+    r as a number or a per-block list, EViT at any blocks, MCTF's tau_sim or tau_size sometimes 0
+    (tau_info never: with all three 0 every score would tie), both flags either way."""
+    method = draw(st.sampled_from(methods))
+    flag = st.sampled_from(["0", "1"])
+    if method == "tome":
+        opts = [f"r={_r_text(draw, depth, 8, False)}", f"prop={draw(flag)}"]
+    elif method == "evit":
+        at = sorted(set(draw(st.lists(st.integers(0, depth - 1), min_size=1, max_size=depth))))
+        opts = [f"keep={draw(st.sampled_from(['0.3', '.5', '0.75', '1']))}", f"fuse={draw(st.sampled_from(fuses))}",
+                "at=[" + ",".join(map(str, at)) + "]", f"prop={draw(flag)}"]
+    else:
+        opts = [f"r={_r_text(draw, depth, 8, True)}", f"tau_sim={draw(st.sampled_from(['1', '0.5', '0']))}",
+                f"tau_info={draw(st.sampled_from(['20', '5']))}", f"tau_size={draw(st.sampled_from(['40', '0']))}",
+                f"bidirectional={draw(flag)}", f"prop={draw(flag)}"]
+    return method + ":" + ",".join(draw(st.permutations(opts))[:draw(st.integers(0, len(opts)))])
+
+
+def zero_reduction_specs(depth):
+    """Specs that reduce nothing: r = 0 everywhere, keep = 1."""
+    return st.sampled_from(["tome:r=0", "tome:r=[" + ",".join("0" * depth) + "]", "tome:r=[],prop=0",
+                            "mctf:r=0", "mctf:r=[0],bidirectional=0", "evit:keep=1",
+                            "evit:keep=1,fuse=drop,at=[0]"])
+
+
+@st.composite
+def reducing_block_cases(draw, method, min_tokens=12, max_tokens=22):
+    """(B, N, D, heads, seed, options) for one reducing block of `method` on N random tokens:
+    options are the block's keyword arguments (D >= 3 and MCTF's tau_sim never 0 here: no ties)."""
+    heads = draw(st.integers(1, 2))
+    case = dict(B=draw(st.integers(1, 2)), N=draw(st.integers(min_tokens, max_tokens)),
+                D=heads * draw(st.integers(3 if heads == 1 else 2, 4)), heads=heads, seed=draw(seeds))
+    if method == "tome":
+        case["options"] = dict(r=draw(st.integers(1, 8)), prop=draw(st.booleans()))
+    elif method == "evit":
+        case["options"] = dict(keep=draw(st.sampled_from([0.3, 0.5, 0.75])),
+                               fuse=draw(st.sampled_from(["sum", "mean", "drop"])))
+    else:
+        case["options"] = dict(r=draw(st.integers(1, 6)), tau_sim=draw(st.sampled_from([1.0, 0.5])),
+                               tau_info=draw(st.sampled_from([20.0, 0.0])), tau_size=draw(st.sampled_from([40.0, 0.0])),
+                               bidirectional=draw(st.booleans()), prop=draw(st.booleans()))
+    return case

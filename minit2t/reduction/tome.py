@@ -11,8 +11,6 @@ In each block, after the attention residual and before the MLP:
             original tokens each stands for; sizes add                    (B, N - r, D)
 and every attention adds log s_j to the logits of key j (proportional attention).
 """
-import numpy as np
-
 from minit2t.reduction.block import ReducingBlock
 from minit2t.reduction.merge import assignment, bipartite_slots, cosine, merge, protect_cls
 
