@@ -37,7 +37,7 @@ class EViTBlock(ReducingBlock):
             M = K + 1 + (self.fuse != "drop")
             fused = (slot == K + 1).astype(x.dtype)                  # (B, N) 1 for the inattentive
             w = a * Tensor(fused) + Tensor(1.0 - fused)              # (B, N) a_j for them, 1 for the others
-            P = Tensor(one_hot(slot, M).astype(x.dtype)) * w.reshape(B, 1, N)  # (B, M, N)
+            P = Tensor(one_hot(slot, M, x.dtype)) * w.reshape(B, 1, N)   # (B, M, N)
             if self.fuse == "mean":
                 P = P / P.sum(axis=-1, keepdims=True)
             x = P @ x                                                # (B, M, D)

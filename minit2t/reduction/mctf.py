@@ -52,7 +52,7 @@ class MCTFBlock(ReducingBlock):
         size = state.sizes(x)                                        # (B, N)
         r1 = r // 2 if self.bidirectional else r
         slot, M = bipartite_slots(protect_cls(self.scores(x.data, received, size)), r1, r - r1)
-        P = assignment(slot, M, received * size / size.max(axis=-1, keepdims=True))  # (B, M, N)
+        P = assignment(slot, M, received * size / size.max(axis=-1, keepdims=True), x.dtype)  # (B, M, N)
         x = merge(x, P)                                              # (B, M, D)
         state.update(slot, M)
         (v,) = self.project(self.norm1(x), 2, 3)                     # (B, h, M, d)
@@ -63,7 +63,7 @@ class MCTFBlock(ReducingBlock):
         P (A (Q^T v)): the M values spread back over the N keys, the unfused attention's output,
         then merged, so A' (B, h, M, M) is never built. Attention dropout (0 in every zoo model)
         acts on A before fusing."""
-        spread = merge(v, np.swapaxes(one_hot(slot, v.shape[2]), 1, 2))  # (B, h, N, d)  Q^T v
+        spread = merge(v, np.swapaxes(one_hot(slot, v.shape[2], v.dtype), 1, 2))  # (B, h, N, d)  Q^T v
         out = concat_heads(self.attn.attn_drop(attn) @ spread)      # (B, N, D)
         return self.attn.proj_drop(self.attn.proj(merge(out, P)))   # (B, M, D)
 

@@ -35,36 +35,47 @@ class TokenState:
 
     def update(self, slot, M):
         """Sizes and sources after the tokens went to their slots."""
-        P = one_hot(slot, M)                                         # (B, M, N)
-        self.size = np.einsum("bmn,bn->bm", P, np.ones(slot.shape) if self.size is None else self.size)
+        self.size = group_sums(np.ones(slot.shape) if self.size is None else self.size, slot, M)  # (B, M)
         if self.source is not None:
-            self.source = np.einsum("bmn,bnk->bmk", P, self.source) > 0  # (B, M, N0)
+            self.source = np.einsum("bmn,bnk->bmk", one_hot(slot, M), self.source) > 0  # (B, M, N0)
 
     def record(self):
         if self.source is not None:
             self.sources.append(self.source)
 
 
-def one_hot(slot, M):
+def one_hot(slot, M, dtype=np.float64):
     """(B, M, N) with a 1 at [b, slot[b, n], n]; a token with slot -1 goes nowhere (dropped)."""
     B, N = slot.shape
-    P = np.zeros((B, M, N))
+    P = np.zeros((B, M, N), dtype)
     b, n = np.nonzero(slot >= 0)
-    P[b, slot[b, n], n] = 1.0
+    P[b, slot[b, n], n] = 1
     return P
 
 
-def assignment(slot, M, weights=None):
+def group_sums(values, slot, M):                                     # (B, N)
+    """(B, M): for each slot, the sum of the values of the tokens sent to it."""
+    out = np.zeros((slot.shape[0], M))
+    b, n = np.nonzero(slot >= 0)
+    np.add.at(out, (b, slot[b, n]), values[b, n])
+    return out
+
+
+def assignment(slot, M, weights=None, dtype=np.float64):
     """The weighted-mean assignment matrix (B, M, N): row m averages the tokens sent to slot m,
-    each with its weight (B, N) (all 1 if None)."""
-    P = one_hot(slot, M) * (1.0 if weights is None else weights[:, None, :])  # (B, M, N)
-    return P / P.sum(axis=-1, keepdims=True)
+    each with its weight (B, N) (all 1 if None): P[m, n] = w_n / (sum of w over slot m)."""
+    w = np.ones(slot.shape) if weights is None else weights          # (B, N)
+    total = group_sums(w, slot, M)                                   # (B, M)
+    P = np.zeros((slot.shape[0], M, slot.shape[1]), dtype)
+    b, n = np.nonzero(slot >= 0)
+    P[b, slot[b, n], n] = w[b, n] / total[b, slot[b, n]]
+    return P
 
 
 def merge(x, P):                                                     # (B, ..., N, D)
     """The tokens of x (a Tensor) merged by the assignment matrix P (B, M, N): P @ x along N."""
     P = P.reshape(P.shape[:1] + (1,) * (x.ndim - 3) + P.shape[1:])   # (B, 1.., M, N)
-    return Tensor(P.astype(x.dtype)) @ x                             # (B, ..., M, D)
+    return Tensor(P.astype(x.dtype, copy=False)) @ x                 # (B, ..., M, D)
 
 
 def cosine(a, b):

@@ -26,7 +26,7 @@ class ToMeBlock(ReducingBlock):
         if r > 0:
             metric = k.data.mean(axis=1)                             # (B, N, d)
             slot, M = bipartite_slots(protect_cls(cosine(metric[:, 0::2], metric[:, 1::2])), r)
-            x = merge(x, assignment(slot, M, state.sizes(x)))        # (B, M, D) size-weighted means
+            x = merge(x, assignment(slot, M, state.sizes(x), x.dtype))  # (B, M, D) size-weighted means
             state.update(slot, M)
         return self.feed_forward(x)                                  # (B, M, D)
 
