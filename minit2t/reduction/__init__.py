@@ -11,4 +11,5 @@ from minit2t.reduction.mctf import consistency_loss, training_loss, uses_consist
 from minit2t.reduction.model import ReducedT2T_ViT, reduce_tokens
 from minit2t.reduction.spec import SpecError, format_spec, parse_spec
 
-__all__ = ["ReducedT2T_ViT", "SpecError", "consistency_loss", "format_spec", "parse_spec", "reduce_tokens", "training_loss", "uses_consistency"]
+__all__ = ["ReducedT2T_ViT", "SpecError", "consistency_loss", "format_spec", "parse_spec", "reduce_tokens",
+           "training_loss", "uses_consistency"]
