@@ -3,6 +3,7 @@
     import minit2t as mt
     model = mt.create_model("t2t_vit_7")
     logits = model(mt.tensor(images))          # (B, 1000)
+    mt.reduce_tokens(model, "mctf:r=8")        # fewer tokens in the backbone: ToMe, EViT, MCTF
 """
 from minit2t import grad_mode
 from minit2t.grad_mode import enable_grad, no_grad
@@ -14,6 +15,8 @@ from minit2t.backends import (available_backends, get_backend, get_num_threads, 
 from minit2t.io import load, read_weights, save
 from minit2t.models import create_model, list_models
 from minit2t.hub import list_pretrained, pretrained
+from minit2t import reduction
+from minit2t.reduction import reduce_tokens
 from minit2t.random import manual_seed
 
 __version__ = "0.1.0"
@@ -42,4 +45,5 @@ def count_macs(model, input_size):
 
 __all__ = ["Tensor", "available_backends", "cat", "count_macs", "count_params", "create_model", "data",
            "enable_grad", "exercises", "get_backend", "grad_mode", "list_models", "load", "manual_seed", "nn",
-           "no_grad", "ops", "optim", "pretrained", "list_pretrained", "read_weights", "save", "set_backend", "set_num_threads", "get_num_threads", "tensor"]
+           "no_grad", "ops", "optim", "pretrained", "list_pretrained", "read_weights", "reduce_tokens", "reduction",
+           "save", "set_backend", "set_num_threads", "get_num_threads", "tensor"]
