@@ -17,7 +17,8 @@ pytest.importorskip("matplotlib", reason="the notebooks draw with matplotlib: pi
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-EXPECTED = ["01_autograd", "02_soft_split", "03_t2t_attention", "04_the_model", "05_training_and_inside"]
+EXPECTED = ["01_autograd", "02_soft_split", "03_t2t_attention", "04_the_model", "05_training_and_inside",
+            "06_fewer_tokens"]
 CIFAR = ROOT.parent / "shared" / "data" / "cifar-10-binary.tar.gz"     # where the notebooks look by default
 CELL_TIMEOUT = 300                                                     # seconds, per cell
 MAX_TOTAL_BYTES = 2_000_000
