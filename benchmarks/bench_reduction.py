@@ -71,7 +71,8 @@ def cifar_rows(args):
         rows.append((model.config.get("reduce", "none") if spec != "none" else "none", model))
     for path in args.finetuned:
         model, _ = load_model(path)
-        rows.append((f"{os.path.basename(path)} ({model.config.get('reduce', 'none')})", model.eval()))
+        name = os.path.basename(os.path.dirname(path)) if os.path.basename(path) == "last.npz" else path
+        rows.append((f"{os.path.basename(name)}: {model.config.get('reduce', 'none')}", model.eval()))
     return rows
 
 
