@@ -72,7 +72,7 @@ def cifar_rows(args):
     for path in args.finetuned:
         model, _ = load_model(path)
         name = os.path.basename(os.path.dirname(path)) if os.path.basename(path) == "last.npz" else path
-        rows.append((f"{os.path.basename(name)}: {model.config.get('reduce', 'none')}", model.eval()))
+        rows.append((f"{os.path.basename(name)} ({model.config.get('reduce', 'none')})", model.eval()))
     return rows
 
 
