@@ -136,6 +136,7 @@ def main():
     if args.imagenet_scale or args.imagenet_only:
         out["imagenet_scale"] = run_imagenet(args)
     if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json + ".tmp", "w") as f:
             json.dump(out, f, indent=1)
         os.replace(args.json + ".tmp", args.json)
