@@ -109,3 +109,17 @@ def test_pretrained_reduced_models_carry_their_spec():
             assert os.path.exists(card), f"{name} ships without its card"
             log = json.loads(open(card.replace(".md", ".metrics.jsonl")).readline())
             assert "test_acc" in log
+
+
+CIFAR = os.environ.get("MINIT2T_DATA") or os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
+                                                       "cifar-10-binary.tar.gz")
+
+
+@pytest.mark.skipif(not os.path.exists(CIFAR), reason=f"needs CIFAR-10 at {CIFAR} or $MINIT2T_DATA")
+def test_the_shipped_reduced_model_scores_what_its_log_says(capsys):
+    name = "t2t_vit_cifar_tome"
+    assert cli_main(["eval", "--pretrained", name, "--data", CIFAR]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    with open(os.path.join(os.path.dirname(mt.hub.pretrained_path(name)), f"{name}.metrics.jsonl")) as f:
+        logged = [json.loads(line) for line in f][-1]["test_acc"]
+    assert abs(float(last.split(": ")[1]) - logged) <= 0.0005      # float32 sums in another order may flip a tie
