@@ -130,7 +130,7 @@ def main():
     args = p.parse_args()
     print(f"CPU: {cpu_name()}; backend {mt.get_backend().__name__.split('.')[-1]}; "
           f"{mt.get_num_threads()} threads", flush=True)
-    out = {"cpu": cpu_name()}
+    out = {"cpu": cpu_name(), "command": "python benchmarks/bench_reduction.py " + " ".join(sys.argv[1:])}
     if not args.imagenet_only:
         out["cifar"] = run_cifar(args)
     if args.imagenet_scale or args.imagenet_only:
