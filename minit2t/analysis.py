@@ -60,6 +60,8 @@ def t2t_stages(t2t, x):
     """[image after T2T layer 1 (B, E, H0, W0), image after T2T layer 2 (B, E, H1, W1), tokens (B, N, D)]
     from one forward pass of the T2T module `t2t`: the re-structurized images are what its second and
     third soft splits read (with convolution tokens, what the second convolution and the projection read)."""
+    if t2t.tokens_type == "hard":
+        raise ValueError("a hard split (tokens_type 'hard') has no T2T stages: its tokens come from one Linear")
     third = t2t.project if t2t.tokens_type == "convolution" else t2t.soft_split2
     with capture([t2t.soft_split1, third], _first_input) as (image1, image2):
         tokens = t2t(x)

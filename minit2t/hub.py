@@ -173,7 +173,10 @@ def _check_against_weights(config, n_tokens, shapes):
     D, depth, E = config["embed_dim"], config["depth"], config["token_dim"]
     k0, k1, k2 = (kernel for kernel, _, _ in config["soft_split"])
     want = {"cls_token": (1, 1, D), "pos_embed": (1, n_tokens + 1, D), "norm.weight": (D,)}
-    if config["tokens_type"] == "convolution":
+    if config["tokens_type"] == "hard":
+        patch = config["img_size"] // int(round(n_tokens ** 0.5))
+        want["tokens_to_token.project.weight"] = (D, config["in_chans"] * patch * patch)
+    elif config["tokens_type"] == "convolution":
         want["tokens_to_token.soft_split0.weight"] = (E, config["in_chans"], k0, k0)
         want["tokens_to_token.project.weight"] = (D, E, k2, k2)
     else:

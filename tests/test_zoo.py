@@ -38,7 +38,8 @@ def test_macs_are_the_sum_of_the_layers():
 
 
 def test_eleven_variants_and_config():
-    assert sorted(mt.list_models()) == sorted(list(PAPER) + ["t2t_vit_14_resnext", "t2t_vit_14_wide", "t2t_vit_cifar"])
+    assert sorted(mt.list_models()) == sorted(list(PAPER) + ["t2t_vit_14_resnext", "t2t_vit_14_wide", "t2t_vit_cifar",
+                                                             "vit_cifar"])
     model = mt.create_model("t2t_vit_14_wide", img_size=64, num_classes=7, token_dim=32)
     cfg = model.config
     assert (cfg["embed_dim"], cfg["depth"], cfg["num_heads"], cfg["mlp_ratio"]) == (768, 4, 12, 3.0)
@@ -113,3 +114,17 @@ def test_convert_errors(tmp_path, capsys):
     torch.save({"state_dict": {"w": torch.zeros(2)}, "extra": 1}, src)
     assert cli_main(["convert", str(src), str(tmp_path / "o.npz"), "--model", "t2t_vit_7"]) == 2
     assert "missing keys" in capsys.readouterr().err
+
+
+def test_vit_cifar_is_a_hard_split_before_the_same_backbone():
+    """ViT's tokenizer: 4x4 non-overlapping patches, each one Linear, i.e. a conv with kernel = stride = 4."""
+    torch = pytest.importorskip("torch")
+    vit, t2t = mt.create_model("vit_cifar"), mt.create_model("t2t_vit_cifar")
+    backbone = lambda m: {k: v.shape for k, v in m.state_dict().items() if not k.startswith("tokens_to_token.")}
+    assert backbone(vit) == backbone(t2t)
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    W = vit.tokens_to_token.project.weight.data.reshape(128, 3, 4, 4)
+    b = vit.tokens_to_token.project.bias.data
+    want = torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(W), torch.tensor(b), stride=4)
+    got = vit.tokens_to_token(mt.tensor(x)).data                        # (B, 64, 128)
+    assert np.allclose(got, want.flatten(2).transpose(1, 2).numpy(), atol=1e-5)

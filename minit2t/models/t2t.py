@@ -4,11 +4,13 @@ Legend: B batch, C channels, H/W image size, k/s/p kernel/stride/padding of a so
 Hi/Wi the token grid after soft split i, Ti = Hi*Wi its tokens, E token_dim (T2T width),
 D embed dim, N = num_patches (the tokens after the last split).
 
-T2T module, for each of the three soft splits (k, s, p):
+T2T module (tokens_type "transformer" or "performer"), for each of the three soft splits (k, s, p):
     soft split:         image (B, C, H, W) -> overlapping k x k patches as tokens (B, T, C*k*k)
     T2T layer:          tokens (B, T, C*k*k) -> (B, T, E)       [the first two splits only]
     re-structurization: tokens (B, T, E) -> image (B, E, sqrt T, sqrt T)
-then a Linear projects the last split's tokens to D. The backbone is a deep-narrow ViT:
+then a Linear projects the last split's tokens to D. For the paper's comparisons the module can be
+"convolution" (convolutions in place of soft split + T2T layer) or "hard" (ViT's tokenizer: the image cut
+into non-overlapping p x p patches, p = H / sqrt N, each projected by one Linear). The backbone is a deep-narrow ViT:
 cls token + fixed sinusoid positions, `depth` pre-norm blocks, LayerNorm, linear head.
 """
 import numpy as np
@@ -23,7 +25,7 @@ from minit2t.nn.transformer import Block
 from minit2t.tensor import Tensor
 
 RELEASE_SOFT_SPLIT = ((7, 4, 2), (3, 2, 1), (3, 2, 1))
-TOKENS_TYPES = ("performer", "transformer", "convolution")
+TOKENS_TYPES = ("performer", "transformer", "convolution", "hard")
 
 __all__ = ["T2TModule", "T2T_ViT", "TokenPerformer", "TokenTransformer", "get_sinusoid_encoding"]
 
@@ -66,7 +68,11 @@ class T2TModule(Module):
         (k0, s0, p0), (k1, s1, p1), (k2, s2, p2) = soft_split
         self.tokens_type, self.img_size, self.in_chans = tokens_type, img_size, in_chans
         self.sides = split_sizes(img_size, soft_split)
-        if tokens_type == "convolution":                             # the paper's comparison
+        if tokens_type == "hard":                                    # ViT's hard split, for comparison
+            self.patch = img_size // self.sides[-1]                  # as many tokens as the soft splits give
+            self.soft_split0 = Unfold(self.patch, self.patch, 0)     # non-overlapping patches
+            self.project = Linear(in_chans * self.patch ** 2, embed_dim)
+        elif tokens_type == "convolution":                           # the paper's comparison
             self.soft_split0 = Conv2d(in_chans, token_dim, k0, s0, p0)
             self.soft_split1 = Conv2d(token_dim, token_dim, k1, s1, p1)
             self.project = Conv2d(token_dim, embed_dim, k2, s2, p2)
@@ -84,6 +90,8 @@ class T2TModule(Module):
         self._check_images(x)
         if self.tokens_type == "convolution":
             return self._convolutions(x)
+        if self.tokens_type == "hard":                               # ViT: one linear map per patch
+            return self.project(self.soft_split0(x).transpose(1, 2))  # (B, N, C*p*p) -> (B, N, D)
         x = self.soft_split0(x).transpose(1, 2)                      # (B, T0, C*k0*k0)  soft split
         x = self.attention1(x)                                       # (B, T0, E)        T2T layer
         x = restructurize(x, self.sides[0])                          # (B, E, H0, W0)    re-structurization

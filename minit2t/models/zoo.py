@@ -28,6 +28,9 @@ CIFAR_INPUT = dict(img_size=32, num_classes=10, soft_split=CIFAR_SOFT_SPLIT)   #
 CIFAR_VARIANTS = {
     "t2t_vit_cifar": dict(tokens_type="transformer", embed_dim=128, depth=7, num_heads=4, mlp_ratio=2.0,
                           token_dim=32, **CIFAR_INPUT),
+    # the same backbone behind ViT's hard split: 4x4 patches (8x8 tokens), one Linear each
+    "vit_cifar": dict(tokens_type="hard", embed_dim=128, depth=7, num_heads=4, mlp_ratio=2.0,
+                      token_dim=32, **CIFAR_INPUT),
 }
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -45,7 +48,7 @@ def create_model(name, **kwargs):
 
     kwargs: img_size, in_chans, num_classes, token_dim, qkv_bias, qk_scale, drop_rate,
     attn_drop_rate, drop_path_rate, soft_split ((k, s, p) of the three soft splits),
-    tokens_type (to swap the T2T layers, e.g. "convolution" for the paper's comparison);
+    tokens_type (to swap the T2T layers, e.g. "convolution" or "hard" for the paper's comparisons);
     t2t_vit_cifar also takes embed_dim, depth, num_heads and mlp_ratio.
     The release's pretrained weights were trained with qk_scale = embed_dim ** -0.5
     (512 ** -0.5 for t2t_vit_14_wide); pass it when loading them.
