@@ -368,3 +368,18 @@ def reducing_block_cases(draw, method, min_tokens=12, max_tokens=22):
                                tau_info=draw(st.sampled_from([20.0, 0.0])), tau_size=draw(st.sampled_from([40.0, 0.0])),
                                bidirectional=draw(st.booleans()), prop=draw(st.booleans()))
     return case
+
+
+# ---- attention approximations (tests/test_approx.py) ------------------------
+
+@st.composite
+def attention_cases(draw, max_tokens=9, max_width=4):
+    """(q, k, v, tau, window): q, k (B, T, d), v (B, T, dv) float64, a window in 1..T+2."""
+    B, T = draw(st.integers(1, 2)), draw(st.integers(1, max_tokens))
+    d, dv = draw(st.integers(1, max_width)), draw(st.integers(1, max_width))
+    r = np.random.default_rng(draw(seeds))
+    scale = draw(st.sampled_from([0.3, 1.0]))
+    q, k = (scale * r.standard_normal((B, T, d)) for _ in range(2))
+    v = r.standard_normal((B, T, dv))
+    tau = draw(st.sampled_from([d ** -0.5, 0.2, 1.0]))
+    return q, k, v, tau, draw(st.integers(1, T + 2))

@@ -9,6 +9,8 @@ import re
 
 import numpy as np
 
+from minit2t.specs import split_items
+
 # method: {option: default}; None means "depends on the model" (filled in by the method)
 OPTIONS = {
     "none": {},
@@ -32,7 +34,7 @@ def parse_spec(spec):
     if method not in OPTIONS:
         raise SpecError(f"unknown token reduction {method!r} in {spec!r}; expected one of {', '.join(OPTIONS)}")
     options = dict(OPTIONS[method])
-    for item in _items(rest, spec):
+    for item in split_items(rest, spec, SpecError, "r=[0,8,8]"):
         key, eq, text = item.partition("=")
         key = key.strip()
         if key not in options or not eq:
@@ -53,22 +55,6 @@ def format_spec(method, options):
             return np.format_float_positional(v)                       # 0.00001
         return str(int(v)) if isinstance(v, bool) else str(v)
     return method + ":" + ",".join(f"{k}={show(v)}" for k, v in options.items() if v is not None)
-
-
-def _items(rest, spec):
-    """Split on commas outside brackets."""
-    items, depth, start = [], 0, 0
-    for i, c in enumerate(rest + ","):
-        depth += (c == "[") - (c == "]")
-        if depth < 0 or depth > 1:
-            raise SpecError(f"unbalanced brackets in {spec!r}: expected one list like r=[0,8,8]")
-        if c == "," and depth == 0:
-            if rest[start:i].strip():
-                items.append(rest[start:i])
-            start = i + 1
-    if depth:
-        raise SpecError(f"unbalanced brackets in {spec!r}: expected one list like r=[0,8,8]")
-    return items
 
 
 def _value(method, key, text, spec):

@@ -1,0 +1,276 @@
+"""minit2t.approx: attention approximations (local, performer, scatterbrain), their band op,
+specs and the T2T swap. Oracle: tests/torch_approx.py (float64, same random matrix W)."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+import minit2t as mt
+import torch_approx as ta
+from helpers import assert_close, numerical_grad_check
+from minit2t import approx
+from minit2t.approx import AttentionSpecError, parse_attention_spec, swap_t2t_attention
+from minit2t.approx.features import feature_rows, gaussian_orthogonal, log_features
+from minit2t.ops.band import BandGather, band_gather, band_mask, band_scatter
+from strategies import attention_cases, seeds
+
+TOL = dict(rtol=1e-9, atol=1e-12)
+
+
+def qkv(seed, B=2, T=7, d=3, dv=4, scale=1.0):
+    r = np.random.default_rng(seed)
+    return scale * r.standard_normal((B, T, d)), scale * r.standard_normal((B, T, d)), r.standard_normal((B, T, dv))
+
+
+def parity(mt_fn, th_fn, arrays, seed=0):
+    """Forward and gradients (one random upstream gradient) of mt_fn against th_fn."""
+    mt_in = [mt.tensor(a, requires_grad=True) for a in arrays]
+    th_in = [torch.tensor(a, requires_grad=True) for a in arrays]
+    out, ref = mt_fn(*mt_in), th_fn(*th_in)
+    assert_close(out.data, ref.detach().numpy(), what="forward", **TOL)
+    g = np.random.default_rng(seed).standard_normal(out.shape)
+    out.backward(g)
+    ref.backward(torch.from_numpy(g))
+    for i, (a, b) in enumerate(zip(mt_in, th_in)):
+        assert_close(a.grad, b.grad.numpy(), what=f"gradient of input {i}", **TOL)
+
+
+def implied(fn, q, k, T):
+    """The implied attention matrix (B, T, T): the output for v = identity."""
+    eye = np.broadcast_to(np.eye(T), (q.shape[0], T, T)).copy()
+    with mt.no_grad():
+        return fn(mt.tensor(q), mt.tensor(k), mt.tensor(eye)).data
+
+
+# ---- the band op ---------------------------------------------------------------
+
+@pytest.mark.parametrize("T,w", [(1, 1), (5, 1), (5, 2), (5, 3), (6, 4), (4, 9), (5, 0)])
+def test_band_gather_gradcheck(T, w):
+    x = np.random.default_rng(T * 10 + w).standard_normal((2, T, 3))
+    numerical_grad_check(lambda t: BandGather.apply(t, window=w), [x])
+
+
+@given(st.integers(1, 8), st.integers(0, 10), seeds)
+def test_band_gather_is_the_band_and_scatter_its_adjoint(T, w, seed):
+    r = np.random.default_rng(seed)
+    x, y = r.standard_normal((2, T, 3)), r.standard_normal((2, T, w, 3))
+    g = band_gather(x, w)
+    mask = band_mask(T, w)
+    for i in range(T):
+        for s, o in enumerate(range(-(w // 2), w - w // 2)):
+            want = x[:, i + o] if mask[i, s] else 0.0
+            np.testing.assert_array_equal(g[:, i, s], want)
+    assert np.isclose(np.sum(g * y), np.sum(x * band_scatter(y, T)))
+
+
+def test_band_gather_errors():
+    with pytest.raises(ValueError, match="window must be >= 0"):
+        BandGather.apply(mt.tensor(np.zeros((1, 3, 2))), window=-1)
+    with pytest.raises(ValueError, match=r"shape \(B, T, d\)"):
+        BandGather.apply(mt.tensor(np.zeros((3, 2))), window=1)
+
+
+# ---- parity with the torch transcription (float64) ---------------------------
+
+@pytest.mark.parametrize("w", [1, 2, 3, 6, 20])
+def test_local_parity(w):
+    q, k, v = qkv(w)
+    parity(lambda q, k, v: approx.local(q, k, v, 0.6, w), lambda q, k, v: ta.local(q, k, v, 0.6, w), [q, k, v])
+
+
+@pytest.mark.parametrize("m", [1, 3, 8])
+def test_performer_parity(m):
+    q, k, v = qkv(m)
+    W = gaussian_orthogonal(m, 3, seed=m)
+    parity(lambda q, k, v: approx.performer(q, k, v, 0.6, W),
+           lambda q, k, v: ta.performer(q, k, v, 0.6, torch.from_numpy(W)), [q, k, v])
+
+
+@pytest.mark.parametrize("w,m", [(0, 4), (1, 2), (3, 4), (4, 8), (20, 2)])
+def test_scatterbrain_parity(w, m):
+    q, k, v = qkv(w + 10 * m)
+    W = gaussian_orthogonal(m // 2, 3, seed=m)
+    parity(lambda q, k, v: approx.scatterbrain(q, k, v, 0.6, w, W),
+           lambda q, k, v: ta.scatterbrain(q, k, v, 0.6, w, torch.from_numpy(W)), [q, k, v])
+
+
+def test_exact_parity():
+    parity(lambda q, k, v: approx.exact(q, k, v, 0.6), lambda q, k, v: ta.exact(q, k, v, 0.6), list(qkv(1)))
+
+
+def test_stable_for_large_logits():
+    """Logits in the thousands: e^{tau q.k} overflows float64, the shifted formulas do not."""
+    q, k, v = qkv(3, T=6, d=3, scale=30.0)
+    assert np.max(q @ k.transpose(0, 2, 1)) > 800
+    W = gaussian_orthogonal(4, 3, seed=0)
+    for fn in (lambda q, k, v: approx.local(q, k, v, 1.0, 3), lambda q, k, v: approx.performer(q, k, v, 1.0, W),
+               lambda q, k, v: approx.scatterbrain(q, k, v, 1.0, 3, W)):
+        ts = [mt.tensor(a, requires_grad=True) for a in (q, k, v)]
+        out = fn(*ts)
+        out.sum().backward()
+        assert np.all(np.isfinite(out.data)) and all(np.all(np.isfinite(t.grad)) for t in ts)
+    with np.errstate(over="ignore", invalid="ignore"):              # the oracle has no shifts
+        ref = ta.local(*(torch.tensor(a) for a in (q, k, v)), 1.0, 3).numpy()
+    assert_close(approx.local(mt.tensor(q), mt.tensor(k), mt.tensor(v), 1.0, 3).data, ref, what="local", **TOL)
+
+
+# ---- properties ------------------------------------------------------------------
+
+@given(attention_cases(), seeds)
+def test_rows_sum_to_one(case, seed):
+    q, k, v, tau, w = case
+    T = q.shape[1]
+    W = gaussian_orthogonal(2, q.shape[2], seed=seed)
+    for fn in (lambda q, k, v: approx.local(q, k, v, tau, w),
+               lambda q, k, v: approx.scatterbrain(q, k, v, tau, w, W),
+               lambda q, k, v: approx.performer(q, k, v, tau, W)):
+        A = implied(fn, q, k, T)
+        np.testing.assert_allclose(A.sum(-1), 1.0, rtol=1e-12)
+        with mt.no_grad():
+            out = fn(mt.tensor(q), mt.tensor(k), mt.tensor(v)).data
+        np.testing.assert_allclose(out, A @ v, rtol=1e-9, atol=1e-12)   # linear in v
+
+
+@given(attention_cases(), seeds)
+def test_local_support_is_the_band(case, seed):
+    q, k, _, tau, w = case
+    A = implied(lambda q, k, v: approx.local(q, k, v, tau, w), q, k, q.shape[1])
+    assert np.all(A[:, ~ta.band(q.shape[1], w).numpy()] == 0)
+
+
+@given(attention_cases(), seeds)
+def test_full_window_is_exact(case, seed):
+    q, k, v, tau, _ = case
+    T = q.shape[1]
+    W = gaussian_orthogonal(2, q.shape[2], seed=seed)
+    with mt.no_grad():
+        want = approx.exact(mt.tensor(q), mt.tensor(k), mt.tensor(v), tau).data
+        for w in (2 * T - 1, 2 * T + 3):                             # covers j - i in [-(T-1), T-1]
+            for out in (approx.local(mt.tensor(q), mt.tensor(k), mt.tensor(v), tau, w),
+                        approx.scatterbrain(mt.tensor(q), mt.tensor(k), mt.tensor(v), tau, w, W)):
+                np.testing.assert_allclose(out.data, want, rtol=1e-10, atol=1e-13)
+
+
+@given(attention_cases(), st.integers(1, 3), seeds)
+def test_scatterbrain_without_band_is_performer(case, rows, seed):
+    q, k, v, tau, _ = case
+    W = gaussian_orthogonal(rows, q.shape[2], seed=seed)
+    with mt.no_grad():
+        sb = approx.scatterbrain(mt.tensor(q), mt.tensor(k), mt.tensor(v), tau, 0, W).data
+        pf = approx.performer(mt.tensor(q), mt.tensor(k), mt.tensor(v), tau, W, feature_map="cosh").data
+    np.testing.assert_allclose(sb, pf, rtol=1e-10, atol=1e-13)
+
+
+@given(attention_cases(), st.integers(1, 3), seeds)
+def test_scatterbrain_unnormalised_matrix(case, rows, seed):
+    """exp(tau q.k) on the band, phi.phi off it (Scatterbrain's own test)."""
+    q, k, _, tau, w = case
+    B, T, d = q.shape
+    W = gaussian_orthogonal(rows, d, seed=seed)
+    eye = np.broadcast_to(np.eye(T), (B, T, T)).copy()
+    with mt.no_grad():
+        num, Z, h = approx.scatterbrain_parts(mt.tensor(q), mt.tensor(k), mt.tensor(eye), tau, w, W)
+    A = num.data * np.exp(h)                                         # (B, T, T)
+    phi = lambda x: np.exp(log_features(mt.tensor(x * np.sqrt(tau)), W, "cosh").data)
+    low = phi(q) @ phi(k).transpose(0, 2, 1)
+    S = ta.band(T, w).numpy()
+    want = np.where(S, np.exp(tau * q @ k.transpose(0, 2, 1)), low)
+    np.testing.assert_allclose(A, want, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("feature_map", ["positive", "cosh"])
+def test_feature_estimate_is_unbiased(feature_map):
+    """Mean over 2000 seeds of phi(x).phi(y) (2 features each) against exp(x.y): the standard
+    error here is ~1.5% of the kernel; tolerance 5% (more than 3 standard errors)."""
+    r = np.random.default_rng(0)
+    d, pairs = 4, 6
+    x, y = 0.5 * r.standard_normal((1, pairs, d)), 0.5 * r.standard_normal((1, pairs, d))
+    rows = feature_rows(feature_map, 2)
+    est = np.zeros(pairs)
+    n = 2000
+    for seed in range(n):
+        W = gaussian_orthogonal(rows, d, seed=seed)
+        px = np.exp(log_features(mt.tensor(x), W, feature_map).data[0])
+        py = np.exp(log_features(mt.tensor(y), W, feature_map).data[0])
+        est += (px * py).sum(-1) / n
+    exact = np.exp((x[0] * y[0]).sum(-1))
+    np.testing.assert_allclose(est, exact, rtol=0.05)
+
+
+def test_orthogonal_rows():
+    W = gaussian_orthogonal(10, 4, seed=1)
+    unit = W / np.linalg.norm(W, axis=1, keepdims=True)
+    for b in range(0, 8, 4):                                         # full blocks: orthogonal rows
+        np.testing.assert_allclose(unit[b:b + 4] @ unit[b:b + 4].T, np.eye(4), atol=1e-12)
+    np.testing.assert_array_equal(W, gaussian_orthogonal(10, 4, seed=1))
+
+
+# ---- specs and the T2T swap -------------------------------------------------------
+
+def test_parse_attention_spec():
+    assert parse_attention_spec("exact") == ("exact", {})
+    assert parse_attention_spec("local:window=16") == ("local", {"window": 16})
+    assert parse_attention_spec("scatterbrain:window=[49,12],features=8") == \
+        ("scatterbrain", {"window": [49, 12], "features": 8, "seed": 0})
+    assert parse_attention_spec("performer") == ("performer", {"features": [49, 12], "seed": 0})
+    assert parse_attention_spec("scatterbrain:window=0,features=2")[1]["window"] == 0
+
+
+@pytest.mark.parametrize("spec", ["", "softmax", "local:window=0", "local:w=3", "local:window=2.5",
+                                  "local:window=[3", "performer:features=0", "scatterbrain:features=3",
+                                  "exact:window=3", "local:window", "performer:seed=[1,2]", 7])
+def test_bad_specs_are_one_line_errors(spec):
+    with pytest.raises(AttentionSpecError) as info:
+        parse_attention_spec(spec)
+    assert "\n" not in str(info.value) and str(info.value)
+
+
+def tiny_model(tokens_type="transformer"):
+    mt.manual_seed(0)
+    return mt.create_model("t2t_vit_cifar", tokens_type=tokens_type, embed_dim=16, depth=1, num_heads=2,
+                           token_dim=8, img_size=16)
+
+
+def test_swap_exact_is_bit_identical_and_state_dict_unchanged():
+    model = tiny_model()
+    model.eval()
+    x = mt.tensor(np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(np.float32))
+    with mt.no_grad():
+        before = model(x).data
+    keys = list(model.state_dict())
+    swap_t2t_attention(model, "scatterbrain:window=[5,3],features=[4,2]")
+    assert list(model.state_dict()) == keys
+    with mt.no_grad():
+        approx_out = model(x).data
+    assert np.all(np.isfinite(approx_out)) and not np.array_equal(approx_out, before)
+    swap_t2t_attention(model, "local:window=4")                      # swapping again: from the original
+    swap_t2t_attention(model, "exact")
+    with mt.no_grad():
+        after = model(x).data
+    np.testing.assert_array_equal(after, before)
+    assert type(model.tokens_to_token.attention1.attn).__name__ == "TokenAttention"
+
+
+def test_swap_full_window_matches_exact_and_trains():
+    model = tiny_model()
+    model.eval()
+    x = mt.tensor(np.random.default_rng(1).standard_normal((1, 3, 16, 16)).astype(np.float32))
+    with mt.no_grad():
+        want = model(x).data
+    swap_t2t_attention(model, "local:window=1000")
+    out = model(x)
+    np.testing.assert_allclose(out.data, want, rtol=1e-4, atol=1e-5)
+    for spec in ("performer:features=4", "scatterbrain:window=3,features=4", "local:window=3"):
+        swap_t2t_attention(model, spec)
+        model.zero_grad()
+        out = model(x)
+        out.sum().backward()
+        w = model.tokens_to_token.attention1.attn.qkv.weight
+        assert w.grad is not None and np.all(np.isfinite(w.grad)) and np.any(w.grad != 0), spec
+
+
+def test_swap_rejects_the_release_performer():
+    with pytest.raises(ValueError, match="tokens_type='transformer'") as info:
+        swap_t2t_attention(tiny_model("performer"), "local:window=3")
+    assert "\n" not in str(info.value)

@@ -1,0 +1,62 @@
+"""An independent PyTorch transcription of the attention approximations: the oracle
+tests/test_approx.py holds minit2t.approx to.
+
+Written from the formulas (Performer: Choromanski et al. 2021, Lemma 1; Scatterbrain: Chen et al.
+2021, sblocal attention), as dense T x T masks -- the plainest statement, fine at test sizes --
+not from minit2t's gathered bands and log-space shifts. Float64, no stabilisation.
+The random matrix W is passed in (the same one minit2t draws), so outputs are comparable.
+"""
+import torch
+
+
+def band(T, w):
+    """(T, T) bool: key j allowed for query i when j - i in [-floor(w/2), ceil(w/2))."""
+    i = torch.arange(T)[:, None]
+    j = torch.arange(T)[None, :]
+    return (j - i >= -(w // 2)) & (j - i < w - w // 2)
+
+
+def exact(q, k, v, tau):
+    return torch.softmax(tau * q @ k.transpose(-1, -2), dim=-1) @ v
+
+
+def local(q, k, v, tau, w):
+    scores = tau * q @ k.transpose(-1, -2)
+    scores = scores.masked_fill(~band(q.shape[1], w), float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v
+
+
+def phi_positive(x, W):
+    """exp(W x - |x|^2/2) / sqrt(m), m = rows of W."""
+    m = W.shape[0]
+    return torch.exp(x @ W.T - (x ** 2).sum(-1, keepdim=True) / 2) / m ** 0.5
+
+
+def phi_cosh(x, W):
+    """exp(-|x|^2/2) / sqrt(m) [exp(W x), exp(-W x)], m = 2 rows of W."""
+    m = 2 * W.shape[0]
+    base = torch.exp(-(x ** 2).sum(-1, keepdim=True) / 2) / m ** 0.5
+    return torch.cat([base * torch.exp(x @ W.T), base * torch.exp(-(x @ W.T))], dim=-1)
+
+
+def performer(q, k, v, tau, W, phi=phi_positive):
+    fq, fk = phi(q * tau ** 0.5, W), phi(k * tau ** 0.5, W)
+    kernel = fq @ fk.transpose(-1, -2)                                   # (B, T, T), dense on purpose
+    return (kernel @ v) / kernel.sum(-1, keepdim=True)
+
+
+def scatterbrain_matrix(q, k, tau, w, W):
+    """(unnormalised A, normaliser Z): A = exp(tau q.k) on the band, phi.phi off it."""
+    fq, fk = phi_cosh(q * tau ** 0.5, W), phi_cosh(k * tau ** 0.5, W)
+    low = fq @ fk.transpose(-1, -2)
+    S = band(q.shape[1], w)
+    sparse = torch.where(S, torch.exp(tau * q @ k.transpose(-1, -2)), torch.zeros_like(low))
+    A = sparse + torch.where(S, torch.zeros_like(low), low)
+    residual = low.sum(-1, keepdim=True) - torch.where(S, low, torch.zeros_like(low)).sum(-1, keepdim=True)
+    Z = sparse.sum(-1, keepdim=True) + torch.clamp(residual, min=1e-24)
+    return A, Z
+
+
+def scatterbrain(q, k, v, tau, w, W):
+    A, Z = scatterbrain_matrix(q, k, tau, w, W)
+    return (A @ v) / Z
