@@ -52,6 +52,9 @@ def cmd_eval(args):
     from minit2t.train import evaluate
     if args.backend:
         backends.set_backend(args.backend)
+    if args.t2t_attention:                                   # a bad spec: one line before any loading
+        from minit2t.approx import parse_attention_spec
+        parse_attention_spec(args.t2t_attention)
     if args.pretrained:
         from minit2t.hub import pretrained
         model = pretrained(args.pretrained)
@@ -63,11 +66,17 @@ def cmd_eval(args):
     if args.reduce:
         from minit2t.reduction import reduce_tokens
         reduce_tokens(model, args.reduce)
+    if args.t2t_attention:
+        from minit2t.approx import swap_t2t_attention
+        swap_t2t_attention(model, args.t2t_attention)
     images, labels = data.load_cifar10(args.data, split="test", download_if_missing=True if args.download else None)
     start = time.perf_counter()
     accuracy = evaluate(model, images, labels, progress=sys.stderr)
-    print(f"images/s: {len(labels) / (time.perf_counter() - start):.1f} (batch 256, {backends.get_backend().__name__.split('.')[-1].replace('_backend', '')} "
-          f"backend{', ' + model.config['reduce'] if 'reduce' in model.config else ''})")
+    rate = len(labels) / (time.perf_counter() - start)
+    backend = backends.get_backend().__name__.split(".")[-1].replace("_backend", "")
+    extras = ([model.config["reduce"]] if "reduce" in model.config else []) + \
+             ([f"t2t attention {args.t2t_attention}"] if args.t2t_attention else [])
+    print(f"images/s: {rate:.1f} (batch 256, {', '.join([backend + ' backend'] + extras)})")
     print(f"test accuracy: {accuracy:.4f}")
 
 
@@ -118,6 +127,9 @@ def _train_parser(sub):
     p.add_argument("--model", choices=list_models(), help="the model of a plain state dict (other files name theirs)")
     p.add_argument("--backend", default=None, choices=["numpy", "c", "opencl"])
     p.add_argument("--reduce", default=None, metavar="SPEC", help=REDUCE_HELP)
+    p.add_argument("--t2t-attention", default=None, metavar="SPEC",
+                   help="replace the T2T module's attention: exact, local:window=98, performer:features=49, "
+                        "scatterbrain:window=49,features=24, lsh:bucket=49,hashes=2 (options: minit2t.approx.spec)")
     p.set_defaults(fn=cmd_eval)
 
 

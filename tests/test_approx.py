@@ -13,6 +13,7 @@ from minit2t import approx
 from minit2t.approx import AttentionSpecError, parse_attention_spec, swap_t2t_attention
 from minit2t.approx.features import feature_rows, gaussian_orthogonal, log_features
 from minit2t.ops.band import BandGather, band_gather, band_mask, band_scatter
+from minit2t.approx.lsh import lsh_attention_sets, lsh_hash
 from strategies import attention_cases, seeds
 
 TOL = dict(rtol=1e-9, atol=1e-12)
@@ -274,3 +275,99 @@ def test_swap_rejects_the_release_performer():
     with pytest.raises(ValueError, match="tokens_type='transformer'") as info:
         swap_t2t_attention(tiny_model("performer"), "local:window=3")
     assert "\n" not in str(info.value)
+
+
+# ---- LSH (Reformer) ---------------------------------------------------------------
+
+
+
+@pytest.mark.parametrize("T,bucket,hashes,nb", [(7, 2, 2, 4), (9, 3, 3, 2), (12, 4, 1, 4), (10, 3, 2, 6), (5, 1, 2, 4)])
+def test_lsh_parity(T, bucket, hashes, nb):
+    """Against the dense oracle: softmax over the union of the rounds' keys, same rotations."""
+    q, k, v = qkv(T + 10 * bucket, T=T)
+    R = approx.lsh_rotations(3, nb, hashes, seed=T)
+    parity(lambda q, k, v: approx.lsh(q, k, v, 0.6, bucket, R),
+           lambda q, k, v: ta.lsh(q, k, v, 0.6, bucket, torch.from_numpy(R)), [q, k, v])
+
+
+def test_lsh_counts_a_pair_once_however_many_rounds_meet_it():
+    """Rounds that see the same keys: N_ij = hashes, and the result is one round's."""
+    q, k, v = qkv(5, T=8)
+    one = approx.lsh_rotations(3, 4, 1, seed=2)
+    three = np.repeat(one, 3, axis=0)                                # (3, d, nb/2) the same rotation
+    _, _, _, log_count, _ = lsh_attention_sets(q, k, three, 2)
+    np.testing.assert_allclose(np.exp(log_count), 3.0)
+    with mt.no_grad():
+        a = approx.lsh(mt.tensor(q), mt.tensor(k), mt.tensor(v), 0.6, 2, one).data
+        b = approx.lsh(mt.tensor(q), mt.tensor(k), mt.tensor(v), 0.6, 2, three).data
+    np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@given(attention_cases(), st.integers(1, 3), st.integers(1, 3), seeds)
+def test_lsh_rows_sum_to_one_and_support_is_the_union(case, bucket, hashes, seed):
+    q, k, v, tau, _ = case
+    B, T, d = q.shape
+    R = approx.lsh_rotations(d, approx.lsh_n_buckets(T, bucket), hashes, seed=seed)
+    fn = lambda q, k, v: approx.lsh(q, k, v, tau, bucket, R)
+    A = implied(fn, q, k, T)
+    np.testing.assert_allclose(A.sum(-1), 1.0, rtol=1e-12)
+    U = ta.lsh_union(torch.tensor(q), torch.tensor(k), T, bucket, torch.from_numpy(R)).numpy()
+    assert np.all(A[~U] == 0) and np.all(A[U] > 0)
+    with mt.no_grad():
+        out = fn(mt.tensor(q), mt.tensor(k), mt.tensor(v)).data
+    np.testing.assert_allclose(out, A @ v, rtol=1e-9, atol=1e-12)
+
+
+@given(attention_cases(), st.integers(1, 3), seeds)
+def test_lsh_one_bucket_for_all_tokens_is_exact(case, hashes, seed):
+    q, k, v, tau, _ = case
+    T, d = q.shape[1], q.shape[2]
+    with mt.no_grad():
+        want = approx.exact(mt.tensor(q), mt.tensor(k), mt.tensor(v), tau).data
+        for bucket in (T, T + 3):
+            R = approx.lsh_rotations(d, approx.lsh_n_buckets(T, bucket), hashes, seed=seed)
+            out = approx.lsh(mt.tensor(q), mt.tensor(k), mt.tensor(v), tau, bucket, R).data
+            np.testing.assert_allclose(out, want, rtol=1e-10, atol=1e-13)
+
+
+def test_lsh_hash_is_angular_and_sorted_by_bucket_then_position():
+    q, _, _ = qkv(4, T=9)
+    R = approx.lsh_rotations(3, 6, 2, seed=1)
+    h = lsh_hash(q, R)                                               # (B, n, T)
+    assert h.shape == (2, 2, 9) and h.min() >= 0 and h.max() < 6
+    np.testing.assert_array_equal(lsh_hash(5.0 * q, R), h)           # the norm does not matter
+    qtok = lsh_attention_sets(q, q, R, 3)[0].reshape(2, 2, -1)       # (B, n, P) tokens in sorted order
+    for b in range(2):
+        for r in range(2):
+            key = [(h[b, r, t], t) for t in qtok[b, r]]
+            assert key == sorted(key)
+
+
+def test_lsh_spec_and_swap():
+    assert parse_attention_spec("lsh") == ("lsh", {"bucket": [49, 12], "hashes": 2, "seed": 0})
+    assert parse_attention_spec("lsh:bucket=[8,4],hashes=[2,1],seed=3")[1] == \
+        {"bucket": [8, 4], "hashes": [2, 1], "seed": 3}
+    model = tiny_model()
+    model.eval()
+    x = mt.tensor(np.random.default_rng(1).standard_normal((1, 3, 16, 16)).astype(np.float32))
+    with mt.no_grad():
+        want = model(x).data
+    swap_t2t_attention(model, "lsh:bucket=1000,hashes=2")             # one chunk: exact
+    with mt.no_grad():
+        np.testing.assert_allclose(model(x).data, want, rtol=1e-4, atol=1e-5)
+    swap_t2t_attention(model, "lsh:bucket=[3,2],hashes=2")
+    model.zero_grad()
+    out = model(x)
+    out.sum().backward()
+    w = model.tokens_to_token.attention1.attn.qkv.weight
+    assert np.all(np.isfinite(out.data)) and np.any(w.grad != 0)
+    with mt.no_grad():
+        np.testing.assert_array_equal(model(x).data, out.data)       # the same rotations every call
+
+
+@pytest.mark.parametrize("spec", ["lsh:bucket=0", "lsh:hashes=0", "lsh:buckets=4", "lsh:bucket=[4", "lsh:seed=[1,2]",
+                                  "lsh:hashes=1.5"])
+def test_lsh_bad_specs_are_one_line_errors(spec):
+    with pytest.raises(AttentionSpecError) as info:
+        parse_attention_spec(spec)
+    assert "\n" not in str(info.value) and str(info.value)

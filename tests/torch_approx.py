@@ -60,3 +60,31 @@ def scatterbrain_matrix(q, k, tau, w, W):
 def scatterbrain(q, k, v, tau, w, W):
     A, Z = scatterbrain_matrix(q, k, tau, w, W)
     return (A @ v) / Z
+
+
+def lsh_union(q, k, T, bucket, R):
+    """(B, T, T) bool: key j in the union over rounds of the keys query i sees (Reformer, chunked):
+    per round sort by (bucket, position), chunks of `bucket`, query chunk a sees key chunks a, a - 1."""
+    nc = -(-T // bucket)
+    union = torch.zeros(q.shape[0], T, T, dtype=torch.bool)
+    for Rr in R:                                                         # one round per rotation
+        chunks = []
+        for x in (q, k):
+            u = x / x.norm(dim=-1, keepdim=True)
+            h = torch.cat([u @ Rr, -(u @ Rr)], dim=-1).argmax(-1)        # (B, T) bucket of each token
+            order = torch.argsort(h * T + torch.arange(T), dim=-1)       # by (bucket, position)
+            place = torch.argsort(order, dim=-1)
+            chunks.append(place // bucket)                               # (B, T) chunk of each token
+        qa, kb = chunks[0][:, :, None], chunks[1][:, None, :]
+        seen = kb == qa
+        if nc > 1:
+            seen = seen | (kb == (qa - 1) % nc)
+        union |= seen
+    return union
+
+
+def lsh(q, k, v, tau, bucket, R):
+    """Exact softmax attention restricted to the union of the rounds' keys, each key once."""
+    U = lsh_union(q.detach(), k.detach(), q.shape[1], bucket, R)
+    scores = (tau * q @ k.transpose(-1, -2)).masked_fill(~U, float("-inf"))
+    return torch.softmax(scores, dim=-1) @ v

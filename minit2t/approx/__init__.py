@@ -5,6 +5,7 @@ Legend: B batch, T tokens, d query/key width, dv value width, tau the softmax sc
     local(q, k, v, tau, window)                      band over the token order        local.py
     performer(q, k, v, tau, W, feature_map)          FAVOR+ random features           performer.py
     scatterbrain(q, k, v, tau, window, W)            band + features, corrected       scatterbrain.py
+    lsh(q, k, v, tau, bucket, R)                     Reformer hashing, chunked        lsh.py
 q, k (B, T, d), v (B, T, dv) -> (B, T, dv); every one is built from ops, so backward() works.
 swap_t2t_attention(model, "scatterbrain:window=[49,12],features=[24,6]") puts one into a
 T2T-ViT's T2T module (parameters untouched); "exact" restores the original.
@@ -12,11 +13,12 @@ T2T-ViT's T2T module (parameters untouched); "exact" restores the original.
 from minit2t.approx.exact import exact
 from minit2t.approx.features import gaussian_orthogonal, log_features
 from minit2t.approx.local import local
+from minit2t.approx.lsh import lsh, lsh_n_buckets, lsh_rotations
 from minit2t.approx.performer import performer
 from minit2t.approx.scatterbrain import scatterbrain, scatterbrain_parts
 from minit2t.approx.spec import AttentionSpecError, parse_attention_spec
 from minit2t.approx.swap import ApproxTokenAttention, make_attention, swap_t2t_attention
 
 __all__ = ["ApproxTokenAttention", "AttentionSpecError", "exact", "gaussian_orthogonal", "local", "log_features",
-           "make_attention", "parse_attention_spec", "performer", "scatterbrain", "scatterbrain_parts",
-           "swap_t2t_attention"]
+           "lsh", "lsh_n_buckets", "lsh_rotations", "make_attention", "parse_attention_spec", "performer",
+           "scatterbrain", "scatterbrain_parts", "swap_t2t_attention"]

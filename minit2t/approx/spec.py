@@ -4,7 +4,8 @@
     local:window=98                       band of 98 keys (window=[98,24]: one per T2T layer)
     performer:features=49                 FAVOR+ positive features
     scatterbrain:window=49,features=24    band + cosh features, corrected on the band
-    seed=S (performer, scatterbrain)      the random features' seed (layer l draws from S + l)
+    lsh:bucket=49,hashes=2                Reformer LSH: chunks of 49 queries, 2 hash rounds
+    seed=S (performer, scatterbrain, lsh) the random matrices' seed (layer l draws from S + l)
 Defaults: the Scatterbrain paper's T2T-ViT settings (attention1 / attention2).
 """
 import re
@@ -17,9 +18,10 @@ OPTIONS = {
     "local": {"window": [98, 24]},
     "performer": {"features": [49, 12], "seed": 0},
     "scatterbrain": {"window": [49, 12], "features": [24, 6], "seed": 0},
+    "lsh": {"bucket": [49, 12], "hashes": 2, "seed": 0},
 }
-LOW = {"window": 1, "features": 1, "seed": 0}                       # smallest allowed value
-LISTS = ("window", "features")                                      # options that may be per layer
+LOW = {"window": 1, "features": 1, "seed": 0, "bucket": 1, "hashes": 1}   # smallest allowed value
+LISTS = ("window", "features", "bucket", "hashes")                  # options that may be per layer
 
 
 class AttentionSpecError(ValueError):

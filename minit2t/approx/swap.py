@@ -13,6 +13,7 @@ import functools
 
 from minit2t.approx.features import feature_rows, gaussian_orthogonal
 from minit2t.approx.local import local
+from minit2t.approx.lsh import lsh, lsh_n_buckets, lsh_rotations
 from minit2t.approx.performer import performer
 from minit2t.approx.scatterbrain import scatterbrain
 from minit2t.approx.spec import AttentionSpecError, layer_options, parse_attention_spec
@@ -31,7 +32,23 @@ def make_attention(method, options, dim):
     if method == "scatterbrain":
         W = gaussian_orthogonal(feature_rows("cosh", options["features"]), dim, options["seed"])
         return functools.partial(scatterbrain, window=options["window"], W=W)
+    if method == "lsh":
+        return LSHAttention(options["bucket"], options["hashes"], options["seed"], dim)
     raise AttentionSpecError(f"no approximation for method {method!r}")
+
+
+class LSHAttention:
+    """(q, k, v, tau) -> lsh(...): the buckets' count depends on T, known at the first call, so the
+    rotations R are drawn then, from the seed, once per T (the same R every call)."""
+
+    def __init__(self, bucket, hashes, seed, dim):
+        self.bucket, self.hashes, self.seed, self.dim, self.rotations = bucket, hashes, seed, dim, {}
+
+    def __call__(self, q, k, v, tau):
+        nb = lsh_n_buckets(q.shape[1], self.bucket)
+        if nb not in self.rotations:
+            self.rotations[nb] = lsh_rotations(self.dim, nb, self.hashes, self.seed)   # (n, d, nb/2)
+        return lsh(q, k, v, tau, self.bucket, self.rotations[nb])
 
 
 class ApproxTokenAttention(Module):
