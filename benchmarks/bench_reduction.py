@@ -14,9 +14,7 @@ Backbone MACs: count_macs of the whole model minus its T2T module's, per image.
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 
@@ -26,6 +24,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import minit2t as mt  # noqa: E402
+from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
 from minit2t.hub import load_model  # noqa: E402
 from minit2t.reduction import reduce_tokens  # noqa: E402
 from minit2t.train import evaluate  # noqa: E402
@@ -34,14 +33,6 @@ CIFAR_SPECS = ["none", "tome:r=4", "tome:r=6", "tome:r=8", "evit:keep=0.9", "evi
                "mctf:r=8", "mctf:r=12", "mctf:r=16"]
 # each method at its paper's setting for a 12-to-14-block ViT at 224 px (197 backbone tokens)
 IMAGENET_SPECS = ["none", "tome:r=13", "evit:keep=0.7", "mctf:r=16"]
-
-
-def cpu_name():
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def backbone_macs(model, size):
