@@ -28,7 +28,6 @@ Three parts, one process, C backend, float32 as the models run:
 """
 import argparse
 import gc
-import json
 import math
 import os
 import statistics
@@ -42,7 +41,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import minit2t as mt  # noqa: E402
-from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
+from machine import cpu_name, write_json  # noqa: E402  (benchmarks/machine.py)
 from minit2t.analysis import capture  # noqa: E402
 from minit2t.approx import exact, gaussian_orthogonal, local, performer, scatterbrain, swap_t2t_attention  # noqa: E402
 from minit2t.approx.features import feature_rows  # noqa: E402
@@ -373,10 +372,7 @@ def main():
     out["seconds"] = time.perf_counter() - t0
     print(f"\ntotal {out['seconds']:.0f} s")
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json + ".tmp", "w") as f:
-            json.dump(out, f, indent=1)
-        os.replace(args.json + ".tmp", args.json)
+        write_json(args.json, out)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ median over rounds and the speed-up is the ratio of medians against the unreduce
 Backbone MACs: count_macs of the whole model minus its T2T module's, per image.
 """
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -24,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import minit2t as mt  # noqa: E402
-from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
+from machine import cpu_name, write_json  # noqa: E402  (benchmarks/machine.py)
 from minit2t.hub import load_model  # noqa: E402
 from minit2t.reduction import reduce_tokens  # noqa: E402
 from minit2t.train import evaluate  # noqa: E402
@@ -127,10 +126,7 @@ def main():
     if args.imagenet_scale or args.imagenet_only:
         out["imagenet_scale"] = run_imagenet(args)
     if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json + ".tmp", "w") as f:
-            json.dump(out, f, indent=1)
-        os.replace(args.json + ".tmp", args.json)
+        write_json(args.json, out)
 
 
 if __name__ == "__main__":

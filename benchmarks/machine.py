@@ -10,3 +10,13 @@ def cpu_name():
         return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
     except (OSError, StopIteration):
         return platform.processor() or "unknown CPU"
+
+
+def write_json(path, results):
+    """results as JSON at path, atomically (a temporary file, then a rename); its folder made if needed."""
+    import json
+    import os
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(results, f, indent=1)
+    os.replace(path + ".tmp", path)

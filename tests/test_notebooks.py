@@ -3,8 +3,12 @@
 Each is executed again, in memory, in a fresh python3 kernel whose working directory is notebooks/
 and whose PYTHONPATH starts with this checkout (as `python notebooks/build.py` runs them); a failing
 cell fails the test with its traceback. Needs the "notebooks" extra (nbclient, ipykernel, matplotlib).
+The notebooks find CIFAR-10 as the library does (mt.data.load_cifar10(None): $MINIT2T_DATA, the cache
+folder, else the sample shipped with minit2t), so none is skipped for want of data; a notebook that names
+a file outside this repository would need one, and fails test_no_paths_outside_the_repository.
 """
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -19,13 +23,38 @@ NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 EXPECTED = ["01_autograd", "02_soft_split", "03_t2t_attention", "04_the_model", "05_training_and_inside",
             "06_fewer_tokens"]
-CIFAR = ROOT.parent / "shared" / "data" / "cifar-10-binary.tar.gz"     # where the notebooks look by default
 CELL_TIMEOUT = 300                                                     # seconds, per cell
 MAX_TOTAL_BYTES = 2_000_000
 
 
 def _code(nb):
     return "\n".join(cell.source for cell in nb.cells if cell.cell_type == "code")
+
+
+PATH_LITERAL = re.compile(r"""(['"])((?:\.\./|/|~/)[^'"\s{}]+)\1""")   # "../x", "/x", "~/x" in quotes
+
+
+def _outside_paths(code):
+    """The quoted paths in `code` that lead out of the repository, read from notebooks/ as the kernel runs."""
+    out = []
+    for match in PATH_LITERAL.finditer(code):
+        path = (NOTEBOOK_DIR / os.path.expanduser(match.group(2))).resolve()
+        if not path.is_relative_to(ROOT):
+            out.append(match.group(2))
+    return out
+
+
+def test_outside_paths_are_found():
+    code = 'DATA = "../../shared/data/x.tar.gz"\nf = open("/tmp/a")\nok = "../benchmarks/results/r.json"\ns = "img/s"'
+    assert _outside_paths(code) == ["../../shared/data/x.tar.gz", "/tmp/a"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_paths_outside_the_repository(path):
+    """Data comes through the library (mt.data.load_cifar10(DATA) with DATA = None), never a path of this machine."""
+    outside = _outside_paths(_code(nbformat.read(path, as_version=4)))
+    assert not outside, (f"{path.name} names {outside}, outside the repository; use DATA = None and "
+                         f"mt.data.load_cifar10(DATA, ...), which finds $MINIT2T_DATA, the cache or the sample")
 
 
 def test_the_notebooks_are_there_and_small():
@@ -50,8 +79,6 @@ def test_notebook_runs(path, monkeypatch):
     code = _code(nb)
     if "import torch" in code:
         pytest.importorskip("torch", reason=f"{path.name} compares with PyTorch")
-    if "load_cifar10" in code and not (os.environ.get("MINIT2T_DATA") or CIFAR.exists()):
-        pytest.skip(f"{path.name} reads CIFAR-10: no {CIFAR} and no $MINIT2T_DATA")
     old = os.environ.get("PYTHONPATH")
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT)] + ([old] if old else [])))
     client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
