@@ -17,6 +17,8 @@ from minit2t.models import create_model, list_models
 from minit2t.hub import list_pretrained, pretrained
 from minit2t import reduction
 from minit2t.reduction import reduce_tokens
+from minit2t import approx
+from minit2t.approx import swap_t2t_attention
 from minit2t.random import manual_seed
 
 __version__ = "0.1.0"
@@ -46,4 +48,4 @@ def count_macs(model, input_size):
 __all__ = ["Tensor", "available_backends", "cat", "count_macs", "count_params", "create_model", "data",
            "enable_grad", "exercises", "get_backend", "grad_mode", "list_models", "load", "manual_seed", "nn",
            "no_grad", "ops", "optim", "pretrained", "list_pretrained", "read_weights", "reduce_tokens", "reduction",
-           "save", "set_backend", "set_num_threads", "get_num_threads", "tensor"]
+           "approx", "swap_t2t_attention", "save", "set_backend", "set_num_threads", "get_num_threads", "tensor"]
