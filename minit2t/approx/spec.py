@@ -10,7 +10,7 @@ Defaults: the Scatterbrain paper's T2T-ViT settings (attention1 / attention2).
 """
 import re
 
-from minit2t.specs import split_items
+from minit2t import specs
 
 # method: {option: default}; a list default means one value per T2T layer
 OPTIONS = {
@@ -30,21 +30,8 @@ class AttentionSpecError(ValueError):
 
 def parse_attention_spec(spec):
     """(method, options) from a spec string, every option checked and given its default."""
-    if not isinstance(spec, str):
-        raise AttentionSpecError(f"an attention spec is a string like 'local:window=49', "
-                                 f"got {type(spec).__name__}")
-    method, _, rest = spec.strip().partition(":")
-    method = method.strip().lower()
-    if method not in OPTIONS:
-        raise AttentionSpecError(f"unknown attention {method!r} in {spec!r}; expected one of {', '.join(OPTIONS)}")
-    options = dict(OPTIONS[method])
-    for item in split_items(rest, spec, AttentionSpecError, "window=[49,12]"):
-        key, eq, text = item.partition("=")
-        key = key.strip()
-        if key not in options or not eq:
-            expected = ", ".join(f"{k}=" for k in options) or "no options"
-            raise AttentionSpecError(f"{method}: bad option {item.strip()!r} in {spec!r}; expected {expected}")
-        options[key] = _value(method, key, text.strip(), spec)
+    method, options = specs.parse_spec(spec, OPTIONS, _value, AttentionSpecError, "attention", "local:window=49",
+                                       "window=[49,12]")
     if method == "scatterbrain":
         low = 0                                                      # window=0: low rank only
         for f in _as_list(options["features"]):

@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 
-from minit2t.specs import split_items
+from minit2t import specs
 
 # method: {option: default}; None means "depends on the model" (filled in by the method)
 OPTIONS = {
@@ -27,21 +27,8 @@ class SpecError(ValueError):
 
 def parse_spec(spec):
     """(method, options) from a spec string, every option checked and given its default."""
-    if not isinstance(spec, str):
-        raise SpecError(f"a token reduction spec is a string like 'tome:r=8', got {type(spec).__name__}")
-    method, _, rest = spec.strip().partition(":")
-    method = method.strip().lower() or "none"
-    if method not in OPTIONS:
-        raise SpecError(f"unknown token reduction {method!r} in {spec!r}; expected one of {', '.join(OPTIONS)}")
-    options = dict(OPTIONS[method])
-    for item in split_items(rest, spec, SpecError, "r=[0,8,8]"):
-        key, eq, text = item.partition("=")
-        key = key.strip()
-        if key not in options or not eq:
-            expected = ", ".join(f"{k}=" for k in options) or "no options"
-            raise SpecError(f"{method}: bad option {item.strip()!r} in {spec!r}; expected {expected}")
-        options[key] = _value(method, key, text.strip(), spec)
-    return method, options
+    return specs.parse_spec(spec, OPTIONS, _value, SpecError, "token reduction", "tome:r=8", "r=[0,8,8]",
+                            default="none")
 
 
 def format_spec(method, options):
