@@ -27,8 +27,9 @@ from minit2t.nn import Block                                                 # n
 from minit2t.reduction import (ReducedT2T_ViT, SpecError, consistency_loss, format_spec,  # noqa: E402
                                parse_spec, reduce_tokens)
 from minit2t.reduction.evit import EViTBlock                                 # noqa: E402
-from minit2t.reduction.mctf import MCTFBlock                                 # noqa: E402
-from minit2t.reduction.merge import TokenState                               # noqa: E402
+from minit2t.nn.transformer import concat_heads                              # noqa: E402
+from minit2t.reduction.mctf import MCTFBlock, fused_attention                # noqa: E402
+from minit2t.reduction.merge import TokenState, assignment, bipartite_slots, protect_cls  # noqa: E402
 from minit2t.reduction.tome import ToMeBlock                                 # noqa: E402
 
 import torch_reduction as tr                                                 # noqa: E402
@@ -486,3 +487,25 @@ def test_backend_matches_numpy(backend, spec):
     assert_rel(got[0], want[0], 1e-5, "tokens")
     assert_rel(got[2], want[2], 1e-4, "image gradient")
     assert_rel(got[3], want[3], 1e-4, "qkv gradient")
+
+
+def test_mctf_fused_map_is_a_distribution_and_the_block_uses_it():
+    """fused_attention builds A' = P A Q^T; its rows sum to 1, and proj(A' v) is what the block's
+    right-to-left product P (A (Q^T v)) computes."""
+    mt.manual_seed(0)
+    model = mt.reduction.reduce_tokens(mt.create_model("t2t_vit_cifar", embed_dim=32, depth=2, num_heads=2,
+                                                       token_dim=8).to(np.float64), "mctf:r=8")
+    blk = model.blocks[1]
+    x = mt.tensor(np.random.default_rng(0).standard_normal((2, 65, 32)))
+    with mt.no_grad():
+        q, k, v = blk.attn.heads(blk.norm1(x))                       # (B, h, N, d)
+        attn = blk.attn.probabilities(q, k)                          # (B, h, N, N)
+        received, size = attn.data.mean(axis=(1, 2)), np.ones((2, 65))
+        slot, M = bipartite_slots(protect_cls(blk.scores(x.data, received, size)), *blk.split(8))
+        P = assignment(slot, M, received * size / size.max(axis=-1, keepdims=True))
+        fused = fused_attention(attn, slot, P)                       # (B, h, M, M)
+        vm = mt.tensor(v.data[:, :, :M])                             # any (B, h, M, d) values
+        want = blk.attn.proj(concat_heads(fused @ vm)).data
+        got = blk.fused_mix(attn, slot, P, vm).data
+    assert fused.shape == (2, 2, M, M) and np.allclose(fused.data.sum(axis=-1), 1.0, atol=1e-12)
+    assert relative_error(got, want) < 1e-12

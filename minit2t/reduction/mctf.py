@@ -50,8 +50,7 @@ class MCTFBlock(ReducingBlock):
         attn = self.attn.probabilities(q, k, state.size if self.prop else None)  # (B, h, N, N)
         received = attn.data.mean(axis=(1, 2))                       # (B, N)  a_j
         size = state.sizes(x)                                        # (B, N)
-        r1 = r // 2 if self.bidirectional else r
-        slot, M = bipartite_slots(protect_cls(self.scores(x.data, received, size)), r1, r - r1)
+        slot, M = bipartite_slots(protect_cls(self.scores(x.data, received, size)), *self.split(r))
         P = assignment(slot, M, received * size / size.max(axis=-1, keepdims=True), x.dtype)  # (B, M, N)
         x = merge(x, P)                                              # (B, M, D)
         state.update(slot, M)
@@ -66,6 +65,11 @@ class MCTFBlock(ReducingBlock):
         spread = merge(v, np.swapaxes(one_hot(slot, v.shape[2], v.dtype), 1, 2))  # (B, h, N, d)  Q^T v
         out = concat_heads(self.attn.attn_drop(attn) @ spread)      # (B, N, D)
         return self.attn.proj_drop(self.attn.proj(merge(out, P)))   # (B, M, D)
+
+    def split(self, r):
+        """(r1, r2): A tokens fused into B tokens, then B tokens into A tokens (bidirectional)."""
+        r1 = r // 2 if self.bidirectional else r
+        return r1, r - r1
 
     def scores(self, x, received, size):                             # (B, N, D), (B, N), (B, N)
         """W_sim * W_info * W_size between A and B tokens: (B, Na, Nb)."""

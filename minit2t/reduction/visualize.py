@@ -20,7 +20,7 @@ import numpy as np
 from minit2t.analysis import capture
 from minit2t.grad_mode import no_grad
 from minit2t.reduction.mctf import MCTFBlock, tokens_to_merge
-from minit2t.reduction.merge import bipartite_slots, protect_cls
+from minit2t.reduction.merge import TokenState, bipartite_slots, protect_cls
 from minit2t.tensor import Tensor
 
 CRITERIA = {"sim": "tau_sim", "info": "tau_info", "size": "tau_size"}
@@ -39,11 +39,6 @@ def grid(values):                                                    # (B, S*S)
     if side * side != values.shape[1]:
         raise ValueError(f"{values.shape[1]} patches do not form a square grid")
     return values.reshape(-1, side, side)
-
-
-def identity_source(batch, tokens):
-    """The source of tokens nothing has merged yet: (B, N0, N0), token n is patch n."""
-    return np.broadcast_to(np.eye(tokens, dtype=bool), (batch, tokens, tokens))
 
 
 def token_groups(model, x):
@@ -122,11 +117,11 @@ def mctf_criteria(model, x, block):
         raise ValueError(f"block {block} ({type(blk).__name__}) fuses no tokens with MCTF")
     tokens = tokens[0].data                                          # (B, N, D)
     received = attns[0].data.mean(axis=(1, 2))                       # (B, N), as MCTFBlock.forward
-    source = state.sources[block - 1] if block else identity_source(*embedded.shape[:2])
+    source = state.sources[block - 1] if block else TokenState(*embedded.shape[:2], trace=True).source
     sizes = source.sum(axis=-1).astype(np.float64)                   # (B, N)
     out = {name: _alone(blk, name).scores(tokens, received, sizes) for name in CRITERIA}
     out.update(score=blk.scores(tokens, received, sizes), received=received, sizes=sizes, source=source,
-               split=(r // 2, r - r // 2) if blk.bidirectional else (r, 0))
+               split=blk.split(r))
     return out
 
 
