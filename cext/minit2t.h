@@ -162,6 +162,30 @@ void copy_strided_avx512(const float *src, const int64_t *ss, float *dst, const 
 void copy_strided(const float *src, const int64_t *ss, float *dst, const int64_t *ds,
                   const int64_t *shape, int64_t nd);
 
+/* ---- band products: each query's window of keys (band.c) -----------------
+ * B (nb) batch, T tokens, d width, w window; slot t of query i holds key
+ * j = i + lo + t, lo = -floor(w/2); keys outside 0..T-1 count as zeros.
+ * All arrays contiguous.
+ *   band_dot    a, b (B, T, d) -> s (B, T, w)   s[i, t] = a_i . b_j (0 off the ends)
+ *   band_mix    p (B, T, w), v (B, T, d) -> y (B, T, d)   y_i = sum_t p[i, t] v_j
+ *   band_mix_t  p (B, T, w), a (B, T, d) -> y (B, T, d)   the adjoint of band_mix in v:
+ *               y_j = sum_t p[j - lo - t, t] a_{j - lo - t}
+ * The fast versions take every shape (the tail of d masked), threads over rows. */
+void band_dot_ref(const float *a, const float *b, float *s, int64_t nb, int64_t T, int64_t d, int64_t w);
+void band_dot_avx2(const float *a, const float *b, float *s, int64_t nb, int64_t T, int64_t d, int64_t w);
+void band_dot_avx512(const float *a, const float *b, float *s, int64_t nb, int64_t T, int64_t d, int64_t w);
+void band_dot(const float *a, const float *b, float *s, int64_t nb, int64_t T, int64_t d, int64_t w);
+
+void band_mix_ref(const float *p, const float *v, float *y, int64_t nb, int64_t T, int64_t d, int64_t w);
+void band_mix_avx2(const float *p, const float *v, float *y, int64_t nb, int64_t T, int64_t d, int64_t w);
+void band_mix_avx512(const float *p, const float *v, float *y, int64_t nb, int64_t T, int64_t d, int64_t w);
+void band_mix(const float *p, const float *v, float *y, int64_t nb, int64_t T, int64_t d, int64_t w);
+
+void band_mix_t_ref(const float *p, const float *a, float *y, int64_t nb, int64_t T, int64_t d, int64_t w);
+void band_mix_t_avx2(const float *p, const float *a, float *y, int64_t nb, int64_t T, int64_t d, int64_t w);
+void band_mix_t_avx512(const float *p, const float *a, float *y, int64_t nb, int64_t T, int64_t d, int64_t w);
+void band_mix_t(const float *p, const float *a, float *y, int64_t nb, int64_t T, int64_t d, int64_t w);
+
 /* ---- instruction set and threads ----------------------------------------
  * ISA levels: 0 scalar (the _ref loops), 1 AVX2+FMA, 2 AVX-512F.
  * minit2t_cpu_isa: the best level this CPU runs; minit2t_isa: the level the

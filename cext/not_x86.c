@@ -76,6 +76,24 @@ void copy_strided_avx2(const float *src, const int64_t *ss, float *dst, const in
     copy_strided_ref(src, ss, dst, ds, shape, nd);
 }
 
+void band_dot_avx2(const float *a, const float *b, float *s, int64_t nb, int64_t T, int64_t d,
+                  int64_t w)
+{
+    band_dot_ref(a, b, s, nb, T, d, w);
+}
+
+void band_mix_avx2(const float *p, const float *v, float *y, int64_t nb, int64_t T, int64_t d,
+                  int64_t w)
+{
+    band_mix_ref(p, v, y, nb, T, d, w);
+}
+
+void band_mix_t_avx2(const float *p, const float *a, float *y, int64_t nb, int64_t T, int64_t d,
+                    int64_t w)
+{
+    band_mix_t_ref(p, a, y, nb, T, d, w);
+}
+
 /* ---- the AVX-512 names ---- */
 
 void sgemm_avx512(int64_t bt, int64_t m, int64_t n, int64_t k, const float *a,
@@ -143,6 +161,24 @@ void copy_strided_avx512(const float *src, const int64_t *ss, float *dst, const 
                          const int64_t *shape, int64_t nd)
 {
     copy_strided_ref(src, ss, dst, ds, shape, nd);
+}
+
+void band_dot_avx512(const float *a, const float *b, float *s, int64_t nb, int64_t T, int64_t d,
+                    int64_t w)
+{
+    band_dot_ref(a, b, s, nb, T, d, w);
+}
+
+void band_mix_avx512(const float *p, const float *v, float *y, int64_t nb, int64_t T, int64_t d,
+                    int64_t w)
+{
+    band_mix_ref(p, v, y, nb, T, d, w);
+}
+
+void band_mix_t_avx512(const float *p, const float *a, float *y, int64_t nb, int64_t T, int64_t d,
+                      int64_t w)
+{
+    band_mix_t_ref(p, a, y, nb, T, d, w);
 }
 
 #endif

@@ -12,7 +12,7 @@ from helpers import assert_close, numerical_grad_check
 from minit2t import approx
 from minit2t.approx import AttentionSpecError, parse_attention_spec, swap_t2t_attention
 from minit2t.approx.features import feature_rows, gaussian_orthogonal, log_features
-from minit2t.ops.band import BandGather, band_gather, band_mask, band_scatter
+from minit2t.ops.band import BandDot, BandMix, band_dot, band_mask, band_mix, band_mix_t
 from minit2t.approx.lsh import lsh_attention_sets, lsh_hash
 from strategies import attention_cases, seeds
 
@@ -44,32 +44,56 @@ def implied(fn, q, k, T):
         return fn(mt.tensor(q), mt.tensor(k), mt.tensor(eye)).data
 
 
-# ---- the band op ---------------------------------------------------------------
+# ---- the band ops ----------------------------------------------------------------
 
-@pytest.mark.parametrize("T,w", [(1, 1), (5, 1), (5, 2), (5, 3), (6, 4), (4, 9), (5, 0)])
-def test_band_gather_gradcheck(T, w):
-    x = np.random.default_rng(T * 10 + w).standard_normal((2, T, 3))
-    numerical_grad_check(lambda t: BandGather.apply(t, window=w), [x])
+BAND_CASES = [(1, 1), (5, 1), (5, 2), (5, 3), (6, 4), (4, 9), (5, 0)]
+
+
+@pytest.mark.parametrize("T,w", BAND_CASES)
+def test_band_ops_gradcheck(T, w):
+    r = np.random.default_rng(T * 10 + w)
+    a, b, p = r.standard_normal((2, T, 3)), r.standard_normal((2, T, 3)), r.standard_normal((2, T, w))
+    numerical_grad_check(lambda x, y: BandDot.apply(x, y, window=w), [a, b])
+    numerical_grad_check(lambda x, y: BandMix.apply(x, y), [p, b])
+
+
+def dense_band(T, w):
+    """(T, w, T) 0/1: slot s of query i selects key i + offset_s (none off the ends)."""
+    sel = np.zeros((T, w, T))
+    for i in range(T):
+        for s, o in enumerate(range(-(w // 2), w - w // 2)):
+            if 0 <= i + o < T:
+                sel[i, s, i + o] = 1.0
+    return sel
 
 
 @given(st.integers(1, 8), st.integers(0, 10), seeds)
-def test_band_gather_is_the_band_and_scatter_its_adjoint(T, w, seed):
+def test_band_ops_are_the_band_and_mix_t_the_adjoint(T, w, seed):
     r = np.random.default_rng(seed)
-    x, y = r.standard_normal((2, T, 3)), r.standard_normal((2, T, w, 3))
-    g = band_gather(x, w)
-    mask = band_mask(T, w)
-    for i in range(T):
-        for s, o in enumerate(range(-(w // 2), w - w // 2)):
-            want = x[:, i + o] if mask[i, s] else 0.0
-            np.testing.assert_array_equal(g[:, i, s], want)
-    assert np.isclose(np.sum(g * y), np.sum(x * band_scatter(y, T)))
+    a, b, p = r.standard_normal((2, T, 3)), r.standard_normal((2, T, 3)), r.standard_normal((2, T, w))
+    sel = dense_band(T, w)                                           # the dense definitions
+    np.testing.assert_allclose(band_dot(a, b, w), np.einsum("bid,isj,bjd->bis", a, sel, b), atol=1e-12)
+    np.testing.assert_allclose(band_mix(p, b), np.einsum("bis,isj,bjd->bid", p, sel, b), atol=1e-12)
+    np.testing.assert_allclose(band_mix_t(p, a), np.einsum("bis,isj,bid->bjd", p, sel, a), atol=1e-12)
+    assert band_mask(T, w).sum() == sel.sum()
+    y = r.standard_normal((2, T, 3))                                 # <mix(p, v), y> = <v, mix_t(p, y)>
+    assert np.isclose(np.sum(band_mix(p, b) * y), np.sum(b * band_mix_t(p, y)))
 
 
-def test_band_gather_errors():
+def test_band_op_errors():
+    z = mt.tensor(np.zeros((1, 3, 2)))
     with pytest.raises(ValueError, match="window must be >= 0"):
-        BandGather.apply(mt.tensor(np.zeros((1, 3, 2))), window=-1)
-    with pytest.raises(ValueError, match=r"shape \(B, T, d\)"):
-        BandGather.apply(mt.tensor(np.zeros((3, 2))), window=1)
+        BandDot.apply(z, z, window=-1)
+    with pytest.raises(TypeError, match="window must be an int"):
+        BandDot.apply(z, z, window=2.0)
+    with pytest.raises(ValueError, match=r"a of shape \(B, T, d\)"):
+        BandDot.apply(mt.tensor(np.zeros((3, 2))), z, window=1)
+    with pytest.raises(ValueError, match="same shape"):
+        BandDot.apply(z, mt.tensor(np.zeros((1, 3, 4))), window=1)
+    with pytest.raises(ValueError, match=r"same \(B, T\)"):
+        BandMix.apply(mt.tensor(np.zeros((1, 4, 5))), z)
+    with pytest.raises(TypeError, match="floating-point"):
+        BandMix.apply(mt.tensor(np.zeros((1, 3, 5), dtype=np.int64)), z)
 
 
 # ---- parity with the torch transcription (float64) ---------------------------

@@ -14,6 +14,7 @@ import torch.nn.functional as TF
 import minit2t as mt
 import minit2t.backends as backends
 import minit2t.nn.functional as F
+import torch_approx as ta
 from helpers import F64, check_against_torch, reference
 from minit2t import ops
 from strategies import make_array
@@ -162,6 +163,9 @@ REPLACED = {   # every op a backend replaces: (minit2t, torch, input shapes)
     "unfold": (lambda t: F.unfold(t, 3, 2, 1), lambda t: TF.unfold(t, 3, stride=2, padding=1), [(2, 3, 7, 6)]),
     "fold": (lambda t: F.fold(t, (7, 6), 3, 2, 1), lambda t: TF.fold(t, (7, 6), 3, stride=2, padding=1),
              [(2, 27, 12)]),
+    "band_dot": (lambda a, b: ops.BandDot.apply(a, b, window=5), lambda a, b: ta.band_dot(a, b, 5),
+                 [(2, 11, 9), (2, 11, 9)]),
+    "band_mix": (ops.BandMix.apply, ta.band_mix, [(2, 11, 4), (2, 11, 9)]),
 }
 
 

@@ -1,5 +1,5 @@
 """The C backend's fused kernels (GELU, layer norm, softmax, the GEMM with a bias, the
-strided copy) and its ops' float64 fallback (c_ops); the ops on every backend are in
+strided copy, the band products) and its ops' float64 fallback (c_ops); the ops on every backend are in
 test_backend_ops.py.
 
 Every C version (the reference loops and each fast ISA this CPU runs) is
@@ -103,6 +103,21 @@ def test_softmax_every_level(c, r, n):
         getattr(c.lib, "softmax_backward_" + level)(c.ptr(g), c.ptr(y), c.ptr(gx), r, n)
         np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-7, err_msg=level)
         np.testing.assert_allclose(gx, want_g, rtol=1e-5, atol=1e-6, err_msg=level)
+
+
+@pytest.mark.parametrize("B, T, d, w", [(1, 1, 1, 1), (2, 7, 3, 4), (1, 5, 17, 9), (2, 40, 64, 49),
+                                        (1, 30, 33, 16), (2, 6, 8, 0), (1, 3, 9, 20)])
+def test_band_every_level(c, B, T, d, w):
+    """band_dot / band_mix / band_mix_t: the reference ops' forward and backward (ops.band)."""
+    a, b, p = f32(T, (B, T, d)), f32(T + 1, (B, T, d)), f32(T + 2, (B, T, w))
+    want_s, (want_ga, want_gb) = reference(ops.BandDot, a, b, grad=p, window=w)   # ga = mix(p, b), gb = mix_t(p, a)
+    for level in levels(c):
+        s, ga, gb = out((B, T, w)), out((B, T, d)), out((B, T, d))
+        getattr(c.lib, "band_dot_" + level)(c.ptr(a), c.ptr(b), c.ptr(s), B, T, d, w)
+        getattr(c.lib, "band_mix_" + level)(c.ptr(p), c.ptr(b), c.ptr(ga), B, T, d, w)
+        getattr(c.lib, "band_mix_t_" + level)(c.ptr(p), c.ptr(a), c.ptr(gb), B, T, d, w)
+        for what, got, ref in (("dot", s, want_s), ("mix", ga, want_ga), ("mix_t", gb, want_gb)):
+            np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5, err_msg=f"{level} {what}")
 
 
 @given(case=gemm_cases(), seed=seeds)
@@ -237,6 +252,10 @@ def test_c_ops_send_float64_and_mixed_to_the_reference(c):
     (lambda c: c.linear_forward(np.ones((2, 3), np.float32), np.ones((4, 3), np.float32),
                                 np.ones(3, np.float32)), ValueError, r"bias of shape \(4,\)"),
     (lambda c: c.linear_forward(np.ones((2, 3), np.int64), np.ones((4, 3), np.float32), None), TypeError, "int64"),
+    (lambda c: c.band_dot(np.ones((2, 3, 4), np.float32), np.ones((2, 3, 5), np.float32), 3), ValueError, "same shape"),
+    (lambda c: c.band_mix(np.ones((2, 3, 4), np.float32), np.ones((2, 4, 5), np.float32)), ValueError, "same"),
+    (lambda c: c.band_mix_t(np.ones((3, 4), np.float32), np.ones((2, 4, 5), np.float32)), ValueError, r"\(B, T, w\)"),
+    (lambda c: c.band_dot(np.ones((2, 3, 4), np.float64), np.ones((2, 3, 4), np.float64), 3), TypeError, "float32"),
 ])
 def test_c_kernels_refuse_bad_input(c, call, error, match):
     with pytest.raises(error, match=match):

@@ -16,6 +16,22 @@ def band(T, w):
     return (j - i >= -(w // 2)) & (j - i < w - w // 2)
 
 
+def band_slots(T, w, dtype=torch.float64):
+    """(T, w, T) 0/1: slot s of query i selects key i + s - floor(w/2) (no key off the ends)."""
+    i, s, j = torch.arange(T)[:, None, None], torch.arange(w)[None, :, None], torch.arange(T)[None, None, :]
+    return (j == i + s - w // 2).to(dtype)
+
+
+def band_dot(a, b, w):
+    """(B, T, w): a_i . b_j for the w keys j of each query's window (0 off the ends)."""
+    return torch.einsum("bid,isj,bjd->bis", a, band_slots(a.shape[1], w, a.dtype), b)
+
+
+def band_mix(p, v):
+    """(B, T, d): sum over slot s of p[i, s] v_j."""
+    return torch.einsum("bis,isj,bjd->bid", p, band_slots(v.shape[1], p.shape[-1], v.dtype), v)
+
+
 def exact(q, k, v, tau):
     return torch.softmax(tau * q @ k.transpose(-1, -2), dim=-1) @ v
 

@@ -4,6 +4,7 @@ and the math they compute is the NumPy reference's in minit2t/ops.
     matmul, unfold, fold          the GEMM and im2col (float32 in C, float64 in NumPy)
     linear_forward                the GEMM with the bias added as each tile is written
     gelu_*, layer_norm_*, softmax_*   fused forward and backward, float32 only
+    band_dot, band_mix, band_mix_t    the band products of ops.band, float32 only
     copy_into, empty              the strided copy on every thread; a pooled buffer
 
 Legend: Bt matrices in a batch, M/K/N matrix sides, B batch, C channels, H/W
@@ -21,7 +22,7 @@ import numpy as np
 from minit2t.backends._cmem import contiguous, ffi, lib, pool, ptr, strides, usable
 from minit2t.backends._checks import (check_copy, check_layer_norm, check_layer_norm_backward, check_linear,
                                       check_matmul, check_same_shape)
-from minit2t.ops import conv
+from minit2t.ops import band, conv
 
 
 def _all_f32(*arrays):
@@ -218,3 +219,35 @@ def softmax_backward(g, y):
     if y.size:
         lib.softmax_backward(ptr(g), ptr(y), ptr(gx), y.size // y.shape[-1], y.shape[-1])
     return gx
+
+
+def band_dot(a, b, w):
+    """a, b (B, T, d) -> (B, T, w): a_i . b_{i+o_s} on the band of w keys (ops.band)."""
+    a, b = np.asarray(a), np.asarray(b)
+    w = band.check_band("band_dot", w, a=a, b=b)
+    _float32("band_dot", a, b)
+    return _band(lib.band_dot, a, b, a.shape[:2] + (w,), a.shape[-1], w)
+
+
+def band_mix(p, v):
+    """p (B, T, w), v (B, T, d) -> (B, T, d): sum_s p[i, s] v_{i+o_s}."""
+    p, v = np.asarray(p), np.asarray(v)
+    band.check_band("band_mix", None, p=p, v=v)
+    _float32("band_mix", p, v)
+    return _band(lib.band_mix, p, v, v.shape, v.shape[-1], p.shape[-1])
+
+
+def band_mix_t(p, a):
+    """p (B, T, w), a (B, T, d) -> (B, T, d): key j collects p[i, s] a_i from each query i = j - o_s."""
+    p, a = np.asarray(p), np.asarray(a)
+    band.check_band("band_mix_t", None, p=p, a=a)
+    _float32("band_mix_t", p, a)
+    return _band(lib.band_mix_t, p, a, a.shape, a.shape[-1], p.shape[-1])
+
+
+def _band(kernel, x, y, out_shape, d, w):
+    x, y = contiguous(x), contiguous(y)
+    out = pool.empty(out_shape)                                   # (B, T, w) or (B, T, d)
+    if out.size:
+        kernel(ptr(x), ptr(y), ptr(out), out_shape[0], out_shape[1], d, w)
+    return out

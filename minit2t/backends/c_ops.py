@@ -257,6 +257,40 @@ class Fold(ops.Fold):
         return (ck.unfold(g, *ctx.args),)                             # (B, C*k*k, L)
 
 
+class BandDot(ops.BandDot):
+    @staticmethod
+    def forward(ctx, a, b, window):
+        ctx.in_c = _f32(a, b)
+        if not ctx.in_c:
+            return ops.BandDot.forward(ctx, a, b, window)
+        ctx.save_for_backward(a, b)
+        return ck.band_dot(a, b, window)                              # (B, T, w)
+
+    @staticmethod
+    def backward(ctx, g):
+        if not ctx.in_c:
+            return ops.BandDot.backward(ctx, g)
+        a, b = ctx.saved
+        return ck.band_mix(g, b), ck.band_mix_t(g, a)                 # (B, T, d) each
+
+
+class BandMix(ops.BandMix):
+    @staticmethod
+    def forward(ctx, p, v):
+        ctx.in_c = _f32(p, v)
+        if not ctx.in_c:
+            return ops.BandMix.forward(ctx, p, v)
+        ctx.save_for_backward(p, v)
+        return ck.band_mix(p, v)                                      # (B, T, d)
+
+    @staticmethod
+    def backward(ctx, g):
+        if not ctx.in_c:
+            return ops.BandMix.backward(ctx, g)
+        p, v = ctx.saved
+        return ck.band_dot(g, v, p.shape[-1]), ck.band_mix_t(p, g)    # (B, T, w), (B, T, d)
+
+
 OPS = {ops.MatMul: MatMul, ops.Linear: Linear, ops.LayerNorm: LayerNorm, ops.Softmax: Softmax,
        ops.GELU: GELU, ops.Reshape: Reshape, ops.GetItem: GetItem, ops.Split: Split,
-       ops.Unfold: Unfold, ops.Fold: Fold}
+       ops.Unfold: Unfold, ops.Fold: Fold, ops.BandDot: BandDot, ops.BandMix: BandMix}

@@ -1,11 +1,18 @@
-"""band gather and its adjoint: the keys/values of each query's window over the token order.
+"""Band ops: products over each query's window of keys, never building a T x T or T x w x d array.
 
 Legend: B batch, T tokens, d width, w window (keys per query), o offset j - i.
-Query i sees key j = i + o for o in [-floor(w/2), ceil(w/2)) -- the band of local
-attention (Scatterbrain's sparse support). Keys outside 0..T-1 come back as zeros;
-band_mask(T, w) says which slots are real.
-<band_gather(x), y> = <x, band_scatter(y)>, so each is the other's backward;
-no T x T array is ever built: memory O(B T w d).
+Query i sees key j = i + o for o in [-floor(w/2), ceil(w/2)): slot s of the window holds
+offset o_s = s - floor(w/2) (the band of local attention, Scatterbrain's sparse support).
+Keys outside 0..T-1 count as zeros; band_mask(T, w) says which slots are real.
+
+    band_dot(a, b)[i, s]  = a_i . b_{i+o_s}                 (B, T, d) x2 -> (B, T, w)
+    band_mix(p, v)[i]     = sum_s p[i, s] v_{i+o_s}         (B, T, w), (B, T, d) -> (B, T, d)
+    band_mix_t(p, a)[j]   = sum_s p[j-o_s, s] a_{j-o_s}     the adjoint of band_mix in v
+
+Each is a loop over the w offsets of one product of two (B, n, d) slices, so memory is
+O(B T (w + d)). The backwards are the same three functions:
+    BandDot: grad a = band_mix(g, b), grad b = band_mix_t(g, a)
+    BandMix: grad p = band_dot(g, v), grad v = band_mix_t(p, g)
 """
 import numbers
 
@@ -25,49 +32,88 @@ def band_mask(T, w):
     return (j >= 0) & (j < T)
 
 
-def band_gather(x, w):
-    """x (B, T, d) -> (B, T, w, d): slot s of token i holds x[i + offset_s], zeros off the ends."""
-    B, T, d = x.shape
-    out = np.zeros((B, T, w, d), dtype=x.dtype)
-    for s, o in enumerate(band_offsets(w)):
-        lo, hi = max(0, -o), min(T, T - o)                          # queries whose key i+o exists
-        if lo < hi:
-            out[:, lo:hi, s] = x[:, lo + o:hi + o]
-    return out
-
-
-def band_scatter(g, T):
-    """Adjoint of band_gather: every slot (B, T, w, d) added back onto its key -> (B, T, d)."""
-    B, _, w, d = g.shape
-    x = np.zeros((B, T, d), dtype=g.dtype)
+def _slots(T, w):
+    """(s, o, lo, hi) for each slot: queries lo..hi-1 have their key i + o inside 0..T-1."""
     for s, o in enumerate(band_offsets(w)):
         lo, hi = max(0, -o), min(T, T - o)
         if lo < hi:
-            x[:, lo + o:hi + o] += g[:, lo:hi, s]
-    return x
+            yield s, int(o), lo, hi
 
 
-class BandGather(Function):
-    """(B, T, d) -> (B, T, w, d); backward: band_scatter."""
+def band_dot(a, b, w):
+    """a, b (B, T, d) -> (B, T, w): a_i . b_{i+o_s}, 0 where the key is off the ends."""
+    B, T, _ = a.shape
+    out = np.zeros((B, T, w), dtype=np.result_type(a, b))
+    for s, o, lo, hi in _slots(T, w):
+        out[:, lo:hi, s] = np.einsum("btd,btd->bt", a[:, lo:hi], b[:, lo + o:hi + o])   # (B, n)
+    return out
+
+
+def band_mix(p, v):
+    """p (B, T, w), v (B, T, d) -> (B, T, d): sum_s p[i, s] v_{i+o_s}."""
+    B, T, w = p.shape
+    out = np.zeros((B, T, v.shape[-1]), dtype=np.result_type(p, v))
+    for s, o, lo, hi in _slots(T, w):
+        out[:, lo:hi] += p[:, lo:hi, s, None] * v[:, lo + o:hi + o]    # (B, n, d)
+    return out
+
+
+def band_mix_t(p, a):
+    """p (B, T, w), a (B, T, d) -> (B, T, d): key j collects p[i, s] a_i from each query i = j - o_s."""
+    B, T, w = p.shape
+    out = np.zeros((B, T, a.shape[-1]), dtype=np.result_type(p, a))
+    for s, o, lo, hi in _slots(T, w):
+        out[:, lo + o:hi + o] += p[:, lo:hi, s, None] * a[:, lo:hi]    # (B, n, d)
+    return out
+
+
+class BandDot(Function):
+    """a, b (B, T, d) -> (B, T, w): the scores a_i . b_j on the band (0 off the ends)."""
 
     @staticmethod
-    def forward(ctx, x, window):
-        w = check_band(x, window)
-        ctx.T = x.shape[1]
-        return band_gather(x, w)                                    # (B, T, w, d)
+    def forward(ctx, a, b, window):
+        w = check_band("band_dot", window, a=a, b=b)
+        ctx.save_for_backward(a, b)
+        return band_dot(a, b, w)                                    # (B, T, w)
 
     @staticmethod
     def backward(ctx, g):
-        return (band_scatter(g, ctx.T),)                            # (B, T, d)
+        a, b = ctx.saved
+        return band_mix(g, b), band_mix_t(g, a)                     # (B, T, d) each
 
 
-def check_band(x, window):
+class BandMix(Function):
+    """p (B, T, w), v (B, T, d) -> (B, T, d): each query's weighted sum of its window's values."""
+
+    @staticmethod
+    def forward(ctx, p, v):
+        check_band("band_mix", None, p=p, v=v)
+        ctx.save_for_backward(p, v)
+        return band_mix(p, v)                                       # (B, T, d)
+
+    @staticmethod
+    def backward(ctx, g):
+        p, v = ctx.saved
+        return band_dot(g, v, p.shape[-1]), band_mix_t(p, g)        # (B, T, w), (B, T, d)
+
+
+def check_band(name, window, **arrays):
+    """Check shapes ((B, T, d) pairs; p (B, T, w) against v) and the window (an int >= 0, or None)."""
+    for key, x in arrays.items():
+        if x.ndim != 3:
+            want = "(B, T, w)" if key == "p" else "(B, T, d)"
+            raise ValueError(f"{name} expects {key} of shape {want}; got shape {x.shape}")
+        if x.dtype.kind != "f":
+            raise TypeError(f"{name} expects floating-point arrays; got {key} of dtype {x.dtype}")
+    a, b = arrays.values()
+    same = a.shape == b.shape if name == "band_dot" else a.shape[:2] == b.shape[:2]
+    if not same:
+        what = "the same shape" if name == "band_dot" else "the same (B, T)"
+        raise ValueError(f"{name} expects " + " and ".join(arrays) + f" of {what}; got {a.shape} and {b.shape}")
+    if window is None:
+        return None
     if isinstance(window, bool) or not isinstance(window, numbers.Integral):
-        raise TypeError(f"band window must be an int; got {window!r} ({type(window).__name__})")
+        raise TypeError(f"{name}: window must be an int; got {window!r} ({type(window).__name__})")
     if window < 0:
-        raise ValueError(f"band window must be >= 0; got {window}")
-    if x.ndim != 3:
-        raise ValueError(f"band gather expects x of shape (B, T, d); got shape {x.shape}")
-    if x.dtype.kind != "f":
-        raise TypeError(f"band gather expects a floating-point array; got dtype {x.dtype}")
+        raise ValueError(f"{name}: window must be >= 0; got {window}")
     return int(window)
