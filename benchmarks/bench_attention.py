@@ -2,10 +2,13 @@
 
     python benchmarks/bench_attention.py --data ../shared/data/cifar-10-binary.tar.gz
         [--limit N] [--seeds 3] [--rounds 5] [--json benchmarks/results/attention.json] [--quick]
+        [--parts error,accuracy,memory]
+With --json, parts not run this time keep their results from the file (each part records its CPU and
+command).
 
 Three parts, one process, C backend, float32 as the models run:
  1. Error vs budget on real activations. The input of the first T2T layer's attention (norm1 of the
-    soft-split tokens) is captured by a forward hook, q, k, v computed with that layer's own qkv, and
+    soft-split tokens) goes through that layer's own qkv (approx.attention_inputs, a forward hook), and
     each method's attention output y = A v (before the value skip and proj) compared with exact
     softmax(tau q k^T) v: ||y_approx - y_exact|| / ||y_exact|| over the whole batch, tau = the layer's
     scale (input width ** -0.5, as released). Budget = entries kept per query: local window w -> w;
@@ -15,7 +18,9 @@ Three parts, one process, C backend, float32 as the models run:
       (a) the shipped t2t_vit_cifar, attention1 (256 tokens), CIFAR-10 test images;
       (b) t2t_vit_t_14 at 224 px, attention1 (3136 tokens), CIFAR-10 test images upsampled 7x
           (nearest), RANDOM weights (seed 0): no released ImageNet weights are available offline, so
-          its q, k, v are those of an untrained layer on real images.
+          its q, k, v are those of an untrained layer on real images;
+      (c) trained weights at 3136 tokens: the shipped t2t_vit_cifar's attention1 on CIFAR-10 test images
+          upsampled to 112 px (nearest; its first soft split has stride 2: 56 x 56 tokens).
  2. Test accuracy of the shipped t2t_vit_cifar with each method swapped into both T2T layers
     (swap_t2t_attention, no fine-tuning) at 1/16, 1/8, 1/4 of each layer's keys (attention1 256,
     attention2 64; scatterbrain split 1:1 and 2:1), exact as the baseline.
@@ -28,6 +33,7 @@ Three parts, one process, C backend, float32 as the models run:
 """
 import argparse
 import gc
+import json
 import math
 import os
 import statistics
@@ -42,8 +48,8 @@ sys.path.insert(0, ROOT)
 
 import minit2t as mt  # noqa: E402
 from machine import cpu_name, write_json  # noqa: E402  (benchmarks/machine.py)
-from minit2t.analysis import capture  # noqa: E402
-from minit2t.approx import exact, gaussian_orthogonal, local, performer, scatterbrain, swap_t2t_attention  # noqa: E402
+from minit2t.approx import (attention_inputs, exact, gaussian_orthogonal, local, performer, relative_error,  # noqa: E402
+                           scatterbrain, swap_t2t_attention)
 from minit2t.approx.features import feature_rows  # noqa: E402
 from minit2t.train import evaluate  # noqa: E402
 
@@ -106,24 +112,6 @@ def method_rows(budgets, paper=None):
 
 # ------------------------------------------------------------------------------------ part 1: error
 
-def first_attention_qkv(model, x):
-    """q, k, v (B, T, E) float32 ndarrays of the first T2T layer's attention for images x, and its scale."""
-    attn = model.tokens_to_token.attention1.attn
-    with capture([attn], lambda inputs, output: inputs[0]) as (seen,), mt.no_grad():
-        model.tokens_to_token(x)
-    h = seen[0]                                                    # (B, T, Din) = norm1(tokens)
-    B, T, _ = h.shape
-    E = attn.in_dim
-    with mt.no_grad():
-        qkv = attn.qkv(h).numpy().reshape(B, T, 3, E)
-    q, k, v = (np.ascontiguousarray(qkv[:, :, i]) for i in range(3))
-    return q, k, v, float(attn.scale), h.shape[-1]
-
-
-def rel_err(y, ref):
-    return float(np.linalg.norm((y - ref).astype(np.float64)) / np.linalg.norm(ref.astype(np.float64)))
-
-
 def error_table(title, q, k, v, tau, budgets, seeds, paper=None):
     T = q.shape[1]
     Q, K, V = mt.tensor(q), mt.tensor(k), mt.tensor(v)
@@ -145,7 +133,7 @@ def error_table(title, q, k, v, tau, budgets, seeds, paper=None):
                 errs = None
                 break
             times.append(time.perf_counter() - start)
-            errs.append(rel_err(y, ref))
+            errs.append(relative_error(y, ref))
         if errs is None:
             continue
         row = dict(method=method, setting=label, budget=budget, fraction=budget / T,
@@ -186,25 +174,37 @@ def run_errors(args, images):
     loader = mt.data.DataLoader(images[:args.err_batch], np.zeros(args.err_batch, np.int64), args.err_batch)
     x, _ = next(iter(loader))
     model = mt.pretrained("t2t_vit_cifar").eval()
-    q, k, v, tau, din = first_attention_qkv(model, mt.tensor(x))
+    q, k, v, tau = attention_inputs(model, x)
+    din = model.tokens_to_token.attention1.attn.dim
     budgets_a = [4, 8, 16] if args.quick else [4, 8, 16, 32, 64]
     rows_a = error_table(f"(a) t2t_vit_cifar (shipped weights), attention1: {q.shape[1]} tokens, input width {din}, "
                          f"{args.err_batch} CIFAR-10 test images", q, k, v, tau, budgets_a, args.seeds)
     sum_a = summary("(a)", rows_a)
 
+    n = args.big_batch
+    near = np.arange(112) * 32 // 112                              # nearest-neighbour rows / columns
+    up = images[:n][:, :, near][:, :, :, near]                     # (n, 3, 112, 112)
+    x, _ = next(iter(mt.data.DataLoader(up, np.zeros(n, np.int64), n)))
+    q, k, v, tau = attention_inputs(model, x)
+    budgets_b = [49, 98] if args.quick else [24, 49, 98, 196]
+    rows_c = error_table(f"(c) t2t_vit_cifar (shipped weights) on {n} CIFAR-10 test images upsampled to 112 px, "
+                         f"attention1: {q.shape[1]} tokens, input width {din}", q, k, v, tau, budgets_b, args.seeds,
+                         paper=(49, 24))
+    sum_c = summary("(c)", rows_c)
+
     mt.manual_seed(0)
     big = mt.create_model("t2t_vit_t_14").eval()
-    n = args.big_batch
     up = images[:n].repeat(7, axis=2).repeat(7, axis=3)           # (n, 3, 224, 224) nearest
     x, _ = next(iter(mt.data.DataLoader(up, np.zeros(n, np.int64), n)))
-    q, k, v, tau, din = first_attention_qkv(big, mt.tensor(x))
+    q, k, v, tau = attention_inputs(big, x)
+    din = big.tokens_to_token.attention1.attn.dim
     del big
-    budgets_b = [49, 98] if args.quick else [24, 49, 98, 196]
     rows_b = error_table(f"(b) t2t_vit_t_14, RANDOM weights (seed 0; no release weights offline), attention1: "
                          f"{q.shape[1]} tokens, input width {din}, {n} CIFAR-10 test images upsampled to 224 px",
                          q, k, v, tau, budgets_b, args.seeds, paper=(49, 24))
     sum_b = summary("(b)", rows_b)
     return dict(cifar_attention1=dict(tokens=256, images=args.err_batch, rows=rows_a, best=sum_a),
+                cifar_attention1_112px=dict(tokens=3136, images=n, weights="shipped", rows=rows_c, best=sum_c),
                 t2t_vit_t_14_attention1=dict(tokens=3136, images=n, weights="random (seed 0)", rows=rows_b,
                                              best=sum_b))
 
@@ -361,18 +361,32 @@ def main():
     t0 = time.perf_counter()
     print(f"CPU: {cpu_name()}; backend {mt.get_backend().__name__.split('.')[-1]}; "
           f"{mt.get_num_threads()} threads", flush=True)
-    out = {"cpu": cpu_name(), "command": "python benchmarks/bench_attention.py " + " ".join(sys.argv[1:])}
+    command = "python benchmarks/bench_attention.py " + " ".join(sys.argv[1:])
+    out = {"cpu": cpu_name(), "command": command}
     images, labels = mt.data.load_cifar10(args.data, split="test")
-    if "error" in parts:
-        out["error"] = run_errors(args, images)
-    if "accuracy" in parts:
-        out["accuracy"] = run_accuracy(args, images, labels)
-    if "memory" in parts:
-        out["memory_time"] = run_memory(args)
+    for part, key, run in (("error", "error", lambda: run_errors(args, images)),
+                           ("accuracy", "accuracy", lambda: run_accuracy(args, images, labels)),
+                           ("memory", "memory_time", lambda: run_memory(args))):
+        if part in parts:
+            out[key] = dict(run(), cpu=cpu_name(), command=command)
     out["seconds"] = time.perf_counter() - t0
     print(f"\ntotal {out['seconds']:.0f} s")
     if args.json:
-        write_json(args.json, out)
+        write_json(args.json, merged(args.json, out))
+
+
+def merged(path, out):
+    """out, on top of the parts of an earlier run in `path` that this run did not redo (each part keeps
+    the CPU and command it was measured with)."""
+    if not os.path.exists(path):
+        return out
+    with open(path, encoding="utf-8") as f:
+        old = json.load(f)
+    for key in ("error", "accuracy", "memory_time"):
+        if key not in out and key in old:
+            out[key] = dict(old[key], cpu=old[key].get("cpu", old.get("cpu")),
+                            command=old[key].get("command", old.get("command")))
+    return out
 
 
 if __name__ == "__main__":
