@@ -1,4 +1,5 @@
-"""A drawing of the T2T-ViT pipeline, with every shape read from the model: draw_pipeline(ax, model).
+"""Figures for the notebooks: the T2T-ViT pipeline, with every shape read from the model
+(draw_pipeline(ax, model)), and show_compact(fig), a figure shown as a small palette PNG.
 
     fig, ax = plt.subplots(figsize=(14, 3.8))
     fig.subplots_adjust(left=0, right=1)          # the labels are sized for about an inch per unit
@@ -7,10 +8,8 @@
 Boxes are the stages (blue: the Tokens-to-Token module, orange: the backbone; a soft split is
 labelled with its (kernel, stride, padding)), arrows carry the shape of one image's tensor between
 them, batch dimension left out: tokens as count × width, images as channels × height × width.
-Needs matplotlib.
+Needs matplotlib (imported when a figure is drawn, not with this module).
 """
-from matplotlib.patches import FancyBboxPatch, Patch
-
 COLORS = {"data": "#e6e6e6", "t2t": "#cfe2f3", "vit": "#fde3c8"}
 
 
@@ -42,6 +41,8 @@ def pipeline_stages(model):
 
 def draw_pipeline(ax, model, per_row=7, fontsize=8):
     """Draw `model`'s pipeline on `ax` as boxes and arrows, in rows of `per_row` stages; returns ax."""
+    from matplotlib.patches import FancyBboxPatch, Patch
+
     stages = pipeline_stages(model)
     rows = -(-len(stages) // per_row)
     w, h, slot, row_h = 1.25, 0.62, 2.0, 1.35
@@ -73,3 +74,19 @@ def draw_pipeline(ax, model, per_row=7, fontsize=8):
                        Patch(fc=COLORS["vit"], ec="0.35", label="deep-narrow ViT backbone")],
               loc="upper center", fontsize=fontsize, frameon=False, ncol=2, bbox_to_anchor=(0.5, 0.04))
     return ax
+
+
+def show_compact(fig, colors=256):
+    """Show a matplotlib figure in a notebook as a PNG of `colors` palette colours, and close it:
+    figures of many small photos take a third of the bytes of a full-colour PNG."""
+    import io
+
+    import matplotlib.pyplot as plt
+    from IPython.display import Image, display
+    from PIL import Image as PILImage
+
+    full, small = io.BytesIO(), io.BytesIO()
+    fig.savefig(full, format="png", bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    PILImage.open(full).convert("RGB").quantize(colors).save(small, format="png", optimize=True)
+    display(Image(small.getvalue()))

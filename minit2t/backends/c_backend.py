@@ -1,5 +1,5 @@
 """The C backend: the ops of c_ops (MatMul, Linear, LayerNorm, Softmax, GELU,
-Reshape, GetItem, Split, Unfold, Fold) on the float32 kernels of the cffi
+Reshape, GetItem, Split, Unfold, Fold, BandDot, BandMix) on the float32 kernels of the cffi
 module minit2t._cext (cext/: AVX-512, AVX2 or scalar, chosen at run time;
 threads over cores).
 

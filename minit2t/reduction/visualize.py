@@ -18,6 +18,7 @@ import copy
 import numpy as np
 
 from minit2t.analysis import capture
+from minit2t.diagram import show_compact  # noqa: F401  (notebook 6 imports it from here)
 from minit2t.grad_mode import no_grad
 from minit2t.reduction.mctf import MCTFBlock, tokens_to_merge
 from minit2t.reduction.merge import TokenState, bipartite_slots, protect_cls
@@ -166,19 +167,3 @@ def _connected(mask):                                                # (S, S) bo
             seen[i, j] = True
             todo += [(i + 1, j), (i - 1, j), (i, j + 1), (i, j - 1)]
     return seen.sum() == mask.sum()
-
-
-def show_compact(fig, colors=256):
-    """Show a matplotlib figure in a notebook as a PNG of `colors` palette colours, and close it:
-    figures of many small photos take a third of the bytes of a full-colour PNG."""
-    import io
-
-    import matplotlib.pyplot as plt
-    from IPython.display import Image, display
-    from PIL import Image as PILImage
-
-    full, small = io.BytesIO(), io.BytesIO()
-    fig.savefig(full, format="png", bbox_inches="tight", facecolor="white")
-    plt.close(fig)
-    PILImage.open(full).convert("RGB").quantize(colors).save(small, format="png", optimize=True)
-    display(Image(small.getvalue()))
