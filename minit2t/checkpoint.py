@@ -17,6 +17,7 @@ from minit2t.io import (CHECKPOINT, CHECKPOINT_KEYS, PREFIX, LoadError, model_sh
 from minit2t.optim import optimizer_state_from_arrays, optimizer_state_to_arrays
 
 MAX_TEXT = 1 << 24                   # 16 MiB of JSON metadata at most
+EMA_PREFIX = "ema."                  # the weights' average (train --ema): ema.<weight name>, ema.updates
 CONFIG_KEYS = ("img_size", "tokens_type", "in_chans", "num_classes", "embed_dim", "depth", "num_heads", "mlp_ratio",
                "qkv_bias", "qk_scale", "drop_rate", "attn_drop_rate", "drop_path_rate", "token_dim", "soft_split")
 HISTORY_KEYS = ("train_loss", "train_acc", "test_acc", "images_per_s", "lr", "wall_s")
@@ -33,9 +34,12 @@ def _text(obj):
     return np.array(json.dumps(obj))
 
 
-def save_checkpoint(path, model, optimizer, schedule, epoch, history, run_config):
-    """Write everything needed to resume after `epoch` completed epochs."""
+def save_checkpoint(path, model, optimizer, schedule, epoch, history, run_config, ema=None):
+    """Write everything needed to resume after `epoch` completed epochs (and ema, the weights' average
+    of optim.EMA, as ema.<name> arrays and ema.updates)."""
     arrays = {f"model.{k}": v for k, v in model.state_dict().items()}
+    if ema is not None:
+        arrays.update({f"{EMA_PREFIX}{k}": v for k, v in ema.state_dict().items()})
     arrays.update(optimizer_state_to_arrays(optimizer))
     arrays["schedule"] = _text(schedule.state_dict())
     arrays["epoch"] = np.array(epoch)
@@ -69,7 +73,7 @@ def load_checkpoint(path, model=None, optimizer=None):
     metadata. With `model` / `optimizer`, every array's shape is checked against theirs before reading."""
     headers = read_headers(path)
     meta = read_checkpoint_meta(path, headers)
-    names = [n for n in headers if n.startswith(PREFIX) or n.startswith("optimizer.")]
+    names = [n for n in headers if n.startswith((PREFIX, "optimizer.", EMA_PREFIX))]
     arrays = read_arrays(path, names, _array_check(model, optimizer))
     try:
         meta["optimizer"] = optimizer_state_from_arrays(arrays)
@@ -77,6 +81,9 @@ def load_checkpoint(path, model=None, optimizer=None):
     except ValueError as exc:
         raise LoadError(f"{path}: {exc}") from None
     meta["model"] = {k[len(PREFIX):]: v for k, v in arrays.items() if k.startswith(PREFIX)}
+    average = {k[len(EMA_PREFIX):]: v for k, v in arrays.items() if k.startswith(EMA_PREFIX)}
+    if average:
+        meta["ema"] = average
     return meta
 
 
@@ -122,10 +129,24 @@ def check_run_config(run):
     if run.get("reduce") is not None:
         from minit2t.hub import check_reduce
         check_reduce(run["reduce"], "run config reduce")
+    _check_recipe(run)
+    from minit2t.hub import CONFIG_OPTIONS
     kwargs = need(run.get("model_kwargs", {}), dict, "run config model_kwargs")
-    if not set(kwargs) <= set(CONFIG_KEYS):
+    if not set(kwargs) <= set(CONFIG_KEYS) | set(CONFIG_OPTIONS):
         raise Invalid(f"run config model_kwargs has unknown keys {sorted(kwargs)}")
     return run
+
+
+def _check_recipe(run):
+    """The recipe settings (absent in runs saved before them: their defaults)."""
+    one_of(run.get("aug", "basic"), ("basic", "3aug"), "run config aug")
+    one_of(run.get("pad_mode", "zero"), ("zero", "reflect"), "run config pad_mode")
+    if run.get("layer_scale") is not None:
+        number(run["layer_scale"], "run config layer_scale", hi=1e3, strict=True)
+    number(run.get("drop_path", 0.0), "run config drop_path", hi=1.0)
+    need(run.get("drop_path_uniform", False), bool, "run config drop_path_uniform")
+    if run.get("ema") is not None:
+        number(run["ema"], "run config ema", hi=1.0, strict=True)
 
 
 def _check_schedule(sched, epoch, epochs):
@@ -153,7 +174,7 @@ def _check_history(history, epoch):
         row = need(row, dict, f"history entry {i + 1}")
         if row.get("epoch") != i + 1 or isinstance(row.get("epoch"), bool):
             raise Invalid(f"history entry {i + 1} says epoch {row.get('epoch')!r}")
-        for key in HISTORY_KEYS + (("total_s",) if "total_s" in row else ()):
+        for key in HISTORY_KEYS + tuple(k for k in ("total_s", "ema_test_acc") if k in row):
             number(row.get(key), f"history entry {i + 1} {key}")
 
 
@@ -193,6 +214,10 @@ def _array_check(model, optimizer):
     def check(name, shape, dtype):
         if dtype.kind not in "biuf":
             return f"{name} is not numeric (dtype {dtype})"
+        if name == EMA_PREFIX + "updates":
+            return None if shape == () and dtype.kind in "iu" else f"{name} must be a whole number"
+        if name.startswith(EMA_PREFIX):                 # an average of a weight: that weight's shape
+            name = PREFIX + name[len(EMA_PREFIX):]
         if not name.startswith(PREFIX):
             return _optimizer_check(name, shape, dtype, params)
         if shapes is not None and shapes.get(name[len(PREFIX):]) != shape:

@@ -44,6 +44,8 @@ def cmd_train(args):
     history = run({**DEFAULTS, **given}, args.data, args.out, resume=args.resume, init=args.init,
                   overwrite=args.overwrite, given=given, download=True if args.download else None)
     if history:
+        if "ema_test_acc" in history[-1]:
+            print(f"the weights' average (--ema): test accuracy {history[-1]['ema_test_acc']:.4f}")
         print(f"test accuracy: {history[-1]['test_acc']:.4f}")
 
 
@@ -55,6 +57,8 @@ def cmd_eval(args):
     if args.t2t_attention:                                   # a bad spec: one line before any loading
         from minit2t.approx import parse_attention_spec
         parse_attention_spec(args.t2t_attention)
+    if args.ema and not args.checkpoint:
+        raise ValueError("--ema scores the weights' average of a training checkpoint: give --checkpoint FILE")
     if args.pretrained:
         from minit2t.hub import pretrained
         model = pretrained(args.pretrained)
@@ -62,7 +66,7 @@ def cmd_eval(args):
         from minit2t.hub import load_model
         from minit2t.models.zoo import CIFAR_INPUT, CIFAR_VARIANTS
         cifar = {} if args.model in CIFAR_VARIANTS else CIFAR_INPUT
-        model, _ = load_model(args.checkpoint, args.model, **cifar)
+        model, _ = load_model(args.checkpoint, args.model, ema=args.ema, **cifar)
     if args.reduce:
         from minit2t.reduction import reduce_tokens
         reduce_tokens(model, args.reduce)
@@ -71,11 +75,12 @@ def cmd_eval(args):
         swap_t2t_attention(model, args.t2t_attention)
     images, labels = data.load_cifar10(args.data, split="test", download_if_missing=True if args.download else None)
     start = time.perf_counter()
-    accuracy = evaluate(model, images, labels, progress=sys.stderr)
+    accuracy = evaluate(model, images, labels, progress=sys.stderr, tta=args.tta)
     rate = len(labels) / (time.perf_counter() - start)
     backend = backends.get_backend().__name__.split(".")[-1].replace("_backend", "")
     extras = ([model.config["reduce"]] if "reduce" in model.config else []) + \
-             ([f"t2t attention {args.t2t_attention}"] if args.t2t_attention else [])
+             ([f"t2t attention {args.t2t_attention}"] if args.t2t_attention else []) + \
+             (["flip TTA (two passes an image)"] if args.tta else []) + (["the weights' average"] if args.ema else [])
     print(f"images/s: {rate:.1f} (batch 256, {', '.join([backend + ' backend'] + extras)})")
     print(f"test accuracy: {accuracy:.4f}")
 
@@ -98,6 +103,20 @@ def _train_parser(sub):
     p.add_argument("--mixup", action="store_true", default=None, help="mixup/cutmix as in the release's recipe")
     p.add_argument("--crop-padding", type=int, default=None, choices=range(0, 17), metavar="P",
                    help=f"random crop from images zero-padded by P pixels (0: no crop; default {D['crop_padding']})")
+    p.add_argument("--pad-mode", default=None, choices=["zero", "reflect"],
+                   help=f"how the random crop pads (reflect: DeiT III's simple random crop; default {D['pad_mode']})")
+    p.add_argument("--aug", default=None, choices=["basic", "3aug"],
+                   help="basic: crop and flip; 3aug: also DeiT III's 3-Augment (grayscale, solarize or blur, then "
+                        f"colour jitter 0.3); default {D['aug']}")
+    p.add_argument("--layer-scale", type=_positive(float), default=None, metavar="INIT",
+                   help="LayerScale in every block, its gammas starting at INIT (e.g. 1e-4; default: none)")
+    p.add_argument("--drop-path", type=_rate, default=None, metavar="R",
+                   help=f"stochastic depth: the last block's rate (default {D['drop_path']:g})")
+    p.add_argument("--drop-path-uniform", action="store_true", default=None,
+                   help="every block drops its branches at the --drop-path rate (DeiT III), not a linear ramp")
+    p.add_argument("--ema", type=_decay, default=None, metavar="DECAY",
+                   help="also keep an exponential moving average of the weights (e.g. 0.999 a step), evaluated "
+                        "after every epoch and saved in the checkpoint (eval --ema scores it)")
     p.add_argument("--seed", type=int, default=None, help=f"default: {D['seed']}")
     p.add_argument("--backend", default=None, choices=["numpy", "c", "opencl"])
     p.add_argument("--train-subset", type=_positive(int), default=None, metavar="N",
@@ -130,6 +149,10 @@ def _train_parser(sub):
     p.add_argument("--t2t-attention", default=None, metavar="SPEC",
                    help="replace the T2T module's attention: exact, local:window=98, performer:features=49, "
                         "scatterbrain:window=49,features=24, lsh:bucket=49,hashes=2 (options: minit2t.approx.spec)")
+    p.add_argument("--tta", default=None, choices=["flip"],
+                   help="test-time augmentation: flip scores the mean of each image's and its mirror's logits")
+    p.add_argument("--ema", action="store_true",
+                   help="score the average of the weights a training checkpoint saved (train --ema)")
     p.set_defaults(fn=cmd_eval)
 
 
@@ -148,6 +171,20 @@ def _positive(kind):
             raise argparse.ArgumentTypeError(f"must be positive, got {text}")
         return value
     return parse
+
+
+def _rate(text):
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a rate in [0, 1), got {text}")
+    return value
+
+
+def _decay(text):
+    value = float(text)
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a decay in (0, 1), e.g. 0.999, got {text}")
+    return value
 
 
 def build_parser():

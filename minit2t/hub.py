@@ -6,7 +6,9 @@ model's config ("config", JSON text) and its default_cfg ("default_cfg", JSON te
 the normalisation its inputs need); the training log and curves lie beside it.
 A saved model config is checked before a model is built from it (check_model_config): types, sizes
 within CONFIG_INTS, and the sizes against the shapes the file declares for the weights, so a tampered
-config can neither build a model the weights do not fit nor ask for an absurd one.
+config can neither build a model the weights do not fit nor ask for an absurd one. Keys added since the
+first files were saved (CONFIG_OPTIONS: DeiT III's layer_scale_init, drop_path_uniform) may be absent: then
+they take their defaults, the model those files were trained as.
 """
 import json
 import os
@@ -24,6 +26,9 @@ PRETRAINED = "pretrained:"
 CONFIG_INTS = {"img_size": (1, 4096), "in_chans": (1, 64), "num_classes": (0, 100_000), "embed_dim": (1, 16_384),
                "depth": (0, 1024), "num_heads": (1, 1024), "token_dim": (1, 4096)}
 CONFIG_RATES = ("drop_rate", "attn_drop_rate", "drop_path_rate")
+# keys a config may hold beyond CONFIG_KEYS (DeiT III's options); files saved before them lack them: the defaults
+CONFIG_OPTIONS = {"layer_scale_init": None, "drop_path_uniform": False}
+LAYER_SCALE_MAX = 1e3
 
 
 def list_pretrained():
@@ -50,10 +55,11 @@ def pretrained(name):
     return model.eval()
 
 
-def load_model(path, name=None, **kwargs):
+def load_model(path, name=None, ema=False, **kwargs):
     """(model with the weights at `path`, kind) for any minit2t weights file: a shipped model or a training
     checkpoint builds the model from its own (checked) config; a plain state dict holds none, so it needs
-    `name` (and create_model's kwargs). Every array's shape is checked against the model before reading."""
+    `name` (and create_model's kwargs). Every array's shape is checked against the model before reading.
+    ema=True: the weights' average a training checkpoint of `train --ema` holds, instead of its weights."""
     from minit2t.models import create_model
     headers = read_headers(path)
     kind, default_cfg = weights_kind(headers), None
@@ -72,10 +78,21 @@ def load_model(path, name=None, **kwargs):
         except Invalid as exc:
             raise LoadError(f"{path}: {exc}") from None
     state, _ = read_weights(path, model)
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict({**state, **_average(path, kind, model)} if ema else state, strict=True)
     if default_cfg is not None:
         model.default_cfg = default_cfg
     return model, kind
+
+
+def _average(path, kind, model):
+    """The weights' average (optim.EMA) in the training checkpoint at `path`, shapes checked."""
+    from minit2t.checkpoint import load_checkpoint
+    if kind != CHECKPOINT:
+        raise LoadError(f"{path} is a {kind}: only a training checkpoint holds a weights' average (train --ema)")
+    average = load_checkpoint(path, model).get("ema")
+    if not average:
+        raise LoadError(f"{path} holds no weights' average: its run was trained without --ema")
+    return {k: v for k, v in average.items() if k != "updates"}
 
 
 def init_from(model, spec):
@@ -138,12 +155,10 @@ def model_from_config(config, shapes=None):
 
 
 def check_model_config(config, shapes=None):
-    """A T2T_ViT config (as saved) with every size checked; soft_split as tuples. Raises Invalid."""
+    """A T2T_ViT config (as saved) with every size checked; soft_split as tuples; the CONFIG_OPTIONS
+    it lacks (a file saved before them) at their defaults. Raises Invalid."""
     from minit2t.models.t2t import TOKENS_TYPES, split_sizes
-    config = dict(need(config, dict, "model config"))
-    if set(config) - {"reduce"} != set(CONFIG_KEYS):
-        raise Invalid(f"model config must have the keys {sorted(CONFIG_KEYS)} (and maybe reduce), "
-                      f"got {sorted(config)}")
+    config = _with_options(need(config, dict, "model config"))
     if "reduce" in config:
         check_reduce(config["reduce"], "model config reduce")
     for key, (lo, hi) in CONFIG_INTS.items():
@@ -155,6 +170,7 @@ def check_model_config(config, shapes=None):
         number(config["qk_scale"], "model config qk_scale", strict=True)
     for key in CONFIG_RATES:
         number(config[key], f"model config {key}", hi=1.0)
+    _check_options(config)
     config["soft_split"] = soft_split(config["soft_split"])
     if config["embed_dim"] % config["num_heads"]:
         raise Invalid(f"model config embed_dim {config['embed_dim']} is not divisible by num_heads "
@@ -166,6 +182,26 @@ def check_model_config(config, shapes=None):
     if shapes is not None:
         _check_against_weights(config, sides[-1] ** 2, shapes)
     return config
+
+
+def _with_options(config):
+    """A copy of the config, its keys checked: CONFIG_KEYS, maybe reduce, and CONFIG_OPTIONS (defaults where absent)."""
+    optional = {"reduce", *CONFIG_OPTIONS}
+    if not set(CONFIG_KEYS) <= set(config) or set(config) - set(CONFIG_KEYS) - optional:
+        raise Invalid(f"model config must have the keys {sorted(CONFIG_KEYS)} "
+                      f"(and maybe {', '.join(sorted(optional))}), got {sorted(config)}")
+    return {**CONFIG_OPTIONS, **config}
+
+
+def _check_options(config):
+    """layer_scale_init: None or a number in (0, LAYER_SCALE_MAX]; drop_path_uniform: a bool."""
+    scale, uniform = config["layer_scale_init"], config["drop_path_uniform"]
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
+                              or not 0 < scale <= LAYER_SCALE_MAX):
+        raise Invalid(f"model config layer_scale_init must be None or a number above 0 and at most "
+                      f"{LAYER_SCALE_MAX:g}, got {scale!r}")
+    if not isinstance(uniform, bool):
+        raise Invalid(f"model config drop_path_uniform must be True or False, got {uniform!r}")
 
 
 def _check_against_weights(config, n_tokens, shapes):
@@ -185,6 +221,7 @@ def _check_against_weights(config, n_tokens, shapes):
         want["tokens_to_token.project.weight"] = (D, E * k2 * k2)
     if depth:
         want[f"blocks.{depth - 1}.mlp.fc1.weight"] = (int(D * config["mlp_ratio"]), D)
+    _check_layer_scale(config, shapes, want)
     if config["num_classes"]:
         want["head.weight"] = (config["num_classes"], D)
     blocks = {name.split(".")[1] for name in shapes if name.startswith("blocks.")}
@@ -194,6 +231,15 @@ def _check_against_weights(config, n_tokens, shapes):
         if tuple(shapes.get(name, ())) != shape:
             raise Invalid(f"model config gives {name} the shape {shape}, the weights "
                           f"{tuple(shapes[name]) if name in shapes else 'do not have it'}")
+
+
+def _check_layer_scale(config, shapes, want):
+    """LayerScale in the config (layer_scale_init) if and only if in the weights; its gammas' shapes into `want`."""
+    D, depth, scaled = config["embed_dim"], config["depth"], config["layer_scale_init"] is not None
+    if not scaled and any(name.endswith((".ls1.gamma", ".ls2.gamma")) for name in shapes):
+        raise Invalid("model config layer_scale_init is None but the weights hold LayerScale gammas (ls1, ls2)")
+    if scaled and depth:
+        want[f"blocks.{depth - 1}.ls1.gamma"] = want[f"blocks.{depth - 1}.ls2.gamma"] = (D,)
 
 
 def check_reduce(spec, what):

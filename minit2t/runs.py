@@ -21,10 +21,12 @@ from minit2t.checkpoint import read_checkpoint_meta
 
 CHECKPOINT = "last.npz"
 RUN_KEYS = ("model", "epochs", "batch_size", "lr", "min_lr", "weight_decay", "warmup_epochs", "label_smoothing",
-            "clip_grad", "mixup", "seed", "backend", "train_subset", "crop_padding", "reduce")
+            "clip_grad", "mixup", "seed", "backend", "train_subset", "crop_padding", "reduce", "aug", "pad_mode",
+            "layer_scale", "drop_path", "drop_path_uniform", "ema")
 DEFAULTS = dict(model="t2t_vit_cifar", epochs=30, batch_size=128, lr=1e-3, min_lr=1e-5, weight_decay=0.05,
                 warmup_epochs=2.0, label_smoothing=0.1, clip_grad=1.0, mixup=False, seed=0, backend=None,
-                train_subset=None, crop_padding=4, reduce=None)
+                train_subset=None, crop_padding=4, reduce=None, aug="basic", pad_mode="zero", layer_scale=None,
+                drop_path=0.0, drop_path_uniform=False, ema=None)
 CHANGEABLE_ON_RESUME = ("epochs", "backend")       # every other setting of a resumed run stays as saved
 OUTPUTS = (CHECKPOINT, "metrics.jsonl", "curves.png")
 STALE_TEMPS = (".tmp-*.npz", "metrics.jsonl.tmp", "curves.png.tmp.png")   # what a killed save leaves behind

@@ -18,7 +18,7 @@ import numpy as np
 
 from minit2t import backends, data, optim, random, reduction, runs
 from minit2t.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
-from minit2t.grad_mode import no_grad
+from minit2t.evaluation import NonFiniteOutput, check_finite_outputs, evaluate, predict  # noqa: F401
 from minit2t.models import create_model
 from minit2t.models.zoo import CIFAR_INPUT, CIFAR_VARIANTS
 from minit2t.nn.functional import cross_entropy
@@ -26,61 +26,6 @@ from minit2t.tensor import Tensor
 
 class NonFiniteLoss(RuntimeError):
     pass
-
-
-class NonFiniteOutput(ValueError):
-    """The model gave NaN or inf logits: an error, never a predicted class."""
-
-
-def predict(model, images, batch_size=256, progress=None):
-    """Logits (N, K) of `model` in eval mode for uint8 images (N, 3, 32, 32), normalised as in training.
-    progress: a stream (e.g. sys.stderr) for a line of images done, images/s and ETA, rewritten in place."""
-    was_training = model.training
-    model.eval()
-    out, done, start = [], 0, time.perf_counter()
-    try:
-        with no_grad():
-            for x, _ in data.DataLoader(images, np.zeros(len(images), np.int64), batch_size):
-                out.append(model(Tensor(x)).numpy())                  # (b, K)
-                done += len(x)
-                if progress is not None:
-                    _eval_progress(progress, done, len(images), start)
-    finally:
-        model.train(was_training)
-        if progress is not None and done:
-            progress.write("\n")                                    # what follows starts its own line
-            progress.flush()
-    return np.concatenate(out) if out else np.zeros((0, model.num_classes), np.float32)
-
-
-def _eval_progress(stream, done, total, start):
-    rate = done / max(time.perf_counter() - start, 1e-9)
-    bar = "#" * int(20 * done / max(total, 1))
-    stream.write(f"\reval [{bar:<20}] {done:,}/{total:,} images {rate:.1f} img/s ETA {(total - done) / rate:.0f}s ")
-    stream.flush()
-
-
-def evaluate(model, images, labels, batch_size=256, progress=None):
-    """Top-1 accuracy of `model` on uint8 images (N, 3, 32, 32) in eval mode; NonFiniteOutput (naming
-    the non-finite weights, if any) when a logit is NaN or inf, which would otherwise count as class 0."""
-    if len(labels) == 0:
-        return 0.0
-    logits = predict(model, images, batch_size, progress)             # (N, K)
-    check_finite_outputs(model, logits)
-    return float((logits.argmax(axis=1) == np.asarray(labels)).mean())
-
-
-def check_finite_outputs(model, logits):
-    """NonFiniteOutput unless every logit is finite; the message counts the images and names bad weights."""
-    bad = np.flatnonzero(~np.isfinite(logits).all(axis=1))            # images with a NaN or inf logit
-    if bad.size == 0:
-        return
-    weights = [name for name, value in model.state_dict().items()
-               if np.asarray(value).dtype.kind == "f" and not np.isfinite(value).all()]
-    named = ", ".join(weights[:3]) + (f", ... ({len(weights)} in all)" if len(weights) > 3 else "")
-    cause = f"the weights hold NaN or inf in {named}" if weights else "the weights are all finite"
-    raise NonFiniteOutput(f"the model's outputs are NaN or inf for {bad.size:,} of {len(logits):,} images "
-                          f"(the first: image {bad[0]}), so no accuracy can be given; {cause}")
 
 
 class Progress:
@@ -105,9 +50,10 @@ class Progress:
         self.stream.write("\n")
 
 
-def train_one_epoch(model, loader, epoch, opt, sched, cfg, epochs, where=None):
+def train_one_epoch(model, loader, epoch, opt, sched, cfg, epochs, where=None, ema=None):
     """One pass over the loader; returns (mean loss, train accuracy, images/s). where["step"] follows
-    the step being run (1-based), for the message of an interrupted run."""
+    the step being run (1-based), for the message of an interrupted run; ema (optim.EMA) follows the
+    weights after every step."""
     model.train()
     progress = Progress(epoch, epochs, len(loader))
     total_loss = total_correct = total = 0
@@ -126,6 +72,8 @@ def train_one_epoch(model, loader, epoch, opt, sched, cfg, epochs, where=None):
                 optim.clip_grad_norm(model.parameters(), cfg["clip_grad"])
             opt.step()
             sched.step()
+            if ema is not None:
+                ema.update(model)
             hard = y.argmax(axis=1) if y.ndim == 2 else y
             total_correct += int((logits.numpy().argmax(axis=1) == hard).sum())
             total_loss += value * len(x)
@@ -149,7 +97,7 @@ def build(cfg, steps_per_epoch):
     """Model, optimiser (no decay on biases, norms, cls_token, pos_embed) and warm-up + cosine schedule."""
     random.manual_seed(cfg["seed"])
     cifar = {} if cfg["model"] in CIFAR_VARIANTS else CIFAR_INPUT
-    model = create_model(cfg["model"], **{**cifar, **cfg.get("model_kwargs", {})})
+    model = create_model(cfg["model"], **{**cifar, **recipe_model_kwargs(cfg), **cfg.get("model_kwargs", {})})
     if cfg.get("reduce"):
         reduction.reduce_tokens(model, cfg["reduce"])                 # ToMe, EViT or MCTF in the blocks
     groups = optim.param_groups_for_weight_decay(model, cfg["weight_decay"])
@@ -158,6 +106,19 @@ def build(cfg, steps_per_epoch):
     warmup = min(int(cfg["warmup_epochs"] * steps_per_epoch), total - 1)
     sched = optim.WarmupCosine(opt, warmup_steps=warmup, total_steps=total, min_lr=cfg["min_lr"])
     return model, opt, sched
+
+
+def recipe_model_kwargs(cfg):
+    """The model options a run's settings ask for (DeiT III's LayerScale and stochastic depth), only
+    those that differ from the model's defaults, so that a default run builds the default model."""
+    out = {}
+    if cfg.get("layer_scale"):
+        out["layer_scale_init"] = cfg["layer_scale"]
+    if cfg.get("drop_path"):
+        out["drop_path_rate"] = cfg["drop_path"]
+    if cfg.get("drop_path_uniform"):
+        out["drop_path_uniform"] = True
+    return out
 
 
 def load_data(data_path, cfg, download=None):
@@ -170,7 +131,8 @@ def load_data(data_path, cfg, download=None):
         train_x, train_y = data.subset(train_x, train_y, cfg["train_subset"], seed=cfg["seed"])
     loader = data.DataLoader(train_x, train_y, cfg["batch_size"], shuffle=True, drop_last=True, augment=True,
                              mixup=True if cfg["mixup"] else None, seed=cfg["seed"],
-                             crop_padding=cfg.get("crop_padding", 4))
+                             crop_padding=cfg.get("crop_padding", 4), pad_mode=cfg.get("pad_mode", "zero"),
+                             three_augment=cfg.get("aug", "basic") == "3aug")
     if len(loader) == 0:
         raise ValueError(f"batch size {cfg['batch_size']} is larger than the {len(train_x)} training images")
     cfg["data"] = "sample" if data.is_sample(location) else os.path.abspath(location)
@@ -178,10 +140,15 @@ def load_data(data_path, cfg, download=None):
     return loader, test_x, test_y
 
 
-def resume_state(out_dir, model, opt, sched):
-    """Restore model, optimiser, schedule and RNG from out_dir's checkpoint; returns (start epoch, history)."""
+def resume_state(out_dir, model, opt, sched, ema=None):
+    """Restore model, optimiser, schedule, RNG (and the weights' average) from out_dir's checkpoint;
+    returns (start epoch, history)."""
     ckpt = load_checkpoint(os.path.join(out_dir, runs.CHECKPOINT), model, opt)   # shapes checked before reading
     model.load_state_dict(ckpt["model"], strict=True)
+    if ema is not None:
+        if "ema" not in ckpt:
+            raise ValueError(f"{out_dir}: the run keeps a weights' average (--ema) but its checkpoint holds none")
+        ema.load_state_dict(ckpt["ema"])
     opt.load_state_dict(ckpt["optimizer"])
     sched.load_state_dict(ckpt["schedule"])
     random.set_state(ckpt["rng"])
@@ -214,10 +181,11 @@ def run(cfg, data_path, out_dir, resume=False, init=None, overwrite=False, given
         if init:
             from minit2t.hub import init_from
             init_from(model, init)
+        ema = optim.EMA(model, cfg["ema"]) if cfg.get("ema") else None   # after --init: it averages from there
         if overwrite and os.path.exists(path):
             runs.remove_outputs(out_dir)
-        start, history = (0, []) if saved is None else _resume(out_dir, model, opt, sched, cfg, len(loader))
-        return train_epochs(model, opt, sched, loader, test, cfg, out_dir, start, history, where)
+        start, history = (0, []) if saved is None else _resume(out_dir, model, opt, sched, cfg, len(loader), ema)
+        return train_epochs(model, opt, sched, loader, test, cfg, out_dir, start, history, where, ema)
     except KeyboardInterrupt:
         raise runs.Interrupted(runs.interrupted_message(path, where)) from None
     finally:
@@ -235,10 +203,10 @@ def _check_flags(resume, overwrite, init):
         init_source(init)                                     # a bad spec or file is refused before the data is read
 
 
-def _resume(out_dir, model, opt, sched, cfg, steps_per_epoch):
+def _resume(out_dir, model, opt, sched, cfg, steps_per_epoch, ema=None):
     """Restore the run in out_dir, its schedule stretched to cfg["epochs"]; (start epoch, history)."""
     saved_epochs = read_checkpoint_meta(os.path.join(out_dir, runs.CHECKPOINT))["run_config"]["epochs"]
-    start, history = resume_state(out_dir, model, opt, sched)
+    start, history = resume_state(out_dir, model, opt, sched, ema)
     runs.reschedule(sched, cfg, steps_per_epoch, saved_epochs)
     if start >= cfg["epochs"]:
         print(f"{out_dir}: the run has done all its {start} epochs, nothing to train (--resume --epochs N, "
@@ -246,26 +214,33 @@ def _resume(out_dir, model, opt, sched, cfg, steps_per_epoch):
     return start, history
 
 
-def train_epochs(model, opt, sched, loader, test, cfg, out_dir, start, history, where):
-    """Epochs start+1 .. cfg["epochs"]: train, evaluate on test (images, labels), then save the
-    checkpoint, metrics.jsonl and curves.png into out_dir; returns the history."""
+def train_epochs(model, opt, sched, loader, test, cfg, out_dir, start, history, where, ema=None):
+    """Epochs start+1 .. cfg["epochs"]: train, evaluate on test (images, labels) (and the weights'
+    average, as ema_test_acc), then save the checkpoint, metrics.jsonl and curves.png into out_dir;
+    returns the history."""
     path = os.path.join(out_dir, runs.CHECKPOINT)
     clock = history[-1]["wall_s"] if history else 0.0          # training steps only
     total = history[-1].get("total_s", clock) if history else 0.0   # and evaluation
     for epoch in range(start, cfg["epochs"]):
         where.update(epoch=epoch + 1, step=0, steps=len(loader))
         t0 = time.perf_counter()
-        loss, acc, rate = train_one_epoch(model, loader, epoch, opt, sched, cfg, cfg["epochs"], where)
+        loss, acc, rate = train_one_epoch(model, loader, epoch, opt, sched, cfg, cfg["epochs"], where, ema)
         clock += time.perf_counter() - t0
         where["step"] = None                                  # the test evaluation
         test_acc = evaluate(model, *test)
-        total += time.perf_counter() - t0
-        history.append(dict(epoch=epoch + 1, train_loss=loss, train_acc=acc, test_acc=test_acc,
-                            images_per_s=rate, lr=sched.get_last_lr()[-1], wall_s=clock, total_s=total))
+        row = dict(epoch=epoch + 1, train_loss=loss, train_acc=acc, test_acc=test_acc, images_per_s=rate,
+                   lr=sched.get_last_lr()[-1], wall_s=clock)
+        if ema is not None:
+            with ema.swapped_in(model):
+                row["ema_test_acc"] = evaluate(model, *test)
+        history.append(dict(row, total_s=total + time.perf_counter() - t0))
+        total = history[-1]["total_s"]
         runs.remove_stale_temps(out_dir)
-        save_checkpoint(path, model, opt, sched, epoch + 1, history, cfg)
+        save_checkpoint(path, model, opt, sched, epoch + 1, history, cfg, ema)
         where["saved"] = epoch + 1
         runs.write_metrics(out_dir, history)
         runs.plot_curves(history, os.path.join(out_dir, "curves.png"))
-        print(f"epoch {epoch + 1}: train loss {loss:.4f} acc {acc:.4f}, test accuracy {test_acc:.4f}", flush=True)
+        average = f", the weights' average {row['ema_test_acc']:.4f}" if ema is not None else ""
+        print(f"epoch {epoch + 1}: train loss {loss:.4f} acc {acc:.4f}, test accuracy {test_acc:.4f}{average}",
+              flush=True)
     return history

@@ -1,13 +1,13 @@
 """Batches of a dataset held in memory: shuffled from a seed, augmented, optionally mixed.
 
 Legend: N dataset size, B batch, C=3 channels, H=W=32, K=10 classes.
-Epoch e of a loader with seed s draws everything (order, crops, flips, mixing) from
+Epoch e of a loader with seed s draws everything (order, crops, flips, 3-Augment, mixing) from
 np.random.default_rng((s, e)), so a run restarted at epoch e sees the same batches.
 """
 import numpy as np
 
 from minit2t.data.transforms import augment as _augment
-from minit2t.data.transforms import check_padding, mixup_cutmix, normalize
+from minit2t.data.transforms import check_pad_mode, check_padding, mixup_cutmix, normalize
 
 
 def subset(images, labels, n, seed=None):
@@ -28,12 +28,12 @@ class DataLoader:
 
     targets are the int64 labels (B,), or with `mixup` (True for the release's settings,
     or a dict of mixup_cutmix keyword arguments) soft targets (B, K) float32.
-    augment: random crop (zero padding `crop_padding`, 0 for none) + flip before normalisation
-    (training); else normalisation only.
+    augment: random crop (padding `crop_padding`, 0 for none, in `pad_mode` "zero" or "reflect") + flip,
+    then DeiT III's 3-Augment when `three_augment`, before normalisation (training); else normalisation only.
     """
 
     def __init__(self, images, labels, batch_size=128, shuffle=False, drop_last=False, augment=False,
-                 mixup=None, seed=0, crop_padding=4):
+                 mixup=None, seed=0, crop_padding=4, pad_mode="zero", three_augment=False):
         images, labels = np.asarray(images), np.asarray(labels)
         if images.ndim != 4 or images.shape[1] != 3 or images.dtype != np.uint8:
             raise ValueError(f"DataLoader expects uint8 images (N, 3, H, W), got {images.dtype} {images.shape}")
@@ -46,6 +46,7 @@ class DataLoader:
         self.batch_size, self.shuffle, self.drop_last = int(batch_size), bool(shuffle), bool(drop_last)
         self.augment, self.seed, self.epoch = bool(augment), int(seed), 0
         self.crop_padding = check_padding(crop_padding, "crop_padding")
+        self.pad_mode, self.three_augment = check_pad_mode(pad_mode, "pad_mode"), bool(three_augment)
         self.mixup = None if mixup is None or mixup is False else ({} if mixup is True else dict(mixup))
 
     def __len__(self):
@@ -68,7 +69,8 @@ class DataLoader:
         for i in range(len(self)):
             idx = order[i * self.batch_size:(i + 1) * self.batch_size]             # (B,)
             x, y = self.images[idx], self.labels[idx]                              # (B, 3, H, W), (B,)
-            x = _augment(x, rng, self.crop_padding) if self.augment else normalize(x)  # float32
+            x = (_augment(x, rng, self.crop_padding, self.pad_mode, self.three_augment) if self.augment
+                 else normalize(x))                                                 # float32 (B, 3, H, W)
             if self.mixup is not None:
                 x, y = mixup_cutmix(x, y, rng, **self.mixup)                       # y: (B, K)
             yield x, y

@@ -1,13 +1,18 @@
 """The CIFAR-10 training input pipeline, vectorised over a batch of uint8 images.
 
 Legend: B batch, C=3 channels, H=W=32 image side, P padding, K=10 classes.
-    random_crop   zero-pad by P, take a 32x32 window at a random offset per image
+    random_crop   pad by P (zeros, or mirrored pixels with pad_mode="reflect"), take a 32x32 window at a
+                  random offset per image
     random_flip   mirror left-right with probability 1/2 per image
     normalize     uint8 -> float32 (x / 255 - mean) / std per channel
+    augment       crop -> flip -> (optionally) 3-Augment (minit2t.data.augment3) -> normalize
     mixup_cutmix  the release's batch mixing (timm Mixup): soft targets (B, K) float32
 """
 import numpy as np
 
+from minit2t.data.augment3 import three_augment as _three_augment
+
+PAD_MODES = ("zero", "reflect")
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
@@ -25,28 +30,44 @@ def check_padding(padding, what):
     return int(padding)
 
 
-def crop_at(images, top, left, padding=4):
-    """Window (top, left) of each zero-padded image: out[b] = pad(images[b])[:, top[b]:+H, left[b]:+W]."""
+def check_pad_mode(pad_mode, what):
+    """The crop padding mode; ValueError naming `what` unless it is "zero" or "reflect"."""
+    if not (isinstance(pad_mode, str) and pad_mode in PAD_MODES):
+        raise ValueError(f"{what} must be 'zero' or 'reflect', got {pad_mode!r}")
+    return pad_mode
+
+
+def crop_at(images, top, left, padding=4, pad_mode="zero"):
+    """Window (top, left) of each padded image: out[b] = pad(images[b])[:, top[b]:+H, left[b]:+W].
+    pad_mode "zero" pads with zeros, "reflect" mirrors without repeating the edge (np.pad mode "reflect",
+    torchvision's padding_mode="reflect"; needs padding < H and W)."""
     _check_images(images, "crop_at")
     B, C, H, W = images.shape
     P = check_padding(padding, "crop_at: padding")
+    check_pad_mode(pad_mode, "crop_at: pad_mode")
+    if pad_mode == "reflect" and P >= min(H, W):
+        raise ValueError(f"crop_at: reflect padding needs padding < H and W, got padding {P} for {H}x{W} images")
     top, left = np.asarray(top), np.asarray(left)
     for name, off in (("top", top), ("left", left)):
         if off.shape != (B,) or off.dtype.kind not in "iu" or (B and (off.min() < 0 or off.max() > 2 * P)):
             raise ValueError(f"crop_at expects {name} offsets: {B} ints in [0, {2 * P}], got {off.dtype} "
                              f"{off.shape}")
-    padded = np.zeros((B, C, H + 2 * P, W + 2 * P), dtype=images.dtype)        # (B, C, H+2P, W+2P)
-    padded[:, :, P:P + H, P:P + W] = images
+    if pad_mode == "reflect":
+        padded = np.pad(images, ((0, 0), (0, 0), (P, P), (P, P)), mode="reflect")  # (B, C, H+2P, W+2P)
+    else:
+        padded = np.zeros((B, C, H + 2 * P, W + 2 * P), dtype=images.dtype)    # (B, C, H+2P, W+2P)
+        padded[:, :, P:P + H, P:P + W] = images
     windows = np.lib.stride_tricks.sliding_window_view(padded, (H, W), axis=(2, 3))  # (B, C, 2P+1, 2P+1, H, W)
     return windows[np.arange(B), :, top, left]                                 # (B, C, H, W)
 
 
-def random_crop(images, rng, padding=4):
-    """Random crop with zero padding, one offset per image drawn from `rng`."""
+def random_crop(images, rng, padding=4, pad_mode="zero"):
+    """Random crop with zero (or reflect) padding, one offset per image drawn from `rng`."""
     _check_images(images, "random_crop")
     padding = check_padding(padding, "random_crop: padding")
-    top, left = rng.integers(0, 2 * padding + 1, size=(2, images.shape[0]))
-    return crop_at(images, top, left, padding)
+    check_pad_mode(pad_mode, "random_crop: pad_mode")
+    top, left = rng.integers(0, 2 * padding + 1, size=(2, images.shape[0]))    # (B,) each
+    return crop_at(images, top, left, padding, pad_mode)
 
 
 def flip_where(images, mask):
@@ -75,12 +96,15 @@ def normalize(images, mean=CIFAR10_MEAN, std=CIFAR10_STD):
     return images * scale[:, None, None] + shift[:, None, None]                # (B, 3, H, W) float32
 
 
-def augment(images, rng, padding=4):
-    """The training transform: random crop (zero padding; none when padding is 0), random flip,
-    normalisation."""
+def augment(images, rng, padding=4, pad_mode="zero", three_augment=False):
+    """The training transform of uint8 (B, 3, H, W) -> float32: random crop (padding by `padding` in
+    `pad_mode`; none when padding is 0), random flip, DeiT III's 3-Augment when `three_augment`,
+    normalisation. Draws from `rng` in that order (the defaults draw exactly crop then flip)."""
     padding = check_padding(padding, "augment: padding")
-    cropped = random_crop(images, rng, padding) if padding else images
-    return normalize(random_flip(cropped, rng))
+    check_pad_mode(pad_mode, "augment: pad_mode")
+    cropped = random_crop(images, rng, padding, pad_mode) if padding else images
+    flipped = random_flip(cropped, rng)                                        # (B, 3, H, W) uint8
+    return normalize(_three_augment(flipped, rng) if three_augment else flipped)
 
 
 # ---- batch mixing --------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ T2T module (tokens_type "transformer" or "performer"), for each of the three sof
 then a Linear projects the last split's tokens to D. For the paper's comparisons the module can be
 "convolution" (convolutions in place of soft split + T2T layer) or "hard" (ViT's tokenizer: the image cut
 into non-overlapping p x p patches, p = H / sqrt N, each projected by one Linear). The backbone is a deep-narrow ViT:
-cls token + fixed sinusoid positions, `depth` pre-norm blocks, LayerNorm, linear head.
+cls token + fixed sinusoid positions, `depth` pre-norm blocks (LayerScale in them optional), LayerNorm,
+linear head.
 """
 import numpy as np
 
@@ -49,6 +50,16 @@ def split_sizes(img_size, soft_split):
             raise ValueError(f"soft split (k={k}, s={s}, p={p}) leaves no tokens for img_size {img_size}")
         sides.append(side)
     return sides
+
+
+def drop_path_rates(rate, depth, uniform=False):
+    """Each block's stochastic-depth rate: 0 .. rate rising linearly (the release), or `rate` in every
+    block when `uniform` (DeiT III)."""
+    if not isinstance(uniform, bool):
+        raise TypeError(f"drop_path_uniform must be True or False, got {uniform!r}")
+    if uniform:
+        return [float(rate)] * depth
+    return [float(r) for r in np.linspace(0, rate, depth)]           # stochastic depth decay
 
 
 def restructurize(x, side):                                      # (B, T, E)
@@ -118,17 +129,23 @@ class T2TModule(Module):
 
 
 class T2T_ViT(Module):
-    """T2T module + cls token + sinusoid positions + deep-narrow transformer + head."""
+    """T2T module + cls token + sinusoid positions + deep-narrow transformer + head.
+
+    Two options of DeiT III's recipe, both off by default (the release's model): `layer_scale_init`, a
+    number > 0, gives every backbone block LayerScale (blocks.i.ls1.gamma, blocks.i.ls2.gamma, all that
+    value at init); `drop_path_uniform` gives every block drop_path_rate, not 0 .. drop_path_rate rising."""
 
     def __init__(self, img_size=224, tokens_type="performer", in_chans=3, num_classes=1000, embed_dim=768,
                  depth=12, num_heads=12, mlp_ratio=4.0, qkv_bias=False, qk_scale=None, drop_rate=0.0,
-                 attn_drop_rate=0.0, drop_path_rate=0.0, token_dim=64, soft_split=RELEASE_SOFT_SPLIT):
+                 attn_drop_rate=0.0, drop_path_rate=0.0, token_dim=64, soft_split=RELEASE_SOFT_SPLIT,
+                 layer_scale_init=None, drop_path_uniform=False):
         super().__init__()
         soft_split = tuple(tuple(int(v) for v in kps) for kps in soft_split)
         self.config = dict(img_size=img_size, tokens_type=tokens_type, in_chans=in_chans, num_classes=num_classes,
                            embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
                            qkv_bias=qkv_bias, qk_scale=qk_scale, drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
-                           drop_path_rate=drop_path_rate, token_dim=token_dim, soft_split=soft_split)
+                           drop_path_rate=drop_path_rate, token_dim=token_dim, soft_split=soft_split,
+                           layer_scale_init=layer_scale_init, drop_path_uniform=drop_path_uniform)
         self.num_classes = num_classes
         self.num_features = self.embed_dim = embed_dim
         self.tokens_to_token = T2TModule(img_size, tokens_type, in_chans, embed_dim, token_dim, soft_split)
@@ -136,9 +153,9 @@ class T2T_ViT(Module):
         self.cls_token = Parameter(init.trunc_normal((1, 1, embed_dim), std=0.02))
         self.pos_embed = Parameter(get_sinusoid_encoding(N + 1, embed_dim), requires_grad=False)
         self.pos_drop = Dropout(drop_rate)
-        dpr = np.linspace(0, drop_path_rate, depth) if depth else []  # stochastic depth decay
+        dpr = drop_path_rates(drop_path_rate, depth, drop_path_uniform)
         self.blocks = ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias, qk_scale, drop_rate,
-                                       attn_drop_rate, float(dpr[i])) for i in range(depth))
+                                       attn_drop_rate, dpr[i], layer_scale_init) for i in range(depth))
         self.norm = LayerNorm(embed_dim)
         self.head = Linear(embed_dim, num_classes) if num_classes > 0 else Identity()
 

@@ -36,7 +36,7 @@ CIFAR_VARIANTS = {
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 _KWARGS = {"img_size", "in_chans", "num_classes", "token_dim", "qkv_bias", "qk_scale", "drop_rate",
-           "attn_drop_rate", "drop_path_rate", "soft_split", "tokens_type"}
+           "attn_drop_rate", "drop_path_rate", "soft_split", "tokens_type", "layer_scale_init", "drop_path_uniform"}
 
 
 def list_models():
@@ -49,6 +49,9 @@ def create_model(name, **kwargs):
     kwargs: img_size, in_chans, num_classes, token_dim, qkv_bias, qk_scale, drop_rate,
     attn_drop_rate, drop_path_rate, soft_split ((k, s, p) of the three soft splits),
     tokens_type (to swap the T2T layers, e.g. "convolution" or "hard" for the paper's comparisons);
+    DeiT III's options: layer_scale_init (None, or a number > 0: LayerScale in every backbone block,
+    its per-channel gammas starting at that value, e.g. 1e-4) and drop_path_uniform (True: every block
+    drops paths at drop_path_rate, not at a rate rising from 0 to it);
     t2t_vit_cifar also takes embed_dim, depth, num_heads and mlp_ratio.
     The release's pretrained weights were trained with qk_scale = embed_dim ** -0.5
     (512 ** -0.5 for t2t_vit_14_wide); pass it when loading them.

@@ -3,7 +3,8 @@ from minit2t.nn import functional, init
 from minit2t.nn.layers import (GELU, Conv2d, Dropout, DropPath, Identity, LayerNorm, Linear, ModuleList,
                                Sequential, Softmax, Unfold)
 from minit2t.nn.module import Module, Parameter
-from minit2t.nn.transformer import Attention, Block, Mlp
+from minit2t.nn.transformer import Attention, Block, LayerScale, Mlp
 
-__all__ = ["Attention", "Block", "Conv2d", "Dropout", "DropPath", "GELU", "Identity", "LayerNorm", "Linear",
-           "Mlp", "Module", "ModuleList", "Parameter", "Sequential", "Softmax", "Unfold", "functional", "init"]
+__all__ = ["Attention", "Block", "Conv2d", "Dropout", "DropPath", "GELU", "Identity", "LayerNorm", "LayerScale",
+           "Linear", "Mlp", "Module", "ModuleList", "Parameter", "Sequential", "Softmax", "Unfold", "functional",
+           "init"]

@@ -1,11 +1,15 @@
-"""The ViT backbone's pieces (the release's transformer_block.py): Mlp, Attention, Block.
+"""The ViT backbone's pieces (the release's transformer_block.py): Mlp, Attention, Block; and LayerScale
+(Touvron et al., "Going deeper with image transformers", 2021), which DeiT III's recipe puts in every block.
 
 Legend: B batch, N tokens, D embed dim, h heads, d = D / h head dim, F hidden dim.
 """
+import math
+from numbers import Real
+
 import numpy as np
 
 from minit2t.nn.layers import GELU, Dropout, DropPath, Identity, LayerNorm, Linear, Softmax
-from minit2t.nn.module import Module
+from minit2t.nn.module import Module, Parameter
 from minit2t.tensor import Tensor
 
 
@@ -80,18 +84,53 @@ def concat_heads(x):                                                 # (B, h, N,
     return x.transpose(1, 2).reshape(B, N, h * d)                    # (B, N, D)
 
 
+class LayerScale(Module):
+    """x * gamma: a learnable scale per channel, every entry initialised to `init_values` (small, e.g. 1e-5,
+    so that each residual branch starts near zero and the deep network near the identity)."""
+
+    def __init__(self, dim, init_values=1e-5):
+        super().__init__()
+        if isinstance(init_values, bool) or not isinstance(init_values, Real) or not 0 < init_values < math.inf:
+            raise ValueError(f"LayerScale init_values must be a finite number above 0, got {init_values!r}")
+        self.dim, self.init_values = dim, float(init_values)
+        self.gamma = Parameter(np.full(dim, init_values, dtype=np.float32))  # (D,)
+
+    def forward(self, x):                                            # (..., D)
+        if x.shape[-1] != self.dim:
+            raise ValueError(f"LayerScale expects input of shape (..., {self.dim}), got {x.shape}")
+        return x * self.gamma                                        # (..., D)
+
+    def extra_repr(self):
+        return f"{self.dim}, init_values={self.init_values:g}"
+
+
 class Block(Module):
-    """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x))."""
+    """Pre-norm transformer block: x + attn(norm1(x)), then x + mlp(norm2(x)).
+
+    With `layer_scale_init` (a number > 0) each branch is scaled per channel before the residual add:
+    x + drop_path(ls1(attn(norm1(x)))), then x + drop_path(ls2(mlp(norm2(x)))). Without it the block has
+    no ls1 / ls2 at all, so its parameters and state-dict names are the release's."""
+
+    ls1 = ls2 = None                                                 # no LayerScale unless given one
 
     def __init__(self, dim, num_heads, mlp_ratio=4.0, qkv_bias=False, qk_scale=None,
-                 drop=0.0, attn_drop=0.0, drop_path=0.0):
+                 drop=0.0, attn_drop=0.0, drop_path=0.0, layer_scale_init=None):
         super().__init__()
         self.norm1 = LayerNorm(dim)
         self.attn = Attention(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop)
+        if layer_scale_init is not None:
+            self.ls1 = LayerScale(dim, layer_scale_init)
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else Identity()
         self.norm2 = LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
+        if layer_scale_init is not None:
+            self.ls2 = LayerScale(dim, layer_scale_init)
 
     def forward(self, x):                                            # (B, N, D)
-        x = x + self.drop_path(self.attn(self.norm1(x)))
-        return x + self.drop_path(self.mlp(self.norm2(x)))           # (B, N, D)
+        x = x + self.drop_path(scaled(self.ls1, self.attn(self.norm1(x))))
+        return x + self.drop_path(scaled(self.ls2, self.mlp(self.norm2(x))))  # (B, N, D)
+
+
+def scaled(layer_scale, x):                                          # (B, N, D)
+    """x through LayerScale, or x itself for a block without one."""
+    return x if layer_scale is None else layer_scale(x)

@@ -3,32 +3,34 @@
 Legend: B batch, N tokens in, M tokens out, D embed dim, h heads, d head dim.
 
 A reducing block holds the very sub-modules of the ViT block it replaces (norm1, attn, drop_path,
-norm2, mlp), so the parameters keep their names and values; only forward changes. It takes the
+norm2, mlp, and LayerScale's ls1, ls2 when the block has them), so the parameters keep their names,
+values and order; only forward changes. It takes the
 tokens and the TokenState (sizes, sources) and returns fewer tokens, updating the state.
 """
 from minit2t.nn.module import Module
-from minit2t.nn.transformer import Block
+from minit2t.nn.transformer import Block, scaled
 
-PARTS = ("norm1", "attn", "drop_path", "norm2", "mlp")
+PARTS = ("norm1", "attn", "ls1", "drop_path", "norm2", "mlp", "ls2")   # Block's order; ls1, ls2 maybe absent
 
 
 class ReducingBlock(Module):
     """A pre-norm transformer block with a reduction step; subclasses say where and how."""
 
+    ls1 = ls2 = None                                                 # no LayerScale unless the block has it
+
     def __init__(self, block, prop=True):
         super().__init__()
-        for name in PARTS:
-            setattr(self, name, getattr(block, name))
+        _take_parts(self, block)
         self.prop = prop                                             # proportional attention
 
     def attend(self, x, state):                                      # (B, N, D)
         """x + attention; also the attention probabilities (B, h, N, N) and keys (B, h, N, d)."""
         q, k, v = self.attn.heads(self.norm1(x))                     # (B, h, N, d) each
         attn = self.attn.probabilities(q, k, state.size if self.prop else None)  # (B, h, N, N)
-        return x + self.drop_path(self.attn.mix(attn, v)), attn, k   # (B, N, D)
+        return x + self.drop_path(scaled(self.ls1, self.attn.mix(attn, v))), attn, k   # (B, N, D)
 
     def feed_forward(self, x):                                       # (B, M, D)
-        return x + self.drop_path(self.mlp(self.norm2(x)))           # (B, M, D)
+        return x + self.drop_path(scaled(self.ls2, self.mlp(self.norm2(x))))   # (B, M, D)
 
 
 def plain_block(block):
@@ -37,6 +39,12 @@ def plain_block(block):
         return block
     plain = Block.__new__(Block)
     Module.__init__(plain)
-    for name in PARTS:
-        setattr(plain, name, getattr(block, name))
+    _take_parts(plain, block)
     return plain
+
+
+def _take_parts(dst, block):
+    for name in PARTS:
+        part = getattr(block, name, None)
+        if part is not None:
+            setattr(dst, name, part)

@@ -21,7 +21,7 @@ import numpy as np
 
 from minit2t.nn import functional as F
 from minit2t.nn.functional import cross_entropy
-from minit2t.nn.transformer import concat_heads
+from minit2t.nn.transformer import concat_heads, scaled
 from minit2t.random import generator
 from minit2t.reduction.block import ReducingBlock
 from minit2t.reduction.merge import assignment, bipartite_slots, cosine, merge, one_hot, protect_cls
@@ -55,7 +55,8 @@ class MCTFBlock(ReducingBlock):
         x = merge(x, P)                                              # (B, M, D)
         state.update(slot, M)
         (v,) = self.project(self.norm1(x), 2, 3)                     # (B, h, M, d)
-        return self.feed_forward(x + self.drop_path(self.fused_mix(attn, slot, P, v)))  # (B, M, D)
+        mixed = scaled(self.ls1, self.fused_mix(attn, slot, P, v))   # (B, M, D)
+        return self.feed_forward(x + self.drop_path(mixed))          # (B, M, D)
 
     def fused_mix(self, attn, slot, P, v):                           # (B, h, N, N), (B, N), (B, M, N), (B, h, M, d)
         """proj(A' @ v) with the fused map A' = P A Q^T (fused_attention), computed right to left,
