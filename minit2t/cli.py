@@ -1,4 +1,4 @@
-"""The command line: python -m minit2t {summary, convert, train, eval} ... (one clear line on bad input)."""
+"""The command line: python -m minit2t {summary, convert, train, eval, bench} ... (one clear line on bad input)."""
 import argparse
 import sys
 import time
@@ -83,6 +83,23 @@ def cmd_eval(args):
              (["flip TTA (two passes an image)"] if args.tta else []) + (["the weights' average"] if args.ema else [])
     print(f"images/s: {rate:.1f} (batch 256, {', '.join([backend + ' backend'] + extras)})")
     print(f"test accuracy: {accuracy:.4f}")
+
+
+def cmd_bench(args):
+    from minit2t import speed
+    rows, why_not, threads = speed.bench(args.model, args.batch_size, args.infer_batch, args.repeats, args.threads)
+    print("\n".join(speed.report(args.model, rows, why_not, threads, args.repeats)))
+
+
+def _bench_parser(sub):
+    p = sub.add_parser("bench", help="images/s of a model, training and inference, beside PyTorch when at hand")
+    p.add_argument("--model", default="t2t_vit_cifar", choices=list_models(), metavar="NAME",
+                   help="a zoo model (default t2t_vit_cifar)")
+    p.add_argument("--batch-size", type=_positive(int), default=128, help="of a training step (default 128)")
+    p.add_argument("--infer-batch", type=_positive(int), default=256, help="of inference (default 256)")
+    p.add_argument("--repeats", type=_positive(int), default=5, help="timed runs of each (default 5)")
+    p.add_argument("--threads", type=_positive(int), default=None, help="default: every core this process may use")
+    p.set_defaults(fn=cmd_bench)
 
 
 def _train_parser(sub):
@@ -203,6 +220,7 @@ def build_parser():
     p.add_argument("--num-classes", type=int, default=None)
     p.set_defaults(fn=cmd_convert)
     _train_parser(sub)
+    _bench_parser(sub)
     return parser
 
 

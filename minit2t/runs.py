@@ -203,6 +203,8 @@ def plot_curves(history, path):
     ax1.set(xlabel="epoch", ylabel="train loss")
     ax2.plot(epochs, [h["train_acc"] for h in history], marker="o", label="train")
     ax2.plot(epochs, [h["test_acc"] for h in history], marker="o", label="test")
+    if all("ema_test_acc" in h for h in history):
+        ax2.plot(epochs, [h["ema_test_acc"] for h in history], marker="o", label="test, the weights' average")
     ax2.set(xlabel="epoch", ylabel="accuracy")
     ax2.legend()
     fig.tight_layout()

@@ -65,6 +65,14 @@ def test_cifar_float64(tokens_type):
     check_parity(t, m, randn((2, 3, 32, 32), np.float64), 1e-10)
 
 
+def test_layer_scale_float64():
+    """LayerScale on both branches of every block (its gammas perturbed off their init like every weight)."""
+    t, m = make_vit7_pair("transformer", img_size=32, num_classes=10, token_dim=16, soft_split=CIFAR_B,
+                          layer_scale_init=0.1, drop_path_uniform=True)
+    assert "blocks.6.ls2.gamma" in m.state_dict()
+    check_parity(t, m, randn((2, 3, 32, 32), np.float64), 1e-10)
+
+
 def test_transformer_tokens_train_mode():
     """No dropout anywhere (rates 0, transformer tokens): train mode must match too."""
     t, m = make_vit7_pair("transformer", img_size=32, num_classes=10, token_dim=16, soft_split=CIFAR_B)

@@ -211,3 +211,21 @@ def test_reduction_with_layer_scale_changes_the_output_as_the_scale_says():
             blk.ls2.gamma.data[...] = 0.0
         skipped = model(x).numpy()                                    # every branch scaled to nothing
     assert not np.allclose(small, skipped, atol=0)
+
+
+# ---- the shipped hour -------------------------------------------------------------------------------
+
+CIFAR = os.environ.get("MINIT2T_DATA") or os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
+                                                       "cifar-10-binary.tar.gz")
+
+
+@pytest.mark.skipif(not os.path.exists(CIFAR), reason=f"needs CIFAR-10 at {CIFAR} or $MINIT2T_DATA")
+def test_the_shipped_hour_scores_what_its_log_says(capsys):
+    """t2t_vit_cifar_hour ships the better of its run's last weights and their average (--ema)."""
+    import json
+    name = "t2t_vit_cifar_hour"
+    assert cli_main(["eval", "--pretrained", name, "--data", CIFAR]) == 0
+    got = float(capsys.readouterr().out.strip().splitlines()[-1].split(": ")[1])
+    with open(os.path.join(os.path.dirname(mt.hub.pretrained_path(name)), f"{name}.metrics.jsonl")) as f:
+        last = [json.loads(line) for line in f][-1]
+    assert abs(got - max(last["test_acc"], last["ema_test_acc"])) <= 0.0005   # float32 sums may flip a tie
