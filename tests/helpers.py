@@ -4,6 +4,9 @@ Both run an op forward, send one random upstream gradient back through it,
 and compare every input gradient. Comparisons are norm-wise:
     ||got - want|| <= atol + rtol * ||want||
 """
+import json
+import os
+
 import numpy as np
 
 import minit2t as mt
@@ -109,3 +112,15 @@ def run_config(**over):
                train_subset=None, model_kwargs=TINY)
     cfg.update(over)
     return cfg
+
+
+CIFAR = os.environ.get("MINIT2T_DATA") or os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
+                                                       "cifar-10-binary.tar.gz")       # for the shipped models' scores
+
+
+def shipped_score(name, cli_main, capsys):
+    """(the test accuracy `eval --pretrained name` prints on CIFAR, the last line of the model's log)."""
+    assert cli_main(["eval", "--pretrained", name, "--data", CIFAR]) == 0
+    got = float(capsys.readouterr().out.strip().splitlines()[-1].split(": ")[1])
+    with open(os.path.join(os.path.dirname(mt.hub.pretrained_path(name)), f"{name}.metrics.jsonl")) as f:
+        return got, [json.loads(line) for line in f][-1]

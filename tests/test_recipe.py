@@ -13,7 +13,7 @@ from minit2t.cli import main as cli_main
 from minit2t.data import cifar
 from minit2t.hub import load_model
 from minit2t.reduction import reduce_tokens
-from helpers import TINY, run_config
+from helpers import CIFAR, TINY, run_config, shipped_score
 from test_train import PER_FILE, _write_dataset
 
 
@@ -215,17 +215,8 @@ def test_reduction_with_layer_scale_changes_the_output_as_the_scale_says():
 
 # ---- the shipped hour -------------------------------------------------------------------------------
 
-CIFAR = os.environ.get("MINIT2T_DATA") or os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
-                                                       "cifar-10-binary.tar.gz")
-
-
 @pytest.mark.skipif(not os.path.exists(CIFAR), reason=f"needs CIFAR-10 at {CIFAR} or $MINIT2T_DATA")
 def test_the_shipped_hour_scores_what_its_log_says(capsys):
     """t2t_vit_cifar_hour ships the better of its run's last weights and their average (--ema)."""
-    import json
-    name = "t2t_vit_cifar_hour"
-    assert cli_main(["eval", "--pretrained", name, "--data", CIFAR]) == 0
-    got = float(capsys.readouterr().out.strip().splitlines()[-1].split(": ")[1])
-    with open(os.path.join(os.path.dirname(mt.hub.pretrained_path(name)), f"{name}.metrics.jsonl")) as f:
-        last = [json.loads(line) for line in f][-1]
+    got, last = shipped_score("t2t_vit_cifar_hour", cli_main, capsys)
     assert abs(got - max(last["test_acc"], last["ema_test_acc"])) <= 0.0005   # float32 sums may flip a tie

@@ -13,7 +13,7 @@ from minit2t.cli import main as cli_main
 from minit2t.data import cifar
 from minit2t.hub import check_model_config, export_pretrained, load_model
 from minit2t.reduction import ReducedT2T_ViT, reduce_tokens, training_loss, uses_consistency
-from helpers import TINY, run_config
+from helpers import CIFAR, TINY, run_config, shipped_score
 from test_train import PER_FILE, _write_dataset
 
 
@@ -113,15 +113,7 @@ def test_shipped_models_have_card_and_log_and_the_reduced_ones_their_spec():
             assert "reduce" not in model.config and not isinstance(model, ReducedT2T_ViT), name
 
 
-CIFAR = os.environ.get("MINIT2T_DATA") or os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
-                                                       "cifar-10-binary.tar.gz")
-
-
 @pytest.mark.skipif(not os.path.exists(CIFAR), reason=f"needs CIFAR-10 at {CIFAR} or $MINIT2T_DATA")
 def test_the_shipped_reduced_model_scores_what_its_log_says(capsys):
-    name = "t2t_vit_cifar_tome"
-    assert cli_main(["eval", "--pretrained", name, "--data", CIFAR]) == 0
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    with open(os.path.join(os.path.dirname(mt.hub.pretrained_path(name)), f"{name}.metrics.jsonl")) as f:
-        logged = [json.loads(line) for line in f][-1]["test_acc"]
-    assert abs(float(last.split(": ")[1]) - logged) <= 0.0005      # float32 sums in another order may flip a tie
+    got, logged = shipped_score("t2t_vit_cifar_tome", cli_main, capsys)
+    assert abs(got - logged["test_acc"]) <= 0.0005                 # float32 sums in another order may flip a tie
