@@ -57,7 +57,8 @@ def torch_runners(model, x, y, threads):
     tests = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests")
     if not os.path.exists(os.path.join(tests, "torch_t2t.py")):
         raise ImportError("the PyTorch transcription tests/torch_t2t.py is in a checkout of the repository only")
-    sys.path.insert(0, tests)
+    if tests not in sys.path:
+        sys.path.insert(0, tests)
     import torch_t2t
     torch.set_num_threads(threads)
     cfg = {k: v for k, v in model.config.items() if k != "reduce"}
