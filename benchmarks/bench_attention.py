@@ -48,12 +48,8 @@ sys.path.insert(0, ROOT)
 
 import minit2t as mt  # noqa: E402
 from machine import cpu_name, write_json  # noqa: E402  (benchmarks/machine.py)
-from minit2t.approx import (attention_inputs, exact, gaussian_orthogonal, local, performer, relative_error,  # noqa: E402
-                           scatterbrain, swap_t2t_attention)
-from minit2t.approx.features import feature_rows  # noqa: E402
+from minit2t.approx import attention_fn, attention_inputs, exact, relative_error, swap_t2t_attention  # noqa: E402
 from minit2t.train import evaluate  # noqa: E402
-
-from minit2t.approx.lsh import lsh, lsh_n_buckets, lsh_rotations  # noqa: E402
 
 LSH_HASHES = 2                                                     # the paper's Reformer setting
 
@@ -71,42 +67,28 @@ def lsh_bucket(budget):
     return max(1, budget // (2 * LSH_HASHES))
 
 
-def lsh_call(q, k, v, tau, bucket, seed):
-    R = lsh_rotations(q.shape[-1], lsh_n_buckets(q.shape[1], bucket), LSH_HASHES, seed)   # (n, d, nb/2)
-    return lsh(q, k, v, tau, bucket, R)
-
-
 def method_rows(budgets, paper=None):
-    """[(method, label, budget, fn(q, k, v, tau, seed), random?)] for every method at every budget."""
-    rows = []
-    d_of = lambda q: q.shape[-1]  # noqa: E731
-    for b in budgets:
-        rows.append(("local", f"window {b}", b, lambda q, k, v, t, s, b=b: local(q, k, v, t, b), False))
-    for b in budgets:
-        rows.append(("performer", f"{b} features", b,
-                     lambda q, k, v, t, s, b=b: performer(q, k, v, t, gaussian_orthogonal(
-                         feature_rows("positive", b), d_of(q), s), "positive"), True))
-    splits = [(1, "1:1"), (2, "2:1")]
+    """[(method, label, budget, spec, random?)] for every method at every budget; a random method's
+    spec takes ",seed=S" (approx.attention_fn builds each)."""
+    rows = [("local", f"window {b}", b, f"local:window={b}", False) for b in budgets]
+    rows += [("performer", f"{b} features", b, f"performer:features={b}", True) for b in budgets]
     for b in budgets:
         seen = set()
-        for ratio, name in splits:
+        for ratio, name in ((1, "1:1"), (2, "2:1")):
             w, m = sb_split(b, ratio)
             if (w, m) in seen:                                     # small budgets: both splits alike
                 continue
             seen.add((w, m))
             rows.append(("scatterbrain", f"{name}: window {w} + {m} features", b,
-                         lambda q, k, v, t, s, w=w, m=m: scatterbrain(q, k, v, t, w, gaussian_orthogonal(
-                             feature_rows("cosh", m), d_of(q), s)), True))
+                         f"scatterbrain:window={w},features={m}", True))
     if paper is not None:
         w, m = paper
         rows.append(("scatterbrain", f"paper: window {w} + {m} features", w + m,
-                     lambda q, k, v, t, s, w=w, m=m: scatterbrain(q, k, v, t, w, gaussian_orthogonal(
-                         feature_rows("cosh", m), d_of(q), s)), True))
-    if lsh is not None:
-        for b in budgets:
-            c = lsh_bucket(b)
-            rows.append(("lsh", f"bucket {c} x {LSH_HASHES} hashes ({2 * c * LSH_HASHES} entries)", b,
-                         lambda q, k, v, t, s, c=c: lsh_call(q, k, v, t, c, s), True))
+                     f"scatterbrain:window={w},features={m}", True))
+    for b in budgets:
+        c = lsh_bucket(b)
+        rows.append(("lsh", f"bucket {c} x {LSH_HASHES} hashes ({2 * c * LSH_HASHES} entries)", b,
+                     f"lsh:bucket={c},hashes={LSH_HASHES}", True))
     return rows
 
 
@@ -121,13 +103,13 @@ def error_table(title, q, k, v, tau, budgets, seeds, paper=None):
           f"and proj), mean over {seeds} seeds (features, hash rotations) for the random methods")
     print(f"  {'method':<13}{'setting':<36}{'budget':>7}{'of T':>8}{'rel. error':>12}{'(min..max)':>20}{'s/call':>8}")
     out = []
-    for method, label, budget, fn, rand in method_rows(budgets, paper):
+    for method, label, budget, spec, rand in method_rows(budgets, paper):
         errs, times = [], []
         for s in (range(seeds) if rand else [0]):
             start = time.perf_counter()
             try:
                 with mt.no_grad():
-                    y = fn(Q, K, V, tau, s).numpy()
+                    y = attention_fn(spec + (f",seed={s}" if rand else ""), q.shape[-1])(Q, K, V, tau).numpy()
             except Exception as exc:  # noqa: BLE001 - report and go on (e.g. a budget a method rejects)
                 print(f"  {method:<13}{label:<36}{budget:>7}  failed: {type(exc).__name__}: {exc}")
                 errs = None
@@ -227,11 +209,6 @@ def accuracy_specs(fractions):
 
 
 def lsh_specs(fractions):
-    """lsh specs when spec.py knows the method (read from its OPTIONS), else []."""
-    from minit2t.approx import spec as spec_mod
-    opts = getattr(spec_mod, "OPTIONS", {}).get("lsh")
-    if lsh is None or not opts:
-        return []
     return [("lsh", f"lsh:bucket=[{lsh_bucket(round(256 * f))},{lsh_bucket(round(64 * f))}],hashes={LSH_HASHES}", f)
             for f in fractions]
 
@@ -292,14 +269,14 @@ def run_memory(args):
         qkv = attn.qkv(x).numpy().reshape(B, T, 3, E)
     Q, K, V = (mt.tensor(np.ascontiguousarray(qkv[:, :, i])) for i in range(3))
     tau, (w, m) = float(attn.scale), (49, 24)
-    W = gaussian_orthogonal(feature_rows("cosh", m), E, 0)
+    sb = attention_fn(f"scatterbrain:window={w},features={m}", E)    # features from seed 0
     exact_mod = attn
     swapped = mt.create_model("t2t_vit_t_14").eval()
     swapped.load_state_dict(big.state_dict())
     swap_t2t_attention(swapped, f"scatterbrain:window=[{w},12],features=[{m},6]")
     sb_mod = swapped.tokens_to_token.attention1.attn
     cases = [("core", "exact", lambda: exact(Q, K, V, tau)),
-             ("core", f"scatterbrain {w}+{m}", lambda: scatterbrain(Q, K, V, tau, w, W)),
+             ("core", f"scatterbrain {w}+{m}", lambda: sb(Q, K, V, tau)),
              ("module", "exact", lambda: exact_mod(x)),
              ("module", f"scatterbrain {w}+{m}", lambda: sb_mod(x))]
     # time first (tracemalloc off: it slows allocation), rows in turn, round after round

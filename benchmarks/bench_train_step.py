@@ -6,7 +6,8 @@
 A step is forward, cross-entropy (label smoothing 0.1), backward and an AdamW step. Both
 frameworks get the same weights, the same batch and the same number of threads; steps are
 timed alternately in one process so that the machine's noise hits both alike, and the ratio
-of median images/s is printed.
+of median images/s is printed. The steps, the PyTorch model (tests/torch_t2t.py with the same
+weights) and the alternation are minit2t.speed's, as `python -m minit2t bench` runs them.
 
 Fairness of the alternation:
   - The first two rounds are warm-up, untimed: the first steps of each framework fault in
@@ -28,39 +29,14 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")        # before NumPy loads O
 import argparse  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
-import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]        # this checkout's minit2t; torch_t2t
+sys.path.insert(0, ROOT)                                  # this checkout's minit2t
 
 import minit2t as mt  # noqa: E402
-
-PAUSE_S = 0.05
-
-
-def minit2t_step(model, opt, x, y):
-    loss = mt.nn.functional.cross_entropy(model(mt.tensor(x)), y, label_smoothing=0.1)
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-
-
-def torch_step(torch, model, opt, x, y):
-    loss = torch.nn.functional.cross_entropy(model(x), y, label_smoothing=0.1)
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-
-
-def build_torch(torch, model):
-    import torch_t2t
-    cfg = dict(model.config)
-    cfg["soft_split"] = tuple(tuple(s) for s in cfg["soft_split"])
-    tmodel = torch_t2t.T2T_ViT(**cfg)
-    tmodel.load_state_dict({k: torch.from_numpy(v) for k, v in model.state_dict().items()}, strict=True)
-    return tmodel.train()
+from minit2t import speed  # noqa: E402  (the steps, the torch model and the alternation)
 
 
 def openmp_runtimes():
@@ -71,13 +47,6 @@ def openmp_runtimes():
     except OSError:
         return "?"
     return str(len(paths))
-
-
-def timed(fn):
-    time.sleep(PAUSE_S)
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 def parse_args():
@@ -94,8 +63,6 @@ def parse_args():
 
 def main():
     args = parse_args()
-    import torch
-    torch.set_num_threads(args.threads)
     mt.backends.set_num_threads(args.threads)
     if args.backend:
         mt.set_backend(args.backend)
@@ -104,23 +71,14 @@ def main():
         kwargs["num_classes"] = 10
     mt.manual_seed(0)
     model = mt.create_model(args.model, **kwargs).train()
-    tmodel = build_torch(torch, model)
     C, H, W = model.default_cfg["input_size"]
     rng = np.random.default_rng(0)
     x = rng.standard_normal((args.batch_size, C, H, W)).astype(np.float32)
     y = rng.integers(0, model.num_classes, args.batch_size)
-    opt = mt.optim.AdamW(mt.optim.param_groups_for_weight_decay(model, 0.05), lr=1e-4)
-    topt = torch.optim.AdamW(tmodel.parameters(), lr=1e-4, weight_decay=0.05)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-    steps = {"minit2t": lambda: minit2t_step(model, opt, x, y),
-             "torch": lambda: torch_step(torch, tmodel, topt, tx, ty)}
-    rates = {"minit2t": [], "torch": []}
-    for i in range(args.repeats + 2):                      # two warm-up rounds
-        order = ["minit2t", "torch"] if i % 2 == 0 else ["torch", "minit2t"]
-        for name in order:
-            seconds = timed(steps[name])
-            if i >= 2:
-                rates[name].append(args.batch_size / seconds)
+    steps = {"minit2t": speed.minit2t_runners(model, x, y)[0],
+             "torch": speed.torch_runners(model, x, y, args.threads)[0]}
+    seconds = speed.alternate(steps, args.repeats)                # minit2t and torch in turn
+    rates = {name: [args.batch_size / s for s in runs] for name, runs in seconds.items()}
     a, b = statistics.median(rates["minit2t"]), statistics.median(rates["torch"])
     extra = "".join(f", {k} {v}" for k, v in kwargs.items() if k != "num_classes")
     print(f"model {args.model}{extra}, batch {args.batch_size}, {args.threads} threads, "
