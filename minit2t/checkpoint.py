@@ -142,7 +142,8 @@ def _check_recipe(run):
     one_of(run.get("aug", "basic"), ("basic", "3aug"), "run config aug")
     one_of(run.get("pad_mode", "zero"), ("zero", "reflect"), "run config pad_mode")
     if run.get("layer_scale") is not None:
-        number(run["layer_scale"], "run config layer_scale", hi=1e3, strict=True)
+        from minit2t.hub import LAYER_SCALE_MAX
+        number(run["layer_scale"], "run config layer_scale", hi=LAYER_SCALE_MAX, strict=True)
     number(run.get("drop_path", 0.0), "run config drop_path", hi=1.0)
     need(run.get("drop_path_uniform", False), bool, "run config drop_path_uniform")
     if run.get("ema") is not None:

@@ -14,8 +14,6 @@ import os
 import sys
 import time
 
-import numpy as np
-
 from minit2t import backends, data, optim, random, reduction, runs
 from minit2t.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
 from minit2t.evaluation import NonFiniteOutput, check_finite_outputs, evaluate, predict  # noqa: F401
@@ -233,8 +231,8 @@ def train_epochs(model, opt, sched, loader, test, cfg, out_dir, start, history, 
         if ema is not None:
             with ema.swapped_in(model):
                 row["ema_test_acc"] = evaluate(model, *test)
-        history.append(dict(row, total_s=total + time.perf_counter() - t0))
-        total = history[-1]["total_s"]
+        total += time.perf_counter() - t0
+        history.append(dict(row, total_s=total))
         runs.remove_stale_temps(out_dir)
         save_checkpoint(path, model, opt, sched, epoch + 1, history, cfg, ema)
         where["saved"] = epoch + 1
