@@ -9,12 +9,7 @@ import pytest
 import minit2t as mt
 from minit2t.approx import (AttentionSpecError, attention_fn, attention_inputs, exact, implied_attention, local,
                             relative_error, swap_t2t_attention)
-
-
-def tiny_model():
-    mt.manual_seed(0)
-    return mt.create_model("t2t_vit_cifar", tokens_type="transformer", embed_dim=16, depth=1, num_heads=2,
-                           token_dim=8, img_size=16).eval()
+from test_approx import tiny_model
 
 
 def images(n=2, side=16, seed=0):
@@ -22,7 +17,7 @@ def images(n=2, side=16, seed=0):
 
 
 def test_attention_inputs_are_the_layers_own_q_k_v():
-    model, x = tiny_model(), images()
+    model, x = tiny_model().eval(), images()
     t2t = model.tokens_to_token
     q, k, v, tau = attention_inputs(model, x)
     layer = t2t.attention1
@@ -38,7 +33,7 @@ def test_attention_inputs_are_the_layers_own_q_k_v():
 
 
 def test_attention_inputs_of_a_swapped_layer_and_of_larger_images():
-    model, x = tiny_model(), images()
+    model, x = tiny_model().eval(), images()
     before = attention_inputs(model, x)
     swap_t2t_attention(model, "local:window=4")
     after = attention_inputs(model, x)

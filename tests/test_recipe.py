@@ -10,17 +10,9 @@ import minit2t as mt
 from minit2t import optim, runs, train
 from minit2t.checkpoint import load_checkpoint
 from minit2t.cli import main as cli_main
-from minit2t.data import cifar
 from minit2t.hub import load_model
 from minit2t.reduction import reduce_tokens
 from helpers import CIFAR, TINY, run_config, shipped_score
-from test_train import PER_FILE, _write_dataset
-
-
-@pytest.fixture
-def dataset(tmp_path, monkeypatch):
-    monkeypatch.setattr(cifar, "RECORDS_PER_FILE", PER_FILE)
-    return str(_write_dataset(tmp_path))
 
 
 def tiny(**kwargs):

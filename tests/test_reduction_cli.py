@@ -10,17 +10,9 @@ import minit2t as mt
 from minit2t import runs, train
 from minit2t.checkpoint import Invalid
 from minit2t.cli import main as cli_main
-from minit2t.data import cifar
 from minit2t.hub import check_model_config, export_pretrained, load_model
 from minit2t.reduction import ReducedT2T_ViT, reduce_tokens, training_loss, uses_consistency
 from helpers import CIFAR, TINY, run_config, shipped_score
-from test_train import PER_FILE, _write_dataset
-
-
-@pytest.fixture
-def dataset(tmp_path, monkeypatch):
-    monkeypatch.setattr(cifar, "RECORDS_PER_FILE", PER_FILE)
-    return str(_write_dataset(tmp_path))
 
 
 def _images(n=4, seed=0):
