@@ -50,7 +50,13 @@ def capture(modules, pick=_output):
 
 def attention_maps(model, x):
     """Every block's attention probabilities (the output of its attn.softmax) for images x, from one
-    forward pass: a list of `depth` arrays (B, h, N+1, N+1); row 0 is the cls token's."""
+    forward pass: a list of `depth` arrays (B, h, N+1, N+1); row 0 is the cls token's. Shunted attention
+    has no such map (its two head groups attend to aggregated keys: hook attn.softmax1, attn.softmax2)."""
+    for i, blk in enumerate(model.blocks):
+        if not hasattr(blk.attn, "softmax"):
+            raise ValueError(f"attention_maps needs every block's attention over all N+1 tokens (attn.softmax), "
+                             f"got {type(blk.attn).__name__} in block {i}, whose head groups attend to "
+                             f"aggregated keys (attn.softmax1, attn.softmax2)")
     with capture([blk.attn.softmax for blk in model.blocks]) as calls, no_grad():
         model(x)
     return [seen[0].data for seen in calls]

@@ -91,7 +91,7 @@ def check_meta(meta, shapes):
     """Every field of a checkpoint's metadata checked; raises Invalid."""
     run = check_run_config(meta["run_config"])
     meta["epoch"] = whole(int(meta["epoch"]), "epoch", 0, run["epochs"])    # a whole number: meta_check
-    _check_schedule(meta["schedule"], meta["epoch"], run["epochs"])
+    _check_schedule(meta["schedule"], meta["epoch"], run["epochs"], run.get("steps"))
     _check_history(meta["history"], meta["epoch"])
     _check_rng(meta["rng"])
     from minit2t.hub import check_model_config, soft_split
@@ -148,11 +148,15 @@ def _check_recipe(run):
     need(run.get("drop_path_uniform", False), bool, "run config drop_path_uniform")
     if run.get("ema") is not None:
         number(run["ema"], "run config ema", hi=1.0, strict=True)
+    if run.get("steps") is not None:
+        whole(run["steps"], "run config steps", 1, 10 ** 12)
 
 
-def _check_schedule(sched, epoch, epochs):
+def _check_schedule(sched, epoch, epochs, steps=None):
     sched = need(sched, dict, "schedule")
     total = whole(sched.get("total_steps"), "schedule total_steps", 1, 10 ** 12)
+    if steps is not None and total != steps:
+        raise Invalid(f"schedule total_steps {total} but the run's budget is {steps} steps")
     whole(sched.get("warmup_steps"), "schedule warmup_steps", 0, total - 1)
     step = whole(sched.get("last_step"), "schedule last_step", 0, total)
     for key in ("min_lr", "warmup_start_lr"):
@@ -162,7 +166,7 @@ def _check_schedule(sched, epoch, epochs):
         raise Invalid("schedule base_lrs is empty")
     for lr in lrs:
         number(lr, "schedule base_lrs entry", strict=True)
-    if total % epochs == 0 and step != epoch * (total // epochs):
+    if steps is None and total % epochs == 0 and step != epoch * (total // epochs):
         raise Invalid(f"schedule last_step {step} does not match epoch {epoch} of {epochs} "
                       f"({total // epochs} steps an epoch)")
 
@@ -175,7 +179,7 @@ def _check_history(history, epoch):
         row = need(row, dict, f"history entry {i + 1}")
         if row.get("epoch") != i + 1 or isinstance(row.get("epoch"), bool):
             raise Invalid(f"history entry {i + 1} says epoch {row.get('epoch')!r}")
-        for key in HISTORY_KEYS + tuple(k for k in ("total_s", "ema_test_acc") if k in row):
+        for key in HISTORY_KEYS + tuple(k for k in ("total_s", "ema_test_acc", "steps") if k in row):
             number(row.get(key), f"history entry {i + 1} {key}")
 
 

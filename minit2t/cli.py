@@ -41,6 +41,8 @@ def cmd_train(args):
     from minit2t.runs import DEFAULTS, RUN_KEYS
     from minit2t.train import run
     given = {key: getattr(args, key) for key in RUN_KEYS if getattr(args, key) is not None}   # on the command line
+    if "steps" in given and "epochs" in given:
+        raise ValueError(f"--epochs {given['epochs']} and --steps {given['steps']}: give one (--steps sets the epochs)")
     history = run({**DEFAULTS, **given}, args.data, args.out, resume=args.resume, init=args.init,
                   overwrite=args.overwrite, given=given, download=True if args.download else None)
     if history:
@@ -109,6 +111,9 @@ def _train_parser(sub):
     p.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
     p.add_argument("--model", default=None, choices=list_models(), help=f"default: {D['model']}")
     p.add_argument("--epochs", type=_positive(int), default=None, help=f"default: {D['epochs']}")
+    p.add_argument("--steps", type=_positive(int), default=None, metavar="N",
+                   help="instead of --epochs, a budget of N optimizer steps: the schedule spans them and the last "
+                        "epoch ends when they are done")
     p.add_argument("--batch-size", type=_positive(int), default=None, help=f"default: {D['batch_size']}")
     p.add_argument("--lr", type=_positive(float), default=None, help=f"default: {D['lr']:g}")
     p.add_argument("--min-lr", type=float, default=None, help=f"default: {D['min_lr']:g}")

@@ -7,8 +7,8 @@ the normalisation its inputs need); the training log and curves lie beside it.
 A saved model config is checked before a model is built from it (check_model_config): types, sizes
 within CONFIG_INTS, and the sizes against the shapes the file declares for the weights, so a tampered
 config can neither build a model the weights do not fit nor ask for an absurd one. Keys added since the
-first files were saved (CONFIG_OPTIONS: DeiT III's layer_scale_init, drop_path_uniform) may be absent: then
-they take their defaults, the model those files were trained as.
+first files were saved (CONFIG_OPTIONS: DeiT III's layer_scale_init, drop_path_uniform; the backbone's
+attention and its sr_ratio) may be absent: then they take their defaults, the model those files were trained as.
 """
 import json
 import os
@@ -26,9 +26,11 @@ PRETRAINED = "pretrained:"
 CONFIG_INTS = {"img_size": (1, 4096), "in_chans": (1, 64), "num_classes": (0, 100_000), "embed_dim": (1, 16_384),
                "depth": (0, 1024), "num_heads": (1, 1024), "token_dim": (1, 4096)}
 CONFIG_RATES = ("drop_rate", "attn_drop_rate", "drop_path_rate")
-# keys a config may hold beyond CONFIG_KEYS (DeiT III's options); files saved before them lack them: the defaults
-CONFIG_OPTIONS = {"layer_scale_init": None, "drop_path_uniform": False}
+# keys a config may hold beyond CONFIG_KEYS (DeiT III's options, the backbone's attention); files saved before
+# them lack them: the defaults
+CONFIG_OPTIONS = {"layer_scale_init": None, "drop_path_uniform": False, "attention": "standard", "sr_ratio": 2}
 LAYER_SCALE_MAX = 1e3
+SR_RATIO_MAX = 4096
 
 
 def list_pretrained():
@@ -179,6 +181,7 @@ def check_model_config(config, shapes=None):
         sides = split_sizes(config["img_size"], config["soft_split"])
     except ValueError as exc:
         raise Invalid(f"model config: {exc}") from None
+    _check_shunted(config, sides[-1])
     if shapes is not None:
         _check_against_weights(config, sides[-1] ** 2, shapes)
     return config
@@ -194,7 +197,9 @@ def _with_options(config):
 
 
 def _check_options(config):
-    """layer_scale_init: None or a number in (0, LAYER_SCALE_MAX]; drop_path_uniform: a bool."""
+    """layer_scale_init: None or a number in (0, LAYER_SCALE_MAX]; drop_path_uniform: a bool; attention one of
+    ATTENTIONS; sr_ratio an even whole number from 2 to SR_RATIO_MAX."""
+    from minit2t.nn.transformer import ATTENTIONS
     scale, uniform = config["layer_scale_init"], config["drop_path_uniform"]
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float))
                               or not 0 < scale <= LAYER_SCALE_MAX):
@@ -202,6 +207,22 @@ def _check_options(config):
                       f"{LAYER_SCALE_MAX:g}, got {scale!r}")
     if not isinstance(uniform, bool):
         raise Invalid(f"model config drop_path_uniform must be True or False, got {uniform!r}")
+    one_of(config["attention"], ATTENTIONS, "model config attention")
+    ratio = config["sr_ratio"]
+    if isinstance(ratio, bool) or not isinstance(ratio, int) or not 2 <= ratio <= SR_RATIO_MAX or ratio % 2:
+        raise Invalid(f"model config sr_ratio must be an even whole number from 2 to {SR_RATIO_MAX}, got {ratio!r}")
+
+
+def _check_shunted(config, side):
+    """A shunted backbone: an even num_heads, sr_ratio dividing the token grid's side, no token reduction."""
+    if config["attention"] != "shunted":
+        return
+    if config["num_heads"] % 2:
+        raise Invalid(f"model config attention 'shunted' needs an even num_heads, got {config['num_heads']}")
+    if side % config["sr_ratio"]:
+        raise Invalid(f"model config sr_ratio {config['sr_ratio']} does not divide the token grid's side {side}")
+    if "reduce" in config:
+        raise Invalid("model config reduce needs attention 'standard', got 'shunted'")
 
 
 def _check_against_weights(config, n_tokens, shapes):
@@ -222,6 +243,7 @@ def _check_against_weights(config, n_tokens, shapes):
     if depth:
         want[f"blocks.{depth - 1}.mlp.fc1.weight"] = (int(D * config["mlp_ratio"]), D)
     _check_layer_scale(config, shapes, want)
+    _check_attention(config, shapes, want)
     if config["num_classes"]:
         want["head.weight"] = (config["num_classes"], D)
     blocks = {name.split(".")[1] for name in shapes if name.startswith("blocks.")}
@@ -240,6 +262,19 @@ def _check_layer_scale(config, shapes, want):
         raise Invalid("model config layer_scale_init is None but the weights hold LayerScale gammas (ls1, ls2)")
     if scaled and depth:
         want[f"blocks.{depth - 1}.ls1.gamma"] = want[f"blocks.{depth - 1}.ls2.gamma"] = (D,)
+
+
+def _check_attention(config, shapes, want):
+    """The config's attention is the weights': the last block's attention weights' shapes into `want`."""
+    D, depth, r = config["embed_dim"], config["depth"], config["sr_ratio"]
+    if not depth:
+        return
+    attn = f"blocks.{depth - 1}.attn"
+    if config["attention"] == "shunted":
+        want[f"{attn}.q.weight"], want[f"{attn}.sr1.weight"] = (D, D), (D, D, r, r)
+        want[f"{attn}.local_conv2.weight"] = (D // 2, 1, 3, 3)
+    else:
+        want[f"{attn}.qkv.weight"] = (3 * D, D)
 
 
 def check_reduce(spec, what):

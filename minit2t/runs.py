@@ -22,11 +22,11 @@ from minit2t.checkpoint import read_checkpoint_meta
 CHECKPOINT = "last.npz"
 RUN_KEYS = ("model", "epochs", "batch_size", "lr", "min_lr", "weight_decay", "warmup_epochs", "label_smoothing",
             "clip_grad", "mixup", "seed", "backend", "train_subset", "crop_padding", "reduce", "aug", "pad_mode",
-            "layer_scale", "drop_path", "drop_path_uniform", "ema")
+            "layer_scale", "drop_path", "drop_path_uniform", "ema", "steps")
 DEFAULTS = dict(model="t2t_vit_cifar", epochs=30, batch_size=128, lr=1e-3, min_lr=1e-5, weight_decay=0.05,
                 warmup_epochs=2.0, label_smoothing=0.1, clip_grad=1.0, mixup=False, seed=0, backend=None,
                 train_subset=None, crop_padding=4, reduce=None, aug="basic", pad_mode="zero", layer_scale=None,
-                drop_path=0.0, drop_path_uniform=False, ema=None)
+                drop_path=0.0, drop_path_uniform=False, ema=None, steps=None)
 CHANGEABLE_ON_RESUME = ("epochs", "backend")       # every other setting of a resumed run stays as saved
 OUTPUTS = (CHECKPOINT, "metrics.jsonl", "curves.png")
 STALE_TEMPS = (".tmp-*.npz", "metrics.jsonl.tmp", "curves.png.tmp.png")   # what a killed save leaves behind
@@ -158,9 +158,19 @@ def resumed_config(saved, cfg, given, done, path):
     return out
 
 
+def total_steps(cfg, steps_per_epoch):
+    """The run's optimizer steps in all: cfg["steps"] when given (a budget), else its epochs'."""
+    return cfg.get("steps") or max(cfg["epochs"] * steps_per_epoch, 1)
+
+
+def epochs_for_steps(steps, steps_per_epoch):
+    """The epochs a budget of `steps` starts (the last one may end early)."""
+    return -(-steps // steps_per_epoch)
+
+
 def reschedule(sched, cfg, steps_per_epoch, saved_epochs):
     """Stretch (or shorten) the restored warm-up + cosine schedule to cfg["epochs"], saying so in a line."""
-    total = max(cfg["epochs"] * steps_per_epoch, 1)
+    total = total_steps(cfg, steps_per_epoch)
     if total == sched.total_steps:
         return
     if total <= sched.warmup_steps:

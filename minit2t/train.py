@@ -48,12 +48,13 @@ class Progress:
         self.stream.write("\n")
 
 
-def train_one_epoch(model, loader, epoch, opt, sched, cfg, epochs, where=None, ema=None):
-    """One pass over the loader; returns (mean loss, train accuracy, images/s). where["step"] follows
-    the step being run (1-based), for the message of an interrupted run; ema (optim.EMA) follows the
-    weights after every step."""
+def train_one_epoch(model, loader, epoch, opt, sched, cfg, epochs, where=None, ema=None, max_steps=None):
+    """One pass over the loader (its first max_steps batches, when given); returns (mean loss, train
+    accuracy, images/s). where["step"] follows the step being run (1-based), for the message of an
+    interrupted run; ema (optim.EMA) follows the weights after every step."""
     model.train()
-    progress = Progress(epoch, epochs, len(loader))
+    steps = len(loader) if max_steps is None else min(len(loader), max_steps)
+    progress = Progress(epoch, epochs, steps)
     total_loss = total_correct = total = 0
     rate = 0.0
     try:
@@ -77,6 +78,8 @@ def train_one_epoch(model, loader, epoch, opt, sched, cfg, epochs, where=None, e
             total_loss += value * len(x)
             total += len(x)
             rate = progress.update(step, len(x), total_loss / total, total_correct / total)
+            if step + 1 == steps:
+                break
     finally:
         progress.close()                                              # any message after starts a new line
     return total_loss / max(total, 1), total_correct / max(total, 1), rate
@@ -100,7 +103,7 @@ def build(cfg, steps_per_epoch):
         reduction.reduce_tokens(model, cfg["reduce"])                 # ToMe, EViT or MCTF in the blocks
     groups = optim.param_groups_for_weight_decay(model, cfg["weight_decay"])
     opt = optim.AdamW(groups, lr=cfg["lr"])
-    total = max(cfg["epochs"] * steps_per_epoch, 1)
+    total = runs.total_steps(cfg, steps_per_epoch)
     warmup = min(int(cfg["warmup_epochs"] * steps_per_epoch), total - 1)
     sched = optim.WarmupCosine(opt, warmup_steps=warmup, total_steps=total, min_lr=cfg["min_lr"])
     return model, opt, sched
@@ -175,6 +178,8 @@ def run(cfg, data_path, out_dir, resume=False, init=None, overwrite=False, given
             backends.set_backend(cfg["backend"])
         loader, *test = load_data(data_path, cfg, download)      # test: (images, labels)
         runs.check_same_data(saved, cfg, path)
+        if cfg.get("steps"):                                  # a budget of steps: the epochs it starts
+            cfg["epochs"] = runs.epochs_for_steps(cfg["steps"], len(loader))
         model, opt, sched = build(cfg, len(loader))
         if init:
             from minit2t.hub import init_from
@@ -207,8 +212,8 @@ def _resume(out_dir, model, opt, sched, cfg, steps_per_epoch, ema=None):
     start, history = resume_state(out_dir, model, opt, sched, ema)
     runs.reschedule(sched, cfg, steps_per_epoch, saved_epochs)
     if start >= cfg["epochs"]:
-        print(f"{out_dir}: the run has done all its {start} epochs, nothing to train (--resume --epochs N, "
-              f"N > {start}, extends it)", file=sys.stderr)
+        more = "" if cfg.get("steps") else f" (--resume --epochs N, N > {start}, extends it)"
+        print(f"{out_dir}: the run has done all its {start} epochs, nothing to train{more}", file=sys.stderr)
     return start, history
 
 
@@ -222,12 +227,13 @@ def train_epochs(model, opt, sched, loader, test, cfg, out_dir, start, history, 
     for epoch in range(start, cfg["epochs"]):
         where.update(epoch=epoch + 1, step=0, steps=len(loader))
         t0 = time.perf_counter()
-        loss, acc, rate = train_one_epoch(model, loader, epoch, opt, sched, cfg, cfg["epochs"], where, ema)
+        left = cfg["steps"] - sched.last_step if cfg.get("steps") else None
+        loss, acc, rate = train_one_epoch(model, loader, epoch, opt, sched, cfg, cfg["epochs"], where, ema, left)
         clock += time.perf_counter() - t0
         where["step"] = None                                  # the test evaluation
         test_acc = evaluate(model, *test)
         row = dict(epoch=epoch + 1, train_loss=loss, train_acc=acc, test_acc=test_acc, images_per_s=rate,
-                   lr=sched.get_last_lr()[-1], wall_s=clock)
+                   lr=sched.get_last_lr()[-1], wall_s=clock, steps=sched.last_step)
         if ema is not None:
             with ema.swapped_in(model):
                 row["ema_test_acc"] = evaluate(model, *test)

@@ -8,6 +8,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 import minit2t as mt
 from minit2t.ops.function import Context
@@ -103,6 +104,24 @@ def reference(op, *arrays, grad=None, **options):
 
 
 TINY = dict(embed_dim=32, depth=1, num_heads=2, token_dim=8)       # a one-block t2t_vit_cifar
+
+
+def killed_at_step(monkeypatch, n, run):
+    """Call run() with AdamW's n-th step raising KeyboardInterrupt (a run killed there), then restore it."""
+    real_step, calls = mt.optim.AdamW.step, {"n": 0}
+
+    def dying_step(self):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        real_step(self)
+
+    monkeypatch.setattr(mt.optim.AdamW, "step", dying_step)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run()
+    finally:
+        monkeypatch.setattr(mt.optim.AdamW, "step", real_step)
 
 
 def run_config(**over):

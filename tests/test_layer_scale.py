@@ -218,7 +218,8 @@ def test_a_bad_saved_option_is_refused_in_one_line(key, value, words):
 
 def test_an_unknown_key_is_still_refused():
     config = {**mt.create_model(NAME, **TINY).config, "layer_scale": 1e-4}
-    with pytest.raises(Invalid, match=r"maybe drop_path_uniform, layer_scale_init, reduce\), got .*'layer_scale'"):
+    with pytest.raises(Invalid, match=r"maybe attention, drop_path_uniform, layer_scale_init, reduce, sr_ratio\), "
+                                         r"got .*'layer_scale'"):
         hub.check_model_config(config)
 
 

@@ -12,7 +12,7 @@ from minit2t.checkpoint import load_checkpoint
 from minit2t.cli import main as cli_main
 from minit2t.hub import load_model
 from minit2t.reduction import reduce_tokens
-from helpers import CIFAR, TINY, run_config, shipped_score
+from helpers import CIFAR, TINY, killed_at_step, run_config, shipped_score
 
 
 def tiny(**kwargs):
@@ -59,18 +59,8 @@ def test_a_run_with_ema_scores_it_saves_it_and_resumes_it_exactly(dataset, tmp_p
     assert all(0.0 <= h["ema_test_acc"] <= 1.0 for h in history)
     saved = load_checkpoint(os.path.join(full, runs.CHECKPOINT))
     assert int(saved["ema"]["updates"]) == 30 and saved["ema"]["head.weight"].shape == (10, 32)
-    killed, real_step, calls = str(tmp_path / "killed"), mt.optim.AdamW.step, {"n": 0}
-
-    def dying_step(self):
-        calls["n"] += 1
-        if calls["n"] == 23:                                          # inside epoch 3
-            raise KeyboardInterrupt
-        real_step(self)
-
-    monkeypatch.setattr(mt.optim.AdamW, "step", dying_step)
-    with pytest.raises(KeyboardInterrupt):
-        train.run(run_config(ema=0.9), dataset, killed)
-    monkeypatch.setattr(mt.optim.AdamW, "step", real_step)
+    killed = str(tmp_path / "killed")
+    killed_at_step(monkeypatch, 23, lambda: train.run(run_config(ema=0.9), dataset, killed))   # inside epoch 3
     train.run(run_config(ema=0.9), dataset, killed, resume=True)
     resumed = load_checkpoint(os.path.join(killed, runs.CHECKPOINT))
     assert all(np.array_equal(saved["ema"][k], resumed["ema"][k]) for k in saved["ema"])

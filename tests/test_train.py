@@ -8,7 +8,7 @@ import pytest
 import minit2t as mt
 from minit2t import runs, train
 from minit2t.cli import main as cli_main
-from helpers import run_config
+from helpers import killed_at_step, run_config
 
 def _cfg(**over):
     return run_config(**over)
@@ -32,18 +32,7 @@ def test_killed_run_resumes_to_the_same_weights(dataset, tmp_path, monkeypatch):
     full = str(tmp_path / "full")
     train.run(_cfg(), dataset, full)
     killed = str(tmp_path / "killed")
-    real_step, calls = mt.optim.AdamW.step, {"n": 0}
-
-    def dying_step(self):
-        calls["n"] += 1
-        if calls["n"] == 23:                                  # 10 steps an epoch: dies inside epoch 3
-            raise KeyboardInterrupt
-        real_step(self)
-
-    monkeypatch.setattr(mt.optim.AdamW, "step", dying_step)
-    with pytest.raises(KeyboardInterrupt):
-        train.run(_cfg(), dataset, killed)
-    monkeypatch.setattr(mt.optim.AdamW, "step", real_step)
+    killed_at_step(monkeypatch, 23, lambda: train.run(_cfg(), dataset, killed))   # 10 steps an epoch: in epoch 3
     assert int(_weights(killed)["epoch"]) == 2
     history = train.run(_cfg(), dataset, killed, resume=True)
     assert [h["epoch"] for h in history] == [1, 2, 3]

@@ -39,7 +39,9 @@ def test_macs_are_the_sum_of_the_layers():
 
 def test_eleven_variants_and_config():
     assert sorted(mt.list_models()) == sorted(list(PAPER) + ["t2t_vit_14_resnext", "t2t_vit_14_wide", "t2t_vit_cifar",
-                                                             "vit_cifar"])
+                                                             "vit_cifar", "vit_cifar_132", "t2t_vit_cifar_performer",
+                                                             "t2t_vit_cifar_conv", "t2t_vit_cifar_wide",
+                                                             "t2t_vit_cifar_shunted"])
     model = mt.create_model("t2t_vit_14_wide", img_size=64, num_classes=7, token_dim=32)
     cfg = model.config
     assert (cfg["embed_dim"], cfg["depth"], cfg["num_heads"], cfg["mlp_ratio"]) == (768, 4, 12, 3.0)

@@ -8,7 +8,12 @@ state_dict loads into minit2t unchanged. Departures from the release:
     follows from the output-size formula, so 32x32 inputs work;
   * the performer does not cast to float32, so the layer runs in float64;
   * tokens_type 'convolution' gets a working forward: conv, conv, conv,
-    then the (B, D, h, w) map is read out as h*w tokens (no activation).
+    then the (B, D, h, w) map is read out as h*w tokens (no activation);
+  * tokens_type 'hard' (ViT's split: non-overlapping p x p patches, one Linear);
+  * attention='shunted' gives the backbone blocks Shunted self-attention
+    (OliverRensu/Shunted-Transformer SSA.py) with minit2t's cls token: a
+    query like every token, and the first key/value of each head group,
+    not aggregated and not locally enhanced.
 The re-structurization takes sqrt of the token count: square images only.
 
 Shape legend: B batch, N tokens, D embed dim, C channels, h heads,
@@ -100,6 +105,52 @@ class Attention(nn.Module):
         return self.proj_drop(self.proj(x))
 
 
+class ShuntedAttention(nn.Module):
+    """Shunted self-attention on (B, 1 + H*W, D) tokens, cls first: two groups of h/2 heads, group g's
+    keys and values from the grid aggregated by a conv of kernel = stride = r_g (r_1 = sr_ratio,
+    r_2 = sr_ratio // 2), after the cls token; v locally enhanced by a depthwise 3x3 conv on the grid."""
+
+    def __init__(self, dim, num_heads=8, sr_ratio=2, qkv_bias=False, qk_scale=None, attn_drop=0.0, proj_drop=0.0):
+        super().__init__()
+        self.num_heads, self.sr_ratio = num_heads, sr_ratio
+        self.scale = qk_scale or (dim // num_heads) ** -0.5
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        self.sr1 = nn.Conv2d(dim, dim, sr_ratio, stride=sr_ratio)
+        self.norm1 = nn.LayerNorm(dim)
+        self.kv1 = nn.Linear(dim, dim, bias=qkv_bias)
+        self.local_conv1 = nn.Conv2d(dim // 2, dim // 2, 3, padding=1, groups=dim // 2)
+        self.sr2 = nn.Conv2d(dim, dim, sr_ratio // 2, stride=sr_ratio // 2)
+        self.norm2 = nn.LayerNorm(dim)
+        self.kv2 = nn.Linear(dim, dim, bias=qkv_bias)
+        self.local_conv2 = nn.Conv2d(dim // 2, dim // 2, 3, padding=1, groups=dim // 2)
+        self.act = nn.GELU()
+        self.attn_drop = nn.Dropout(attn_drop)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(self, x):
+        B, N, C = x.shape
+        H = W = math.isqrt(N - 1)
+        h2, d = self.num_heads // 2, C // self.num_heads
+        q = self.q(x).reshape(B, N, self.num_heads, d).permute(0, 2, 1, 3)   # (B, h, N, d)
+        image = x[:, 1:].permute(0, 2, 1).reshape(B, C, H, W)                # (B, C, H, W)
+        outs = []
+        for i, (sr, norm, kv, local) in enumerate([(self.sr1, self.norm1, self.kv1, self.local_conv1),
+                                                   (self.sr2, self.norm2, self.kv2, self.local_conv2)]):
+            r = sr(image)                                                    # (B, C, Hr, Wr)
+            Hr, Wr = r.shape[2:]
+            t = torch.cat([x[:, :1], r.reshape(B, C, -1).permute(0, 2, 1)], dim=1)   # (B, 1+M, C)
+            kvs = kv(self.act(norm(t))).reshape(B, -1, 2, h2, d).permute(2, 0, 3, 1, 4)
+            k, v = kvs[0], kvs[1]                                            # (B, h/2, 1+M, d)
+            grid = v[:, :, 1:].transpose(1, 2).reshape(B, Hr * Wr, C // 2).transpose(1, 2).reshape(B, C // 2, Hr, Wr)
+            enhanced = local(grid).reshape(B, h2, d, Hr * Wr).transpose(-1, -2)   # (B, h/2, M, d)
+            v = torch.cat([v[:, :, :1], v[:, :, 1:] + enhanced], dim=2)     # (B, h/2, 1+M, d)
+            att = (q[:, i * h2:(i + 1) * h2] @ k.transpose(-2, -1)) * self.scale   # (B, h/2, N, 1+M)
+            att = self.attn_drop(att.softmax(dim=-1))
+            outs.append((att @ v).transpose(1, 2).reshape(B, N, C // 2))   # (B, N, C/2)
+        return self.proj_drop(self.proj(torch.cat(outs, dim=-1)))
+
+
 class LayerScale(nn.Module):
     """x * gamma, gamma (dim,) learnable (CaiT / DeiT III; timm's name)."""
 
@@ -116,10 +167,14 @@ class Block(nn.Module):
     branch times a LayerScale (ls1, ls2) before the residual add."""
 
     def __init__(self, dim, num_heads, mlp_ratio=4.0, qkv_bias=False, qk_scale=None, drop=0.0,
-                 attn_drop=0.0, drop_path=0.0, act_layer=nn.GELU, norm_layer=nn.LayerNorm, init_values=None):
+                 attn_drop=0.0, drop_path=0.0, act_layer=nn.GELU, norm_layer=nn.LayerNorm, init_values=None,
+                 attention="standard", sr_ratio=2):
         super().__init__()
         self.norm1 = norm_layer(dim)
-        self.attn = Attention(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop)
+        if attention == "shunted":
+            self.attn = ShuntedAttention(dim, num_heads, sr_ratio, qkv_bias, qk_scale, attn_drop, drop)
+        else:
+            self.attn = Attention(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop)
         self.ls1 = LayerScale(dim, init_values) if init_values else nn.Identity()
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.norm2 = norm_layer(dim)
@@ -217,7 +272,15 @@ class T2T_module(nn.Module):
         super().__init__()
         (k0, s0, p0), (k1, s1, p1), (k2, s2, p2) = soft_split
         self.tokens_type = tokens_type
-        if tokens_type == "convolution":
+        side = img_size
+        for k, s, p in soft_split:
+            side = (side + 2 * p - k) // s + 1                            # conv output size
+        self.num_patches = side * side
+        if tokens_type == "hard":                                         # as many patches as the splits give
+            patch = img_size // side
+            self.soft_split0 = nn.Unfold(patch, stride=patch)
+            self.project = nn.Linear(in_chans * patch * patch, embed_dim)
+        elif tokens_type == "convolution":
             self.soft_split0 = nn.Conv2d(in_chans, token_dim, k0, s0, p0)
             self.soft_split1 = nn.Conv2d(token_dim, token_dim, k1, s1, p1)
             self.project = nn.Conv2d(token_dim, embed_dim, k2, s2, p2)
@@ -233,11 +296,8 @@ class T2T_module(nn.Module):
                 self.attention2 = Token_performer(token_dim * k1 * k1, token_dim, kernel_ratio=0.5)
             self.project = nn.Linear(token_dim * k2 * k2, embed_dim)
         else:
-            raise ValueError(f"tokens_type must be 'performer', 'transformer' or 'convolution', got {tokens_type!r}")
-        side = img_size
-        for k, s, p in soft_split:
-            side = (side + 2 * p - k) // s + 1                            # conv output size
-        self.num_patches = side * side
+            raise ValueError(f"tokens_type must be 'performer', 'transformer', 'convolution' or 'hard', "
+                             f"got {tokens_type!r}")
 
     @staticmethod
     def _restructurize(x):
@@ -246,6 +306,8 @@ class T2T_module(nn.Module):
         return x.transpose(1, 2).reshape(B, C, side, side)                # (B, C, H', W')
 
     def forward(self, x):
+        if self.tokens_type == "hard":
+            return self.project(self.soft_split0(x).transpose(1, 2))      # (B, N, D)
         if self.tokens_type == "convolution":
             x = self.project(self.soft_split1(self.soft_split0(x)))      # (B, D, h, w)
             return x.flatten(2).transpose(1, 2)                           # (B, N, D)
@@ -261,7 +323,7 @@ class T2T_ViT(nn.Module):
     def __init__(self, img_size=224, tokens_type="performer", in_chans=3, num_classes=1000, embed_dim=768, depth=12,
                  num_heads=12, mlp_ratio=4.0, qkv_bias=False, qk_scale=None, drop_rate=0.0, attn_drop_rate=0.0,
                  drop_path_rate=0.0, norm_layer=nn.LayerNorm, token_dim=64, soft_split=DEFAULT_SOFT_SPLIT,
-                 layer_scale_init=None, drop_path_uniform=False):
+                 layer_scale_init=None, drop_path_uniform=False, attention="standard", sr_ratio=2):
         super().__init__()
         self.num_classes = num_classes
         self.num_features = self.embed_dim = embed_dim
@@ -274,7 +336,7 @@ class T2T_ViT(nn.Module):
                [r.item() for r in torch.linspace(0, drop_path_rate, depth, device="cpu")])
         self.blocks = nn.ModuleList([
             Block(embed_dim, num_heads, mlp_ratio, qkv_bias, qk_scale, drop_rate, attn_drop_rate, dpr[i],
-                  norm_layer=norm_layer, init_values=layer_scale_init)
+                  norm_layer=norm_layer, init_values=layer_scale_init, attention=attention, sr_ratio=sr_ratio)
             for i in range(depth)])
         self.norm = norm_layer(embed_dim)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()

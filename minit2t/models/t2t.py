@@ -11,8 +11,8 @@ T2T module (tokens_type "transformer" or "performer"), for each of the three sof
 then a Linear projects the last split's tokens to D. For the paper's comparisons the module can be
 "convolution" (convolutions in place of soft split + T2T layer) or "hard" (ViT's tokenizer: the image cut
 into non-overlapping p x p patches, p = H / sqrt N, each projected by one Linear). The backbone is a deep-narrow ViT:
-cls token + fixed sinusoid positions, `depth` pre-norm blocks (LayerScale in them optional), LayerNorm,
-linear head.
+cls token + fixed sinusoid positions, `depth` pre-norm blocks (LayerScale in them optional, their
+attention the release's or shunted self-attention), LayerNorm, linear head.
 """
 import numpy as np
 
@@ -22,7 +22,8 @@ from minit2t.models.token_transformer import TokenTransformer
 from minit2t.nn import init
 from minit2t.nn.layers import Conv2d, Dropout, Identity, LayerNorm, Linear, ModuleList, Unfold
 from minit2t.nn.module import Module, Parameter
-from minit2t.nn.transformer import Block
+from minit2t.nn.shunted import check_grid, check_shunted, check_sr_ratio
+from minit2t.nn.transformer import ATTENTIONS, Block
 from minit2t.tensor import Tensor
 
 RELEASE_SOFT_SPLIT = ((7, 4, 2), (3, 2, 1), (3, 2, 1))
@@ -60,6 +61,17 @@ def drop_path_rates(rate, depth, uniform=False):
     if uniform:
         return [float(rate)] * depth
     return [float(r) for r in np.linspace(0, rate, depth)]           # stochastic depth decay
+
+
+def check_attention(attention, sr_ratio, dim, num_heads, side):
+    """The backbone's attention one of ATTENTIONS; sr_ratio (in the config either way) an even int >= 2;
+    a shunted backbone's heads and token grid (side x side) fit it."""
+    if attention not in ATTENTIONS:
+        raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
+    check_sr_ratio(sr_ratio)
+    if attention == "shunted":
+        check_shunted(dim, num_heads, sr_ratio)
+        check_grid(side, sr_ratio)
 
 
 def restructurize(x, side):                                      # (B, T, E)
@@ -133,29 +145,35 @@ class T2T_ViT(Module):
 
     Two options of DeiT III's recipe, both off by default (the release's model): `layer_scale_init`, a
     number > 0, gives every backbone block LayerScale (blocks.i.ls1.gamma, blocks.i.ls2.gamma, all that
-    value at init); `drop_path_uniform` gives every block drop_path_rate, not 0 .. drop_path_rate rising."""
+    value at init); `drop_path_uniform` gives every block drop_path_rate, not 0 .. drop_path_rate rising.
+    `attention`: the backbone blocks' attention, "standard" (the release's) or "shunted" (Shunted
+    self-attention, minit2t.nn.shunted, its aggregation ratio `sr_ratio` dividing the grid side sqrt N);
+    the T2T module's layers are the same either way."""
 
     def __init__(self, img_size=224, tokens_type="performer", in_chans=3, num_classes=1000, embed_dim=768,
                  depth=12, num_heads=12, mlp_ratio=4.0, qkv_bias=False, qk_scale=None, drop_rate=0.0,
                  attn_drop_rate=0.0, drop_path_rate=0.0, token_dim=64, soft_split=RELEASE_SOFT_SPLIT,
-                 layer_scale_init=None, drop_path_uniform=False):
+                 layer_scale_init=None, drop_path_uniform=False, attention="standard", sr_ratio=2):
         super().__init__()
         soft_split = tuple(tuple(int(v) for v in kps) for kps in soft_split)
         self.config = dict(img_size=img_size, tokens_type=tokens_type, in_chans=in_chans, num_classes=num_classes,
                            embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
                            qkv_bias=qkv_bias, qk_scale=qk_scale, drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
                            drop_path_rate=drop_path_rate, token_dim=token_dim, soft_split=soft_split,
-                           layer_scale_init=layer_scale_init, drop_path_uniform=drop_path_uniform)
+                           layer_scale_init=layer_scale_init, drop_path_uniform=drop_path_uniform,
+                           attention=attention, sr_ratio=sr_ratio)
         self.num_classes = num_classes
         self.num_features = self.embed_dim = embed_dim
         self.tokens_to_token = T2TModule(img_size, tokens_type, in_chans, embed_dim, token_dim, soft_split)
         N = self.tokens_to_token.num_patches
+        check_attention(attention, sr_ratio, embed_dim, num_heads, self.tokens_to_token.sides[-1])
         self.cls_token = Parameter(init.trunc_normal((1, 1, embed_dim), std=0.02))
         self.pos_embed = Parameter(get_sinusoid_encoding(N + 1, embed_dim), requires_grad=False)
         self.pos_drop = Dropout(drop_rate)
         dpr = drop_path_rates(drop_path_rate, depth, drop_path_uniform)
         self.blocks = ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias, qk_scale, drop_rate,
-                                       attn_drop_rate, dpr[i], layer_scale_init) for i in range(depth))
+                                       attn_drop_rate, dpr[i], layer_scale_init, attention, sr_ratio)
+                                 for i in range(depth))
         self.norm = LayerNorm(embed_dim)
         self.head = Linear(embed_dim, num_classes) if num_classes > 0 else Identity()
 

@@ -14,6 +14,11 @@ def trunc_normal(shape, std=0.02, a=-2.0, b=2.0, dtype=np.float32):
     return out.astype(dtype)
 
 
+def normal(shape, std, dtype=np.float32):
+    """Normal(0, std) values."""
+    return generator().normal(0.0, std, size=shape).astype(dtype)
+
+
 def orthogonal(rows, cols, gain=1.0, dtype=np.float32):
     """A (rows, cols) matrix with orthonormal rows or columns (QR of a Gaussian)."""
     flat = generator().standard_normal((max(rows, cols), min(rows, cols)))

@@ -1,5 +1,7 @@
 """The ViT backbone's pieces (the release's transformer_block.py): Mlp, Attention, Block; and LayerScale
 (Touvron et al., "Going deeper with image transformers", 2021), which DeiT III's recipe puts in every block.
+A block's attention is the release's (attention="standard") or shunted self-attention ("shunted",
+minit2t.nn.shunted).
 
 Legend: B batch, N tokens, D embed dim, h heads, d = D / h head dim, F hidden dim.
 """
@@ -10,7 +12,10 @@ import numpy as np
 
 from minit2t.nn.layers import GELU, Dropout, DropPath, Identity, LayerNorm, Linear, Softmax
 from minit2t.nn.module import Module, Parameter
+from minit2t.nn.shunted import ShuntedAttention
 from minit2t.tensor import Tensor
+
+ATTENTIONS = ("standard", "shunted")
 
 
 def _check_tokens(x, dim, what):
@@ -109,15 +114,23 @@ class Block(Module):
 
     With `layer_scale_init` (a number > 0) each branch is scaled per channel before the residual add:
     x + drop_path(ls1(attn(norm1(x)))), then x + drop_path(ls2(mlp(norm2(x)))). Without it the block has
-    no ls1 / ls2 at all, so its parameters and state-dict names are the release's."""
+    no ls1 / ls2 at all, so its parameters and state-dict names are the release's.
+
+    `attention`: "standard" (the release's Attention) or "shunted" (ShuntedAttention with `sr_ratio`, which
+    needs tokens 1 + H*H, cls first, H a multiple of sr_ratio)."""
 
     ls1 = ls2 = None                                                 # no LayerScale unless given one
 
     def __init__(self, dim, num_heads, mlp_ratio=4.0, qkv_bias=False, qk_scale=None,
-                 drop=0.0, attn_drop=0.0, drop_path=0.0, layer_scale_init=None):
+                 drop=0.0, attn_drop=0.0, drop_path=0.0, layer_scale_init=None, attention="standard", sr_ratio=2):
         super().__init__()
         self.norm1 = LayerNorm(dim)
-        self.attn = Attention(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop)
+        if attention == "standard":
+            self.attn = Attention(dim, num_heads, qkv_bias, qk_scale, attn_drop, drop)
+        elif attention == "shunted":
+            self.attn = ShuntedAttention(dim, num_heads, sr_ratio, qkv_bias, qk_scale, attn_drop, drop)
+        else:
+            raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
         if layer_scale_init is not None:
             self.ls1 = LayerScale(dim, layer_scale_init)
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else Identity()

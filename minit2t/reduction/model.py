@@ -3,6 +3,7 @@
 Legend: B batch, N0 = num_patches + 1 tokens entering the backbone, M tokens leaving it, D embed dim.
 """
 from minit2t.models.t2t import T2T_ViT
+from minit2t.nn.transformer import Attention
 from minit2t.reduction.block import plain_block
 from minit2t.reduction.evit import EViTBlock
 from minit2t.reduction.mctf import MCTFBlock
@@ -32,10 +33,13 @@ class ReducedT2T_ViT(T2T_ViT):
 def reduce_tokens(model, spec):
     """Give `model`'s backbone blocks the token reduction `spec` (see minit2t.reduction.spec);
     "none" restores the plain blocks. In place, parameters shared; returns the model. The spec, in
-    full, becomes model.config["reduce"], so a saved model or checkpoint is rebuilt reduced."""
+    full, becomes model.config["reduce"], so a saved model or checkpoint is rebuilt reduced. The blocks
+    need the standard attention (their q k^T over all tokens): a shunted backbone is refused."""
     if not isinstance(model, T2T_ViT):
         raise TypeError(f"reduce_tokens expects a T2T-ViT model, got {type(model).__name__}")
     method, options = parse_spec(spec)
+    if method != "none":
+        _check_attention(model)
     plain = [plain_block(b) for b in model.blocks]
     if method == "none":
         _replace_blocks(model, plain)
@@ -49,6 +53,14 @@ def reduce_tokens(model, spec):
     model.__class__ = ReducedT2T_ViT
     model.config = {**model.config, "reduce": format_spec(method, options)}   # saved with the weights
     return model
+
+
+def _check_attention(model):
+    for i, blk in enumerate(model.blocks):
+        if not isinstance(blk.attn, Attention):
+            raise ValueError(f"reduce_tokens needs the standard attention in every backbone block, got "
+                             f"{type(blk.attn).__name__} in block {i} (attention="
+                             f"{model.config.get('attention', 'standard')!r})")
 
 
 def _replace_blocks(model, blocks):
