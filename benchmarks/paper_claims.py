@@ -9,7 +9,9 @@ Equal time is equal steps at rates measured side by side: `rates` times one trai
 model runs in BUDGET_MIN minutes at that rate. So the rows do not depend on what else the machine runs
 while they train (that moves only their wall time), and a killed row resumes exactly (--resume).
 A model added later is timed beside t2t_vit_cifar and scaled to t2t_vit_cifar's first rate.
-Runs go to runs/claims/ROW; results to benchmarks/results/paper_claims.json.
+Runs go to runs/claims/ROW; results to benchmarks/results/paper_claims.json. The training runs were made
+with OMP_WAIT_POLICY=PASSIVE (OpenMP threads sleep instead of spinning when they wait: a run that shares the
+cores then loses less; the arithmetic is the same).
 """
 import argparse
 import json
@@ -46,6 +48,7 @@ ROWS = {
     "conv": ("t2t_vit_cifar_conv", 0, "convolution tokens"),
     "wide": ("t2t_vit_cifar_wide", 0, "shallow-wide backbone (2 blocks, width 240)"),
     "shunted": ("t2t_vit_cifar_shunted", 0, "T2T + Shunted attention"),
+    "shunted_s1": ("t2t_vit_cifar_shunted", 1, "T2T + Shunted attention"),
 }
 
 
@@ -139,16 +142,18 @@ def cmd_table(args):
 
 def markdown(rows):
     """The README's table: a line per model, the seeds' mean and range where there are several."""
-    lines = [f"| model | tokens / backbone | params | MACs | train images/s | steps in {BUDGET_MIN} min | test accuracy |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [f"| model | what differs | params | MACs | images/s (rates) | steps in {BUDGET_MIN} min | "
+             f"steps' wall time | test accuracy |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for model in dict.fromkeys(r["model"] for r in rows.values()):
         runs_ = [r for r in rows.values() if r["model"] == model]
         accs = [100 * r["test_acc"] for r in runs_]
         acc = f"{accs[0]:.2f}%" if len(accs) == 1 else \
             f"{np.mean(accs):.2f}% (seeds {', '.join(f'{a:.2f}' for a in accs)})"
         r = runs_[0]
+        walls = sorted(x["wall_s"] / 60 for x in runs_)
+        wall = f"{walls[0]:.1f}" + (f"–{walls[-1]:.1f}" if f"{walls[-1]:.1f}" != f"{walls[0]:.1f}" else "")
         lines.append(f"| `{model}` | {r['what']} | {r['params']:,} | {r['macs'] / 1e6:.1f}M | "
-                     f"{r['images_per_s']:.1f} | {r['steps']:,} | {acc} |")
+                     f"{r['images_per_s']:.1f} | {r['steps']:,} | {wall} min | {acc} |")
     return lines
 
 

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 EXPECTED = ["01_autograd", "02_soft_split", "03_t2t_attention", "04_the_model", "05_training_and_inside",
-            "06_fewer_tokens", "07_cheaper_attention"]
+            "06_fewer_tokens", "07_cheaper_attention", "08_paper_claims"]
 CELL_TIMEOUT = 300                                                     # seconds, per cell
 MAX_TOTAL_BYTES = 2_400_000                                             # about 300 kB a notebook, for eight
 

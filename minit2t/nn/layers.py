@@ -159,6 +159,10 @@ class Conv2d(Module):
     def forward(self, x):                                            # (B, Ci, H, W)
         return F.conv2d(x, self.weight, self.bias, self.stride, self.padding)  # (B, Co, Ho, Wo)
 
+    def extra_repr(self):
+        co, ci, k, _ = self.weight.shape
+        return f"{ci}, {co}, kernel_size={k}, stride={self.stride}, padding={self.padding}"
+
 
 def _int(v):
     """An int from an int or a pair of equal ints (torch accepts both)."""
