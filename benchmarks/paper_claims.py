@@ -46,6 +46,8 @@ ROWS = {
     "vit_s2": ("vit_cifar_132", 2, "ViT hard split"),
     "performer": ("t2t_vit_cifar_performer", 0, "T2T performer layers"),
     "conv": ("t2t_vit_cifar_conv", 0, "convolution tokens"),
+    "conv_s1": ("t2t_vit_cifar_conv", 1, "convolution tokens"),
+    "conv_s2": ("t2t_vit_cifar_conv", 2, "convolution tokens"),
     "wide": ("t2t_vit_cifar_wide", 0, "shallow-wide backbone (2 blocks, width 240)"),
     "shunted": ("t2t_vit_cifar_shunted", 0, "T2T + Shunted attention"),
     "shunted_s1": ("t2t_vit_cifar_shunted", 1, "T2T + Shunted attention"),
