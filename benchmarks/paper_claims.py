@@ -36,22 +36,17 @@ BUDGET_MIN = 10
 BATCH = 128
 RECIPE = ["--batch-size", str(BATCH), "--lr", "2e-3", "--warmup-epochs", "0.3", "--weight-decay", "0.05",
           "--label-smoothing", "0.1", "--clip-grad", "1.0", "--crop-padding", "4", "--pad-mode", "reflect"]
-# row: (model, seed, what it stands for)
-ROWS = {
-    "t2t_s0": ("t2t_vit_cifar", 0, "T2T transformer layers"),
-    "t2t_s1": ("t2t_vit_cifar", 1, "T2T transformer layers"),
-    "t2t_s2": ("t2t_vit_cifar", 2, "T2T transformer layers"),
-    "vit_s0": ("vit_cifar_132", 0, "ViT hard split"),
-    "vit_s1": ("vit_cifar_132", 1, "ViT hard split"),
-    "vit_s2": ("vit_cifar_132", 2, "ViT hard split"),
-    "performer": ("t2t_vit_cifar_performer", 0, "T2T performer layers"),
-    "conv": ("t2t_vit_cifar_conv", 0, "convolution tokens"),
-    "conv_s1": ("t2t_vit_cifar_conv", 1, "convolution tokens"),
-    "conv_s2": ("t2t_vit_cifar_conv", 2, "convolution tokens"),
-    "wide": ("t2t_vit_cifar_wide", 0, "shallow-wide backbone (2 blocks, width 240)"),
-    "shunted": ("t2t_vit_cifar_shunted", 0, "T2T + Shunted attention"),
-    "shunted_s1": ("t2t_vit_cifar_shunted", 1, "T2T + Shunted attention"),
+# short name: (model, what it stands for, seeds); a row (and its folder runs/claims/ROW) is SHORT_sSEED
+COMPARISON = {
+    "t2t": ("t2t_vit_cifar", "T2T transformer layers", 3),
+    "vit": ("vit_cifar_132", "ViT hard split", 3),
+    "performer": ("t2t_vit_cifar_performer", "T2T performer layers", 1),
+    "conv": ("t2t_vit_cifar_conv", "convolution tokens", 3),
+    "wide": ("t2t_vit_cifar_wide", "shallow-wide backbone (2 blocks, width 240)", 1),
+    "shunted": ("t2t_vit_cifar_shunted", "T2T + Shunted attention", 2),
 }
+ROWS = {f"{short}_s{seed}": (model, seed, what)                  # row: (model, seed, what it stands for)
+        for short, (model, what, seeds) in COMPARISON.items() for seed in range(seeds)}
 
 
 def load():
@@ -84,7 +79,7 @@ def measure(models, repeats):
 
 def cmd_rates(args):
     results = load()
-    models = list(dict.fromkeys([REFERENCE] + (args.models or sorted({m for m, _, _ in ROWS.values()}))))
+    models = list(dict.fromkeys([REFERENCE] + (args.models or sorted(m for m, _, _ in COMPARISON.values()))))
     rates = measure(models, args.repeats)
     first = results["rates"].get(REFERENCE)
     scale = first["images_per_s"] / rates[REFERENCE] if first else 1.0
@@ -100,10 +95,11 @@ def cmd_rates(args):
     save(results)
 
 
-def row_command(row, data, steps):
+def train_args(row, data, steps):
+    """The arguments of `python -m minit2t train` for a row (run from the repository's root)."""
     model, seed, _ = ROWS[row]
-    return [sys.executable, "-m", "minit2t", "train", "--data", data, "--model", model, "--steps", str(steps),
-            "--seed", str(seed), *RECIPE, "--out", os.path.join(RUNS, row), "--resume"]
+    return ["--data", data, "--model", model, "--steps", str(steps), "--seed", str(seed), *RECIPE,
+            "--out", os.path.join("runs", "claims", row)]
 
 
 def cmd_train(args):
@@ -113,7 +109,8 @@ def cmd_train(args):
         if model not in results["rates"]:
             print(f"{row}: no rate for {model} yet (python benchmarks/paper_claims.py rates --models {model})")
             continue
-        cmd = row_command(row, args.data, results["rates"][model]["steps"])
+        cmd = [sys.executable, "-m", "minit2t", "train", *train_args(row, args.data, results["rates"][model]["steps"]),
+               "--resume"]
         print(" ".join(cmd), flush=True)
         with open(os.path.join(RUNS, f"{row}.log"), "a") as log:
             subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=True, cwd=ROOT)
@@ -121,6 +118,7 @@ def cmd_train(args):
 
 def cmd_table(args):
     results = load()
+    results["rows"] = {}                                          # rebuilt from the run folders
     for row, (model, seed, what) in ROWS.items():
         path = os.path.join(RUNS, row, "metrics.jsonl")
         if not os.path.exists(path):
@@ -137,7 +135,7 @@ def cmd_table(args):
                                     images_per_s=results["rates"][model]["images_per_s"],
                                     test_acc=history[-1]["test_acc"], train_acc=history[-1]["train_acc"],
                                     wall_s=history[-1]["wall_s"], history=history,
-                                    command=" ".join(["python -m minit2t train"] + row_command(row, args.data, steps)[4:-1]))
+                                    command=" ".join(["python -m minit2t train", *train_args(row, args.data, steps)]))
     save(results)
     print("\n".join(markdown(results["rows"])))
 
