@@ -15,13 +15,14 @@ Three parts, one process, C backend, float32 as the models run:
     performer m features -> m; scatterbrain window w + m features -> w + m (split 1:1 and 2:1 window to
     features, the paper's ratio); lsh bucket b x n = 2 hashes -> 2 b n (b rounded down where the budget is
     not a multiple of 4). The random methods (features, hash rotations) are averaged over --seeds draws.
-      (a) the shipped t2t_vit_cifar, attention1 (256 tokens), CIFAR-10 test images;
+      (a) the shipped model (--pretrained; t2t_vit_cifar_8ep by default), attention1 (256 tokens),
+          CIFAR-10 test images;
       (b) t2t_vit_t_14 at 224 px, attention1 (3136 tokens), CIFAR-10 test images upsampled 7x
           (nearest), RANDOM weights (seed 0): no released ImageNet weights are available offline, so
           its q, k, v are those of an untrained layer on real images;
-      (c) trained weights at 3136 tokens: the shipped t2t_vit_cifar's attention1 on CIFAR-10 test images
+      (c) trained weights at 3136 tokens: the shipped model's attention1 on CIFAR-10 test images
           upsampled to 112 px (nearest; its first soft split has stride 2: 56 x 56 tokens).
- 2. Test accuracy of the shipped t2t_vit_cifar with each method swapped into both T2T layers
+ 2. Test accuracy of the shipped model with each method swapped into both T2T layers
     (swap_t2t_attention, no fine-tuning) at 1/16, 1/8, 1/4 of each layer's keys (attention1 256,
     attention2 64; scatterbrain split 1:1 and 2:1), exact as the baseline.
  3. The first T2T attention of t2t_vit_t_14 at 3136 tokens (input width 147 -> q, k, v width 64),
@@ -52,6 +53,7 @@ from minit2t.approx import attention_fn, attention_inputs, exact, relative_error
 from minit2t.train import evaluate  # noqa: E402
 
 LSH_HASHES = 2                                                     # the paper's Reformer setting
+MEASURED_ON = "t2t_vit_cifar_8ep"                                  # the weights results/attention.json holds
 
 
 # ---------------------------------------------------------------------------------------------- methods
@@ -155,11 +157,11 @@ def summary(name, rows):
 def run_errors(args, images):
     loader = mt.data.DataLoader(images[:args.err_batch], np.zeros(args.err_batch, np.int64), args.err_batch)
     x, _ = next(iter(loader))
-    model = mt.pretrained("t2t_vit_cifar").eval()
+    model = mt.pretrained(args.pretrained).eval()
     q, k, v, tau = attention_inputs(model, x)
     din = model.tokens_to_token.attention1.attn.dim
     budgets_a = [4, 8, 16] if args.quick else [4, 8, 16, 32, 64]
-    rows_a = error_table(f"(a) t2t_vit_cifar (shipped weights), attention1: {q.shape[1]} tokens, input width {din}, "
+    rows_a = error_table(f"(a) {args.pretrained} (shipped weights), attention1: {q.shape[1]} tokens, input width {din}, "
                          f"{args.err_batch} CIFAR-10 test images", q, k, v, tau, budgets_a, args.seeds)
     sum_a = summary("(a)", rows_a)
 
@@ -169,7 +171,7 @@ def run_errors(args, images):
     x, _ = next(iter(mt.data.DataLoader(up, np.zeros(n, np.int64), n)))
     q, k, v, tau = attention_inputs(model, x)
     budgets_b = [49, 98] if args.quick else [24, 49, 98, 196]
-    rows_c = error_table(f"(c) t2t_vit_cifar (shipped weights) on {n} CIFAR-10 test images upsampled to 112 px, "
+    rows_c = error_table(f"(c) {args.pretrained} (shipped weights) on {n} CIFAR-10 test images upsampled to 112 px, "
                          f"attention1: {q.shape[1]} tokens, input width {din}", q, k, v, tau, budgets_b, args.seeds,
                          paper=(49, 24))
     sum_c = summary("(c)", rows_c)
@@ -217,11 +219,11 @@ def run_accuracy(args, images, labels):
     fractions = [1 / 8] if args.quick else [1 / 16, 1 / 8, 1 / 4]
     specs = accuracy_specs(fractions) + lsh_specs(fractions)
     n = len(images) if args.limit is None else min(args.limit, len(images))
-    print(f"\nAccuracy of the shipped t2t_vit_cifar, each method in both T2T layers (attention1 256 keys, "
+    print(f"\nAccuracy of the shipped {args.pretrained}, each method in both T2T layers (attention1 256 keys, "
           f"attention2 64), no fine-tuning, {n:,} CIFAR-10 test images; budget fraction = entries kept per "
           f"query / keys, in both layers")
     print(f"  {'spec':<52}{'fraction':>9}{'test acc':>10}{'vs exact':>10}{'s':>7}")
-    model = mt.pretrained("t2t_vit_cifar").eval()
+    model = mt.pretrained(args.pretrained).eval()
     rows, base = [], None
     for method, spec, frac in specs:
         try:
@@ -321,6 +323,8 @@ def run_memory(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default=None, help="CIFAR-10 archive or folder (default: as `eval`)")
+    p.add_argument("--pretrained", default=MEASURED_ON, metavar="NAME",
+                   help=f"the shipped model whose T2T layers are measured (default: {MEASURED_ON}, as recorded)")
     p.add_argument("--limit", type=int, default=None, help="test images for accuracy (default: all)")
     p.add_argument("--seeds", type=int, default=3, help="feature seeds averaged for the error tables")
     p.add_argument("--err-batch", type=int, default=64, help="CIFAR images for the error at 256 tokens")

@@ -4,8 +4,8 @@
         [--specs none "tome:r=4" ...] [--finetuned FILE ...] [--rounds 7] [--json out.json]
     python benchmarks/bench_reduction.py --imagenet-scale      # t2t_vit_14 at 224 px, random weights
 
-Every row is the shipped t2t_vit_cifar with a reduction spec (or a fine-tuned weights file, whose
-spec is in its config), on the C backend, inference at batch 256. Accuracy: the whole test set.
+Every row is a shipped model (--pretrained; t2t_vit_cifar_8ep by default) with a reduction spec (or a
+fine-tuned weights file, whose spec is in its config), on the C backend, inference at batch 256. Accuracy: the whole test set.
 Speed: one fixed batch of 256 test images; the rows are timed in turn, round after round (the
 order rotating), in one process, so the machine's noise hits every row alike; images/s is the
 median over rounds and the speed-up is the ratio of medians against the unreduced model.
@@ -32,6 +32,7 @@ CIFAR_SPECS = ["none", "tome:r=4", "tome:r=6", "tome:r=8", "evit:keep=0.9", "evi
                "mctf:r=8", "mctf:r=12", "mctf:r=16"]
 # each method at its paper's setting for a 12-to-14-block ViT at 224 px (197 backbone tokens)
 IMAGENET_SPECS = ["none", "tome:r=13", "evit:keep=0.7", "mctf:r=16"]
+MEASURED_ON = "t2t_vit_cifar_8ep"                   # the weights results/reduction.json holds
 
 
 def backbone_macs(model, size):
@@ -57,7 +58,7 @@ def cifar_rows(args):
     """(label, model) for each spec on the shipped model, then each fine-tuned file."""
     rows = []
     for spec in args.specs:
-        model = reduce_tokens(mt.pretrained("t2t_vit_cifar"), spec).eval()
+        model = reduce_tokens(mt.pretrained(args.pretrained), spec).eval()
         rows.append((model.config.get("reduce", "none") if spec != "none" else "none", model))
     for path in args.finetuned:
         model, _ = load_model(path)
@@ -108,6 +109,8 @@ def run_imagenet(args):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default=None, help="CIFAR-10 archive or folder (default: as `eval`)")
+    p.add_argument("--pretrained", default=MEASURED_ON, metavar="NAME",
+                   help=f"the shipped model the specs reduce (default: {MEASURED_ON}, as recorded)")
     p.add_argument("--specs", nargs="*", default=CIFAR_SPECS, help="reduction specs; the first is the baseline")
     p.add_argument("--finetuned", nargs="*", default=[], metavar="FILE", help="fine-tuned weights files")
     p.add_argument("--rounds", type=int, default=7)

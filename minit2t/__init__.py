@@ -14,7 +14,7 @@ from minit2t.backends import (available_backends, get_backend, get_num_threads, 
                               set_num_threads)
 from minit2t.io import load, read_weights, save
 from minit2t.models import create_model, list_models
-from minit2t.hub import list_pretrained, pretrained
+from minit2t.hub import list_pretrained, pretrained, pretrained_log
 from minit2t import reduction
 from minit2t.reduction import reduce_tokens
 from minit2t import approx
@@ -47,5 +47,5 @@ def count_macs(model, input_size):
 
 __all__ = ["Tensor", "available_backends", "cat", "count_macs", "count_params", "create_model", "data",
            "enable_grad", "exercises", "get_backend", "grad_mode", "list_models", "load", "manual_seed", "nn",
-           "no_grad", "ops", "optim", "pretrained", "list_pretrained", "read_weights", "reduce_tokens", "reduction",
-           "approx", "swap_t2t_attention", "save", "set_backend", "set_num_threads", "get_num_threads", "tensor"]
+           "no_grad", "ops", "optim", "pretrained", "pretrained_log", "list_pretrained", "read_weights",
+           "reduce_tokens", "reduction", "approx", "swap_t2t_attention", "save", "set_backend", "set_num_threads", "get_num_threads", "tensor"]

@@ -48,6 +48,12 @@ def pretrained_path(name):
     return path
 
 
+def pretrained_log(name):
+    """The training log of the shipped model `name`: one dict per epoch (test_acc, train_acc, wall_s, ...)."""
+    from minit2t.runs import read_metrics
+    return read_metrics(pretrained_path(name)[:-len(".npz")] + ".metrics.jsonl")
+
+
 def pretrained(name):
     """The shipped model `name`, with its weights, in eval mode."""
     path = pretrained_path(name)

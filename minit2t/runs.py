@@ -231,3 +231,26 @@ def write_metrics(out_dir, history):
     with open(tmp, "w") as f:
         f.writelines(json.dumps(row) + "\n" for row in history)
     os.replace(tmp, path)
+
+
+METRICS_MAX_BYTES = 1 << 20                        # a log of thousands of epochs; more is not a log
+
+
+def read_metrics(path):
+    """The rows of a metrics.jsonl (a run's, or a shipped model's log): one dict per epoch, epochs 1, 2, ...;
+    raises ValueError, in one line naming the file, for anything else."""
+    size = os.path.getsize(path)
+    if size > METRICS_MAX_BYTES:
+        raise ValueError(f"{path}: {size:,} bytes, more than a training log's {METRICS_MAX_BYTES:,}")
+    with open(path, encoding="utf-8") as f:
+        lines = [line for line in f.read().splitlines() if line.strip()]
+    rows = []
+    for n, line in enumerate(lines, 1):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            raise ValueError(f"{path}: line {n} is not JSON") from None
+        if not isinstance(row, dict) or row.get("epoch") != n:
+            raise ValueError(f"{path}: line {n} should be the object of epoch {n}, got {line[:60]!r}")
+        rows.append(row)
+    return rows

@@ -4,7 +4,6 @@ Both run an op forward, send one random upstream gradient back through it,
 and compare every input gradient. Comparisons are norm-wise:
     ||got - want|| <= atol + rtol * ||want||
 """
-import json
 import os
 
 import numpy as np
@@ -141,5 +140,4 @@ def shipped_score(name, cli_main, capsys):
     """(the test accuracy `eval --pretrained name` prints on CIFAR, the last line of the model's log)."""
     assert cli_main(["eval", "--pretrained", name, "--data", CIFAR]) == 0
     got = float(capsys.readouterr().out.strip().splitlines()[-1].split(": ")[1])
-    with open(os.path.join(os.path.dirname(mt.hub.pretrained_path(name)), f"{name}.metrics.jsonl")) as f:
-        return got, [json.loads(line) for line in f][-1]
+    return got, mt.pretrained_log(name)[-1]

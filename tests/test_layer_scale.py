@@ -18,7 +18,7 @@ from minit2t.optim import param_groups_for_weight_decay
 from helpers import F64, TINY, assert_close
 
 NAME = "t2t_vit_cifar"
-SHIPPED_FILE = os.path.join(hub.WEIGHTS_DIR, f"{NAME}.npz")
+SHIPPED_FILE = os.path.join(hub.WEIGHTS_DIR, f"{NAME}_8ep.npz")            # saved before LayerScale
 DEIT3 = dict(layer_scale_init=1e-4, drop_path_rate=0.1, drop_path_uniform=True)
 
 

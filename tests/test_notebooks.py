@@ -73,6 +73,17 @@ def test_committed_with_outputs(path):
     assert not errors, f"{path.name}: saved outputs hold errors {errors}"
 
 
+CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")                      # \t, \b, \f, ... (not \n): a lost backslash
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_markdown_holds_no_control_characters(path):
+    """LaTeX written through a non-raw string turns \\tau into a tab and "au"; the text must keep its backslashes."""
+    bad = [(i, repr(m.group())) for i, cell in enumerate(nbformat.read(path, as_version=4).cells)
+           if cell.cell_type == "markdown" for m in CONTROL.finditer(cell.source)]
+    assert not bad, f"{path.name}: control characters (cell, char) {bad[:5]}"
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs(path, monkeypatch):
     nb = nbformat.read(path, as_version=4)

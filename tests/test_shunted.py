@@ -225,7 +225,7 @@ def test_a_config_without_attention_is_standard():
     checked = hub.check_model_config(config)
     assert (checked["attention"], checked["sr_ratio"]) == ("standard", 2)
     assert type(hub.model_from_config(config).blocks[0].attn) is Attention
-    model = mt.pretrained("t2t_vit_cifar")                           # a file saved before the option
+    model = mt.pretrained("t2t_vit_cifar_8ep")                       # a file saved before the option
     assert model.config["attention"] == "standard" and type(model.blocks[0].attn) is Attention
 
 

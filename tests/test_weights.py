@@ -23,7 +23,7 @@ from minit2t.io import CHECKPOINT, SHIPPED, STATE_DICT, LoadError, read_weights
 from helpers import run_config
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED_FILE = os.path.join(hub.WEIGHTS_DIR, "t2t_vit_cifar.npz")
+SHIPPED_FILE = os.path.join(hub.WEIGHTS_DIR, "t2t_vit_cifar_8ep.npz")
 TINY = dict(embed_dim=16, depth=1, num_heads=2, token_dim=4)
 PER_FILE = 20
 DROP = object()                      # a metadata key to remove
@@ -121,7 +121,7 @@ def test_every_kind_reads_as_the_models_state_dict(tmp_path):
 def test_load_state_dict_takes_the_shipped_file():
     model = mt.create_model("t2t_vit_cifar")
     model.load_state_dict(mt.load(SHIPPED_FILE), strict=True)
-    np.testing.assert_array_equal(model.head.weight.data, mt.pretrained("t2t_vit_cifar").head.weight.data)
+    np.testing.assert_array_equal(model.head.weight.data, mt.pretrained("t2t_vit_cifar_8ep").head.weight.data)
 
 
 def test_eval_checkpoint_takes_every_kind(tmp_path, monkeypatch, capsys):
