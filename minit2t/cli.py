@@ -1,4 +1,4 @@
-"""The command line: python -m minit2t {summary, convert, train, eval, bench} ... (one clear line on bad input)."""
+"""The command line: python -m minit2t {summary, convert, train, eval, export, bench} ... (one clear line on bad input)."""
 import argparse
 import sys
 import time
@@ -85,6 +85,13 @@ def cmd_eval(args):
              (["flip TTA (two passes an image)"] if args.tta else []) + (["the weights' average"] if args.ema else [])
     print(f"images/s: {rate:.1f} (batch 256, {', '.join([backend + ' backend'] + extras)})")
     print(f"test accuracy: {accuracy:.4f}")
+
+
+def cmd_export(args):
+    from minit2t.export import export_run
+    paths = export_run(args.checkpoint, args.out, ema=args.ema, overwrite=args.overwrite)
+    print(f"wrote {', '.join(paths)} ({'the weights' + chr(39) + ' average' if args.ema else 'the weights'} "
+          f"of {args.checkpoint})")
 
 
 def cmd_bench(args):
@@ -176,6 +183,13 @@ def _train_parser(sub):
     p.add_argument("--ema", action="store_true",
                    help="score the average of the weights a training checkpoint saved (train --ema)")
     p.set_defaults(fn=cmd_eval)
+    p = sub.add_parser("export", help="a training run as a shipped model file, its log and curves beside it")
+    p.add_argument("--checkpoint", required=True, metavar="FILE", help="the run's DIR/last.npz")
+    p.add_argument("--out", required=True, metavar="NAME.npz",
+                   help="the model file; NAME.metrics.jsonl and NAME.curves.png are written beside it")
+    p.add_argument("--ema", action="store_true", help="export the weights' average (train --ema), not the weights")
+    p.add_argument("--overwrite", action="store_true", help="replace NAME.npz and its log and curves if there")
+    p.set_defaults(fn=cmd_export)
 
 
 REDUCE_HELP = ("token reduction in the backbone blocks: tome:r=8, evit:keep=0.7, mctf:r=8 (options: "

@@ -224,9 +224,8 @@ def plot_curves(history, path):
     os.replace(tmp, path)
 
 
-def write_metrics(out_dir, history):
-    """DIR/metrics.jsonl, one line per epoch, rewritten atomically from the checkpoint's history."""
-    path = os.path.join(out_dir, "metrics.jsonl")
+def write_metrics(path, history):
+    """`path` (DIR/metrics.jsonl), one line per epoch, rewritten atomically from the checkpoint's history."""
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.writelines(json.dumps(row) + "\n" for row in history)

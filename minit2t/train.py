@@ -242,7 +242,7 @@ def train_epochs(model, opt, sched, loader, test, cfg, out_dir, start, history, 
         runs.remove_stale_temps(out_dir)
         save_checkpoint(path, model, opt, sched, epoch + 1, history, cfg, ema)
         where["saved"] = epoch + 1
-        runs.write_metrics(out_dir, history)
+        runs.write_metrics(os.path.join(out_dir, "metrics.jsonl"), history)
         runs.plot_curves(history, os.path.join(out_dir, "curves.png"))
         average = f", the weights' average {row['ema_test_acc']:.4f}" if ema is not None else ""
         print(f"epoch {epoch + 1}: train loss {loss:.4f} acc {acc:.4f}, test accuracy {test_acc:.4f}{average}",
