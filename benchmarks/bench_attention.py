@@ -161,8 +161,8 @@ def run_errors(args, images):
     q, k, v, tau = attention_inputs(model, x)
     din = model.tokens_to_token.attention1.attn.dim
     budgets_a = [4, 8, 16] if args.quick else [4, 8, 16, 32, 64]
-    rows_a = error_table(f"(a) {args.pretrained} (shipped weights), attention1: {q.shape[1]} tokens, input width {din}, "
-                         f"{args.err_batch} CIFAR-10 test images", q, k, v, tau, budgets_a, args.seeds)
+    rows_a = error_table(f"(a) {args.pretrained} (shipped weights), attention1: {q.shape[1]} tokens, "
+                         f"input width {din}, {args.err_batch} CIFAR-10 test images", q, k, v, tau, budgets_a, args.seeds)
     sum_a = summary("(a)", rows_a)
 
     n = args.big_batch

@@ -5,7 +5,8 @@
     python benchmarks/bench_reduction.py --imagenet-scale      # t2t_vit_14 at 224 px, random weights
 
 Every row is a shipped model (--pretrained; t2t_vit_cifar_8ep by default) with a reduction spec (or a
-fine-tuned weights file, whose spec is in its config), on the C backend, inference at batch 256. Accuracy: the whole test set.
+fine-tuned weights file, whose spec is in its config), on the C backend, inference at batch 256.
+Accuracy: the whole test set.
 Speed: one fixed batch of 256 test images; the rows are timed in turn, round after round (the
 order rotating), in one process, so the machine's noise hits every row alike; images/s is the
 median over rounds and the speed-up is the ratio of medians against the unreduced model.

@@ -48,4 +48,5 @@ def count_macs(model, input_size):
 __all__ = ["Tensor", "available_backends", "cat", "count_macs", "count_params", "create_model", "data",
            "enable_grad", "exercises", "get_backend", "grad_mode", "list_models", "load", "manual_seed", "nn",
            "no_grad", "ops", "optim", "pretrained", "pretrained_log", "list_pretrained", "read_weights",
-           "reduce_tokens", "reduction", "approx", "swap_t2t_attention", "save", "set_backend", "set_num_threads", "get_num_threads", "tensor"]
+           "reduce_tokens", "reduction", "approx", "swap_t2t_attention", "save", "set_backend", "set_num_threads",
+           "get_num_threads", "tensor"]

@@ -1,4 +1,5 @@
-"""The command line: python -m minit2t {summary, convert, train, eval, export, bench} ... (one clear line on bad input)."""
+"""The command line: python -m minit2t {summary, convert, train, eval, export, bench} ...
+(one clear line on bad input)."""
 import argparse
 import sys
 import time
@@ -90,8 +91,8 @@ def cmd_eval(args):
 def cmd_export(args):
     from minit2t.export import export_run
     paths = export_run(args.checkpoint, args.out, ema=args.ema, overwrite=args.overwrite)
-    print(f"wrote {', '.join(paths)} ({'the weights' + chr(39) + ' average' if args.ema else 'the weights'} "
-          f"of {args.checkpoint})")
+    what = "the weights' average" if args.ema else "the weights"
+    print(f"wrote {', '.join(paths)} ({what} of {args.checkpoint})")
 
 
 def cmd_bench(args):

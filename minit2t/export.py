@@ -10,8 +10,8 @@ each file is written atomically. Put the three files (and a NAME.md card) in min
 import os
 
 from minit2t.checkpoint import read_checkpoint_meta
-from minit2t.data import CIFAR10_MEAN, CIFAR10_STD
 from minit2t.hub import export_pretrained, load_model
+from minit2t.models.zoo import default_cfg
 from minit2t.runs import plot_curves, write_metrics
 
 
@@ -26,15 +26,9 @@ def export_run(checkpoint, out, ema=False, overwrite=False):
         raise FileExistsError(f"{there[0]} exists: pass --overwrite to replace it (and its log and curves)")
     meta = read_checkpoint_meta(checkpoint)          # a training checkpoint, or a one-line LoadError
     model, _ = load_model(checkpoint, ema=ema)
-    model.default_cfg = cifar_default_cfg(model.config, meta["run_config"]["model"])
+    model.default_cfg = default_cfg(meta["run_config"]["model"], model.config, cifar=True)   # train's data
     export_pretrained(model, out)
     write_metrics(paths[1], meta["history"])
     plot_curves(meta["history"], paths[2])
     return paths
 
-
-def cifar_default_cfg(config, architecture):
-    """The default_cfg of a model trained by `train` (CIFAR-10 images, normalised as train does)."""
-    size = (config["in_chans"], config["img_size"], config["img_size"])
-    return dict(architecture=architecture, input_size=size, mean=list(CIFAR10_MEAN), std=list(CIFAR10_STD),
-                num_classes=config["num_classes"], crop_pct=1.0, interpolation="bicubic", classifier="head")

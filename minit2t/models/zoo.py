@@ -88,14 +88,18 @@ def create_model(name, **kwargs):
                         f"accepted: {sorted(accepted)}")
     if name in CIFAR_VARIANTS:
         model = T2T_ViT(**{**CIFAR_VARIANTS[name], **kwargs})
-        mean, std, crop_pct = CIFAR10_MEAN, CIFAR10_STD, 1.0
     else:
         tokens_type, embed_dim, depth, num_heads, mlp_ratio = VARIANTS[name]
         kwargs.setdefault("tokens_type", tokens_type)
         model = T2T_ViT(embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio, **kwargs)
-        mean, std, crop_pct = IMAGENET_MEAN, IMAGENET_STD, 0.9
-    cfg = model.config
-    model.default_cfg = dict(architecture=name, input_size=(cfg["in_chans"], cfg["img_size"], cfg["img_size"]),
-                             mean=mean, std=std, num_classes=cfg["num_classes"], crop_pct=crop_pct,
-                             interpolation="bicubic", classifier="head")
+    model.default_cfg = default_cfg(name, model.config, cifar=name in CIFAR_VARIANTS)
     return model
+
+
+def default_cfg(architecture, config, cifar):
+    """What a model's inputs must be: the size its config takes, normalised as its training data was
+    (CIFAR-10's statistics, or ImageNet's with a 0.9 centre crop)."""
+    mean, std, crop_pct = (CIFAR10_MEAN, CIFAR10_STD, 1.0) if cifar else (IMAGENET_MEAN, IMAGENET_STD, 0.9)
+    return dict(architecture=architecture, input_size=(config["in_chans"], config["img_size"], config["img_size"]),
+                mean=mean, std=std, num_classes=config["num_classes"], crop_pct=crop_pct,
+                interpolation="bicubic", classifier="head")
