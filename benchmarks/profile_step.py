@@ -37,7 +37,7 @@ FAMILIES = {                  # op class name -> family
     "LayerNorm": "layer norm", "GELU": "GELU",
     "Reshape": "copies and reshapes", "Permute": "copies and reshapes", "GetItem": "copies and reshapes",
     "Split": "copies and reshapes", "Concat": "copies and reshapes", "Expand": "copies and reshapes",
-    "Cast": "copies and reshapes",
+    "Cast": "copies and reshapes", "Attention": "attention (fused op)",
 }
 
 

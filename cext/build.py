@@ -20,9 +20,11 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 SOURCES = ["runtime.c", "gemm.c", "gemm_loops.c", "gemm_threads.c", "gemm_avx2.c",
            "gemm_avx512.c", "im2col.c", "im2col_avx2.c", "im2col_avx512.c", "fused.c",
-           "fused_avx2.c", "fused_avx512.c", "band.c", "band_avx2.c", "band_avx512.c", "not_x86.c"]
+           "fused_avx2.c", "fused_avx512.c", "band.c", "band_avx2.c", "band_avx512.c",
+           "attention.c", "attention_avx2.c", "attention_avx512.c", "not_x86.c"]
 HEADERS = ["minit2t.h", "runtime.h", "gemm_blocking.h", "im2col_fast.h", "im2col_runs.h",
-           "vec_avx2.h", "vec_avx512.h", "vmath.h", "fused_fast.h", "copy_fast.h", "band_fast.h"]
+           "vec_avx2.h", "vec_avx512.h", "vmath.h", "fused_fast.h", "copy_fast.h", "band_fast.h",
+           "softmax_rows.h", "attention_fast.h"]
 
 
 def _cdef():

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include "vmath.h"
+#include "softmax_rows.h"
 
 #define BLOCK 4096          /* elements per work item of the GELU loops */
 #define LN_CHUNK 32         /* rows per partial sum of layer norm's dw, db */
@@ -176,58 +177,13 @@ static void layer_norm_backward_fast(const float *g, int64_t sg, const float *x,
 
 /* ---- softmax ---------------------------------------------------------------- */
 
-/* One row: y = exp(x - max) / sum. Tail lanes load -inf: exp gives 0. */
-static void softmax_row(const float *x, float *y, int64_t n)
-{
-    const float ninf = -__builtin_inff();
-    VF mx = VSET1(ninf);
-    int64_t j = 0;
-    for (; j + VW <= n; j += VW) mx = VMAX(mx, VLOAD(x + j));
-    if (j < n) mx = VMAX(mx, VLOADT(x + j, VTAILMASK(n - j), ninf));
-    VF vm = VSET1(VHMAX(mx)), acc = VSET1(0.0f);
-    for (j = 0; j + VW <= n; j += VW) {
-        VF e = vexp(VSUB(VLOAD(x + j), vm));
-        VSTORE(y + j, e);
-        acc = VADD(acc, e);
-    }
-    if (j < n) {
-        VTAIL m = VTAILMASK(n - j);
-        VF e = vexp(VSUB(VLOADT(x + j, m, ninf), vm));
-        VSTORET(y + j, m, e);
-        acc = VADD(acc, e);
-    }
-    VF inv = VSET1(1.0f / VHSUM(acc));
-    for (j = 0; j + VW <= n; j += VW) VSTORE(y + j, VMUL(VLOAD(y + j), inv));
-    if (j < n) {
-        VTAIL m = VTAILMASK(n - j);
-        VSTORET(y + j, m, VMUL(VLOADT(y + j, m, 0.0f), inv));
-    }
-}
+/* Rows over threads; one row: softmax_row / softmax_row_backward (softmax_rows.h). */
 
 static void softmax_forward_fast(const float *x, float *y, int64_t r, int64_t n)
 {
     int nt = minit2t_threads_for(30.0 * (double)r * (double)n);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t i = 0; i < r; i++) softmax_row(x + i * n, y + i * n, n);
-}
-
-/* One row: gx = y (g - sum(g y)). */
-static void softmax_row_backward(const float *g, const float *y, float *gx, int64_t n)
-{
-    VF acc = VSET1(0.0f);
-    int64_t j = 0;
-    for (; j + VW <= n; j += VW) acc = VFMA(VLOAD(g + j), VLOAD(y + j), acc);
-    if (j < n) {
-        VTAIL m = VTAILMASK(n - j);
-        acc = VFMA(VLOADT(g + j, m, 0.0f), VLOADT(y + j, m, 0.0f), acc);
-    }
-    VF dot = VSET1(VHSUM(acc));
-    for (j = 0; j + VW <= n; j += VW)
-        VSTORE(gx + j, VMUL(VLOAD(y + j), VSUB(VLOAD(g + j), dot)));
-    if (j < n) {
-        VTAIL m = VTAILMASK(n - j);
-        VSTORET(gx + j, m, VMUL(VLOADT(y + j, m, 0.0f), VSUB(VLOADT(g + j, m, 0.0f), dot)));
-    }
 }
 
 static void softmax_backward_fast(const float *g, const float *y, float *gx, int64_t r, int64_t n)

@@ -28,12 +28,14 @@ static inline int64_t ceil_div(int64_t x, int64_t y) { return (x + y - 1) / y; }
 
 /* The per-thread scratch buffers, one per slot, so that buffers used at the
  * same time never share one. Sizes in floats (Legend of gemm_loops.c and
- * im2col_fast.h). */
+ * im2col_fast.h, attention_fast.h). */
 enum scratch_slot {
     SCRATCH_B_PANEL,    /* GEMM: the packed B panel, KC x NC (shared by a team) */
     SCRATCH_A_BLOCK,    /* GEMM: a packed A block, (MC + MR) x KC per thread */
     SCRATCH_EDGE_A,     /* GEMM: MR rows of A, zero-padded, for edge tiles; MR x KC */
     SCRATCH_PHASES,     /* unfold / fold: one plane's s*s phases, s*s x Hq x Wq */
+    SCRATCH_ATTN_T,     /* attention: one head's k or v transposed, d x N */
+    SCRATCH_ATTN_S,     /* attention backward: one head's gS, N x N */
     SCRATCH_SLOTS       /* how many */
 };
 

@@ -1,12 +1,12 @@
 """Counting parameters and multiply-accumulates (MACs), per layer, as the paper's table does.
 
 MACs are counted in one forward pass of a single image on a shape-only backend:
-each matmul — linear layers, attention's q k^T and attn v, the performer's
-products, convolutions as unfold + matmul — adds M*K*N (times its batch);
-elementwise work (softmax, LayerNorm, GELU, exp) is not counted, as in the paper.
-The shape-only backend (see minit2t.backends: a table of the ops it replaces)
-swaps MatMul and Linear for versions that return zeros, so the pass costs little
-beyond NumPy's elementwise ops.
+each matmul — linear layers, attention's q k^T and attn v (also inside the fused
+attention op), the performer's products, convolutions as unfold + matmul — adds
+M*K*N (times its batch); elementwise work (softmax, LayerNorm, GELU, exp) is not
+counted, as in the paper. The shape-only backend (see minit2t.backends: a table
+of the ops it replaces) swaps MatMul, Linear and Attention for versions that
+return zeros, so the pass costs little beyond NumPy's elementwise ops.
 """
 import numpy as np
 
@@ -24,7 +24,7 @@ def _matmul_shape(a, b):
 
 
 class _CountingBackend:
-    """A backend whose MatMul and Linear only compute shapes and tally MACs in self.macs."""
+    """A backend whose MatMul, Linear and Attention only compute shapes and tally MACs in self.macs."""
 
     name = "count"
 
@@ -45,7 +45,14 @@ class _CountingBackend:
                 counter.macs += rows * weight.size                   # R * Din * Dout
                 return np.zeros(x.shape[:-1] + weight.shape[:1], np.result_type(x, weight))
 
-        self.OPS = {ops.MatMul: MatMul, ops.Linear: Linear}
+        class Attention(ops.Attention):
+            @staticmethod
+            def forward(ctx, qkv, num_heads, scale):
+                B, N, D3 = qkv.shape
+                counter.macs += 2 * B * N * N * (D3 // 3)            # q k^T and attn v: 2 * N*d*N per head
+                return np.zeros((B, N, D3 // 3), qkv.dtype)
+
+        self.OPS = {ops.MatMul: MatMul, ops.Linear: Linear, ops.Attention: Attention}
 
 
 class _Recorder:

@@ -83,6 +83,10 @@ class on_backend:
     (lambda: F.softmax(mt.tensor(np.ones((2, 3), np.float32)), axis=2), ValueError, "axis 2"),
     (lambda: ops.Linear.apply(mt.tensor(np.ones((2, 3), np.float32)), mt.tensor(np.ones((4, 5), np.float32))),
      ValueError, r"\(2, 3\) and \(4, 5\)"),
+    (lambda: F.attention(mt.tensor(np.ones((2, 5, 30), np.float32)), 4, 0.5), ValueError,
+     r"^attention expects qkv of shape \(B, N, 3\*D\) with D divisible by num_heads=4, got \(2, 5, 30\)$"),
+    (lambda: F.attention(mt.tensor(np.ones((2, 5, 24), np.float32)), 2, float("nan")), ValueError,
+     "^attention expects scale a finite real number, got nan$"),
 ])
 def test_ops_refuse_bad_input_on_every_backend(backend, call, error, match):
     with on_backend(backend), pytest.raises(error, match=match):
@@ -144,6 +148,13 @@ def _split_t(t):
     return q.sum(-1, keepdim=True) * v
 
 
+def _attention_t(qkv, h=2, scale=0.3):
+    """Multi-head attention from the packed qkv (B, N, 3*D): per head softmax(q k^T * scale) v, side by side."""
+    B, N, D3 = qkv.shape
+    q, k, v = qkv.reshape(B, N, 3, h, D3 // (3 * h)).permute(2, 0, 3, 1, 4)   # (B, h, N, d) each
+    return ta.exact(q, k, v, scale).transpose(1, 2).reshape(B, N, D3 // 3)  # (B, N, D)
+
+
 REPLACED = {   # every op a backend replaces: (minit2t, torch, input shapes)
     "gelu": (F.gelu, TF.gelu, [(3, 4, 9)]),
     "softmax_axis1": (lambda t: t.softmax(1), lambda t: t.softmax(1), [(3, 4, 9)]),
@@ -166,6 +177,7 @@ REPLACED = {   # every op a backend replaces: (minit2t, torch, input shapes)
     "band_dot": (lambda a, b: ops.BandDot.apply(a, b, window=5), lambda a, b: ta.band_dot(a, b, 5),
                  [(2, 11, 9), (2, 11, 9)]),
     "band_mix": (ops.BandMix.apply, ta.band_mix, [(2, 11, 4), (2, 11, 9)]),
+    "attention": (lambda qkv: F.attention(qkv, 2, 0.3), _attention_t, [(2, 7, 24)]),
 }
 
 

@@ -1,5 +1,5 @@
 """The C backend's fused kernels (GELU, layer norm, softmax, the GEMM with a bias, the
-strided copy, the band products) and its ops' float64 fallback (c_ops); the ops on every backend are in
+strided copy, the band products, attention) and its ops' float64 fallback (c_ops); the ops on every backend are in
 test_backend_ops.py.
 
 Every C version (the reference loops and each fast ISA this CPU runs) is
@@ -118,6 +118,26 @@ def test_band_every_level(c, B, T, d, w):
         getattr(c.lib, "band_mix_t_" + level)(c.ptr(p), c.ptr(a), c.ptr(gb), B, T, d, w)
         for what, got, ref in (("dot", s, want_s), ("mix", ga, want_ga), ("mix_t", gb, want_gb)):
             np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5, err_msg=f"{level} {what}")
+
+
+@pytest.mark.parametrize("B, N, h, d", [(1, 1, 1, 1), (2, 7, 2, 5), (2, 65, 4, 32), (1, 33, 3, 17),
+                                        (1, 130, 1, 48), (2, 16, 2, 16), (2, 5, 1, 0), (2, 0, 2, 4)])
+def test_attention_every_level(c, B, N, h, d):
+    """attention_forward / _backward: the reference op's output, probabilities and gradient
+    (ops.Attention), at sizes around the vector widths and register tiles, with a tail of
+    columns (N, d not multiples of 8 or 16) and of rows."""
+    qkv, g, scale = f32(N, (B, N, 3 * h * d), 2.0), f32(N + 1, (B, N, h * d)), 0.3
+    want, (want_g,) = reference(ops.Attention, qkv, grad=g, num_heads=h, scale=scale)
+    ctx = Context(ops.Attention)
+    ops.Attention.forward(ctx, qkv.astype(np.float64), num_heads=h, scale=scale)
+    want_p = ctx.saved[1]
+    for level in levels(c):
+        o, p, gqkv = out((B, N, h * d)), out((B, h, N, N)), out((B, N, 3 * h * d))
+        getattr(c.lib, "attention_forward_" + level)(c.ptr(qkv), c.ptr(o), c.ptr(p), B, N, h, d, scale)
+        getattr(c.lib, "attention_backward_" + level)(c.ptr(qkv), c.ptr(p), c.ptr(g), c.ptr(gqkv),
+                                                      B, N, h, d, scale)
+        for what, got, ref in (("out", o, want), ("p", p, want_p), ("gqkv", gqkv, want_g)):
+            assert_close(got, ref, 2e-6, 1e-6, f"{level} {what}")      # norm-wise; float32 sums of N terms
 
 
 @given(case=gemm_cases(), seed=seeds)
@@ -256,6 +276,13 @@ def test_c_ops_send_float64_and_mixed_to_the_reference(c):
     (lambda c: c.band_mix(np.ones((2, 3, 4), np.float32), np.ones((2, 4, 5), np.float32)), ValueError, "same"),
     (lambda c: c.band_mix_t(np.ones((3, 4), np.float32), np.ones((2, 4, 5), np.float32)), ValueError, r"\(B, T, w\)"),
     (lambda c: c.band_dot(np.ones((2, 3, 4), np.float64), np.ones((2, 3, 4), np.float64), 3), TypeError, "float32"),
+    (lambda c: c.attention_forward(np.ones((2, 3, 12), np.float32), 3, 0.5), ValueError, "divisible by num_heads=3"),
+    (lambda c: c.attention_forward(np.ones((2, 3, 12), np.float32), 2, float("nan")), ValueError, "finite"),
+    (lambda c: c.attention_forward(np.ones((2, 3, 12), np.float64), 2, 0.5), TypeError, "float32"),
+    (lambda c: c.attention_backward(np.ones((2, 3, 5), np.float32), np.ones((2, 3, 12), np.float32),
+                                    np.ones((2, 2, 3, 3), np.float32), 0.5), ValueError, r"g \(2, 3, 4\)"),
+    (lambda c: c.attention_backward(np.ones((2, 3, 4), np.float32), np.ones((2, 3, 12), np.float32),
+                                    np.ones((2, 2, 3, 4), np.float32), 0.5), ValueError, r"p \(2, 2, 3, 4\)"),
 ])
 def test_c_kernels_refuse_bad_input(c, call, error, match):
     with pytest.raises(error, match=match):
@@ -264,14 +291,17 @@ def test_c_results_do_not_depend_on_threads(c):
     x, g = f32(5, (300, 70), 2.0), f32(6, (300, 70))
     w, b = f32(7, 70), f32(8, 70)
     a, bm = f32(9, (3000, 50)).T, f32(10, (3000, 70))              # K = 3000: several K blocks
+    qkv = f32(11, (16, 65, 3 * 64))                                # 32 heads of N = 65, d = 32
     before = backends.get_num_threads()
     runs = []
     try:
         for n in (1, 2):
             backends.set_num_threads(n)
             _, mean, rstd = c.layer_norm_forward(x, w, b, 1e-5)
+            o, p = c.attention_forward(qkv, 2, 0.3)
             runs.append(c.layer_norm_backward(g, x, w, mean, rstd) +
-                        (c.gelu_forward(x), c.linear_forward(g, x[:50], w[:50]), c.matmul(a, bm)))
+                        (c.gelu_forward(x), c.linear_forward(g, x[:50], w[:50]), o, p,
+                         c.attention_backward(o, qkv, p, 0.3), c.matmul(a, bm)))
     finally:
         backends.set_num_threads(before)
     for one, two in zip(*runs):

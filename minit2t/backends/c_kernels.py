@@ -5,11 +5,13 @@ and the math they compute is the NumPy reference's in minit2t/ops.
     linear_forward                the GEMM with the bias added as each tile is written
     gelu_*, layer_norm_*, softmax_*   fused forward and backward, float32 only
     band_dot, band_mix, band_mix_t    the band products of ops.band, float32 only
+    attention_forward, attention_backward   ops.Attention, one head per work item, float32 only
     copy_into, empty              the strided copy on every thread; a pooled buffer
 
 Legend: Bt matrices in a batch, M/K/N matrix sides, B batch, C channels, H/W
 height/width, k kernel, s stride, p padding, L = Ho * Wo windows, "..." any
-leading dims, R rows, D the normalised (last) dim, N the softmax dim.
+leading dims, R rows, D the normalised (last) dim, N the softmax dim; in attention
+B batch, N tokens, h heads, d = D / h.
 
 Shapes are checked first (_checks, ops.conv). The fused kernels take float32
 only (TypeError otherwise: the ops send other dtypes to the reference). Views
@@ -22,7 +24,7 @@ import numpy as np
 from minit2t.backends._cmem import contiguous, ffi, lib, pool, ptr, strides, usable
 from minit2t.backends._checks import (check_copy, check_layer_norm, check_layer_norm_backward, check_linear,
                                       check_matmul, check_same_shape)
-from minit2t.ops import band, conv
+from minit2t.ops import attention, band, conv
 
 
 def _all_f32(*arrays):
@@ -251,3 +253,33 @@ def _band(kernel, x, y, out_shape, d, w):
     if out.size:
         kernel(ptr(x), ptr(y), ptr(out), out_shape[0], out_shape[1], d, w)
     return out
+
+
+def attention_forward(qkv, num_heads, scale):
+    """qkv (B, N, 3*D) -> out (B, N, D), p (B, h, N, N): softmax(q k^T * scale) v per head."""
+    qkv = np.asarray(qkv)
+    attention.check_attention(qkv, num_heads, scale)
+    _float32("attention_forward", qkv)
+    qkv = contiguous(qkv)
+    B, N, D = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
+    out, p = pool.empty((B, N, D)), pool.empty((B, num_heads, N, N))
+    if out.size or p.size:
+        lib.attention_forward(ptr(qkv), ptr(out), ptr(p), B, N, num_heads, D // num_heads, scale)
+    return out, p
+
+
+def attention_backward(g, qkv, p, scale):
+    """g (B, N, D), qkv (B, N, 3*D), p (B, h, N, N) -> gqkv (B, N, 3*D)."""
+    g, qkv, p = np.asarray(g), np.asarray(qkv), np.asarray(p)
+    h = p.shape[1] if p.ndim == 4 else 0
+    attention.check_attention(qkv, h, scale)
+    B, N, D3 = qkv.shape
+    if g.shape != (B, N, D3 // 3) or p.shape != (B, h, N, N):
+        raise ValueError(f"attention_backward expects g ({B}, {N}, {D3 // 3}) and p ({B}, h, {N}, {N}) "
+                         f"for qkv {qkv.shape}; got g {g.shape}, p {p.shape}")
+    _float32("attention_backward", g, qkv, p)
+    g, qkv, p = contiguous(g), contiguous(qkv), contiguous(p)
+    gqkv = pool.empty(qkv.shape)
+    if gqkv.size:
+        lib.attention_backward(ptr(qkv), ptr(p), ptr(g), ptr(gqkv), B, N, h, D3 // 3 // h, scale)
+    return gqkv

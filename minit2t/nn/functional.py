@@ -1,6 +1,6 @@
 """Functional forms of the layers: each composes ops, none has a gradient of its own.
 
-Legend: B batch, C classes or channels, D features, k kernel, s stride, p padding.
+Legend: B batch, C classes or channels, D features, N tokens, k kernel, s stride, p padding.
 """
 import numpy as np
 
@@ -38,6 +38,12 @@ def gelu(x):
 
 def softmax(x, axis=-1):
     return ops.Softmax.apply(x, axis=axis)
+
+
+def attention(qkv, num_heads, scale):
+    """qkv (B, N, 3*D), packed as nn.Attention's qkv Linear returns it -> (B, N, D): each head's
+    softmax(q k^T * scale) v, heads concatenated, as one op (the probabilities are not kept)."""
+    return ops.Attention.apply(qkv, num_heads=num_heads, scale=scale)
 
 
 def log_softmax(x, axis=-1):

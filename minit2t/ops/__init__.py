@@ -3,6 +3,7 @@
 These are the reference; a backend may replace a whole op with a faster one
 (minit2t.backends: the one seam, consulted by Function.apply)."""
 from minit2t.ops.activation import GELU, Dropout, LogSoftmax, Softmax
+from minit2t.ops.attention import Attention
 from minit2t.ops.band import BandDot, BandMix
 from minit2t.ops.conv import Fold, Unfold
 from minit2t.ops.elementwise import Add, Cast, Div, Erf, Exp, Log, Mul, Neg, Pow, Sqrt, Sub, Tanh
@@ -13,6 +14,7 @@ from minit2t.ops.norm import LayerNorm
 from minit2t.ops.reduce import Max, Mean, Sum
 from minit2t.ops.shape import Concat, Expand, GetItem, Permute, Reshape, Split
 
-__all__ = ["Add", "BandDot", "BandMix", "Cast", "Concat", "Context", "Div", "Dropout", "Erf", "Exp", "Expand", "Fold", "Function",
-           "GELU", "GetItem", "LayerNorm", "Linear", "Log", "LogSoftmax", "MatMul", "Max", "Mean", "Mul",
-           "Neg", "Permute", "Pow", "Reshape", "Softmax", "Split", "Sqrt", "Sub", "Sum", "Tanh", "Unfold", "unbroadcast"]
+__all__ = ["Add", "Attention", "BandDot", "BandMix", "Cast", "Concat", "Context", "Div", "Dropout", "Erf", "Exp",
+           "Expand", "Fold", "Function", "GELU", "GetItem", "LayerNorm", "Linear", "Log", "LogSoftmax", "MatMul",
+           "Max", "Mean", "Mul", "Neg", "Permute", "Pow", "Reshape", "Softmax", "Split", "Sqrt", "Sub", "Sum", "Tanh",
+           "Unfold", "unbroadcast"]

@@ -1,0 +1,132 @@
+/* Multi-head attention from the packed projection qkv, forward and backward
+ * (ops.Attention), as the reference loops and the dispatchers. The fast
+ * versions: attention_forward -> attention_forward_avx512
+ * (attention_avx512.c) -> attention_forward_fast (attention_fast.h: one
+ * head's products, softmax and mix in cache, threads over heads), and so
+ * for the backward.
+ *
+ * Legend: B batch, N tokens, h heads, d = D / h head width, D = h * d.
+ *   qkv   (B, N, 3, h, d)  q, k, v of head hh at [b, n, 0 | 1 | 2, hh]
+ *   out   (B, N, h, d)     the heads' outputs, concatenated: (B, N, D)
+ *   p     (B, h, N, N)     the probabilities softmax(q k^T * scale), kept
+ *                          by the forward for the backward
+ *   g     (B, N, h, d)     the gradient of out
+ *   gqkv  (B, N, 3, h, d)  the gradients of q, k, v in qkv's layout
+ * Per head, with S = q k^T * scale, P = softmax(S) over each row, O = P v:
+ *   forward   out = P v
+ *   backward  gv = P^T g;  gP = g v^T;  gS = P * (gP - rowsum(gP * P));
+ *             gq = gS k * scale;  gk = gS^T q * scale
+ * All arrays contiguous. The references accumulate in double. */
+#include <math.h>
+#include "runtime.h"
+
+/* One head's rows: element (n, c) of q, k, v or gq, gk, gv sits at
+ * n * 3hd + c from the head's base; of out or g at n * hd + c. */
+static void forward_head_ref(const float *q, const float *k, const float *v, float *o,
+                             float *p, int64_t N, int64_t d, int64_t rs, int64_t ro, float scale)
+{
+    for (int64_t i = 0; i < N; i++) {
+        float *pi = p + i * N;                              /* row i of P: N */
+        double mx = -INFINITY, sum = 0.0;
+        for (int64_t j = 0; j < N; j++) {
+            double s = 0.0;
+            for (int64_t c = 0; c < d; c++) s += (double)q[i * rs + c] * k[j * rs + c];
+            pi[j] = (float)(s * scale);
+            mx = pi[j] > mx ? pi[j] : mx;
+        }
+        for (int64_t j = 0; j < N; j++) sum += exp((double)pi[j] - mx);
+        for (int64_t j = 0; j < N; j++) pi[j] = (float)(exp((double)pi[j] - mx) / sum);
+        for (int64_t c = 0; c < d; c++) {
+            double acc = 0.0;
+            for (int64_t j = 0; j < N; j++) acc += (double)pi[j] * v[j * rs + c];
+            o[i * ro + c] = (float)acc;
+        }
+    }
+}
+
+void attention_forward_ref(const float *qkv, float *out, float *p, int64_t B, int64_t N,
+                           int64_t h, int64_t d, float scale)
+{
+    int64_t D = h * d, rs = 3 * D;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t hh = 0; hh < h; hh++) {
+            const float *q = qkv + b * N * rs + hh * d;     /* head hh's q: N rows of d */
+            forward_head_ref(q, q + D, q + 2 * D, out + b * N * D + hh * d,
+                             p + (b * h + hh) * N * N, N, d, rs, D, scale);
+        }
+}
+
+/* gP(i, j) = g_i . v_j */
+static double dot_ref(const float *gi, const float *vj, int64_t d)
+{
+    double s = 0.0;
+    for (int64_t c = 0; c < d; c++) s += (double)gi[c] * vj[c];
+    return s;
+}
+
+/* One head's gradients; gq, gk, gv have q's row stride rs. Query by query:
+ * row i of gS needs rowsum_i = sum_j gP(i, j) P(i, j) first; gq's row i is
+ * then complete, and gk collects gS(i, j) q_i into each row j. */
+static void backward_head_ref(const float *q, const float *k, const float *v, const float *p,
+                              const float *g, float *gq, float *gk, float *gv, int64_t N,
+                              int64_t d, int64_t rs, int64_t ro, float scale)
+{
+    for (int64_t j = 0; j < N; j++)
+        for (int64_t c = 0; c < d; c++) {
+            double acc = 0.0;
+            for (int64_t i = 0; i < N; i++) acc += (double)p[i * N + j] * g[i * ro + c];
+            gv[j * rs + c] = (float)acc;
+            gk[j * rs + c] = 0.0f;
+        }
+    for (int64_t i = 0; i < N; i++) {
+        const float *pi = p + i * N, *gi = g + i * ro;
+        double rowsum = 0.0;
+        for (int64_t j = 0; j < N; j++) rowsum += pi[j] * dot_ref(gi, v + j * rs, d);
+        for (int64_t c = 0; c < d; c++) gq[i * rs + c] = 0.0f;
+        for (int64_t j = 0; j < N; j++) {
+            double gs = pi[j] * (dot_ref(gi, v + j * rs, d) - rowsum) * scale;
+            for (int64_t c = 0; c < d; c++) {
+                gq[i * rs + c] += (float)(gs * k[j * rs + c]);
+                gk[j * rs + c] += (float)(gs * q[i * rs + c]);
+            }
+        }
+    }
+}
+
+void attention_backward_ref(const float *qkv, const float *p, const float *g, float *gqkv,
+                            int64_t B, int64_t N, int64_t h, int64_t d, float scale)
+{
+    int64_t D = h * d, rs = 3 * D;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t hh = 0; hh < h; hh++) {
+            int64_t base = b * N * rs + hh * d;             /* head hh's q row 0 */
+            const float *q = qkv + base;
+            float *gq = gqkv + base;
+            backward_head_ref(q, q + D, q + 2 * D, p + (b * h + hh) * N * N, g + b * N * D + hh * d,
+                              gq, gq + D, gq + 2 * D, N, d, rs, D, scale);
+        }
+}
+
+void attention_forward(const float *qkv, float *out, float *p, int64_t B, int64_t N,
+                       int64_t h, int64_t d, float scale)
+{
+    int isa = minit2t_isa();
+    if (isa == ISA_AVX512)
+        attention_forward_avx512(qkv, out, p, B, N, h, d, scale);
+    else if (isa == ISA_AVX2)
+        attention_forward_avx2(qkv, out, p, B, N, h, d, scale);
+    else
+        attention_forward_ref(qkv, out, p, B, N, h, d, scale);
+}
+
+void attention_backward(const float *qkv, const float *p, const float *g, float *gqkv,
+                        int64_t B, int64_t N, int64_t h, int64_t d, float scale)
+{
+    int isa = minit2t_isa();
+    if (isa == ISA_AVX512)
+        attention_backward_avx512(qkv, p, g, gqkv, B, N, h, d, scale);
+    else if (isa == ISA_AVX2)
+        attention_backward_avx2(qkv, p, g, gqkv, B, N, h, d, scale);
+    else
+        attention_backward_ref(qkv, p, g, gqkv, B, N, h, d, scale);
+}

@@ -1,0 +1,55 @@
+/* One softmax row forward and backward in the vector vocabulary of
+ * vec_avx2.h (vexp from vmath.h, included first): shared by fused_fast.h
+ * (softmax over rows) and attention_fast.h (the rows of one head's
+ * probabilities). n the row length; y may be x, gx may be g. */
+#ifndef MINIT2T_SOFTMAX_ROWS_H
+#define MINIT2T_SOFTMAX_ROWS_H
+
+/* One row: y = exp(x - max) / sum. Tail lanes load -inf: exp gives 0. */
+static void softmax_row(const float *x, float *y, int64_t n)
+{
+    const float ninf = -__builtin_inff();
+    VF mx = VSET1(ninf);
+    int64_t j = 0;
+    for (; j + VW <= n; j += VW) mx = VMAX(mx, VLOAD(x + j));
+    if (j < n) mx = VMAX(mx, VLOADT(x + j, VTAILMASK(n - j), ninf));
+    VF vm = VSET1(VHMAX(mx)), acc = VSET1(0.0f);
+    for (j = 0; j + VW <= n; j += VW) {
+        VF e = vexp(VSUB(VLOAD(x + j), vm));
+        VSTORE(y + j, e);
+        acc = VADD(acc, e);
+    }
+    if (j < n) {
+        VTAIL m = VTAILMASK(n - j);
+        VF e = vexp(VSUB(VLOADT(x + j, m, ninf), vm));
+        VSTORET(y + j, m, e);
+        acc = VADD(acc, e);
+    }
+    VF inv = VSET1(1.0f / VHSUM(acc));
+    for (j = 0; j + VW <= n; j += VW) VSTORE(y + j, VMUL(VLOAD(y + j), inv));
+    if (j < n) {
+        VTAIL m = VTAILMASK(n - j);
+        VSTORET(y + j, m, VMUL(VLOADT(y + j, m, 0.0f), inv));
+    }
+}
+
+/* One row: gx = y (g - sum(g y)). */
+static void softmax_row_backward(const float *g, const float *y, float *gx, int64_t n)
+{
+    VF acc = VSET1(0.0f);
+    int64_t j = 0;
+    for (; j + VW <= n; j += VW) acc = VFMA(VLOAD(g + j), VLOAD(y + j), acc);
+    if (j < n) {
+        VTAIL m = VTAILMASK(n - j);
+        acc = VFMA(VLOADT(g + j, m, 0.0f), VLOADT(y + j, m, 0.0f), acc);
+    }
+    VF dot = VSET1(VHSUM(acc));
+    for (j = 0; j + VW <= n; j += VW)
+        VSTORE(gx + j, VMUL(VLOAD(y + j), VSUB(VLOAD(g + j), dot)));
+    if (j < n) {
+        VTAIL m = VTAILMASK(n - j);
+        VSTORET(gx + j, m, VMUL(VLOADT(y + j, m, 0.0f), VSUB(VLOADT(g + j, m, 0.0f), dot)));
+    }
+}
+
+#endif
