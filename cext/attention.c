@@ -8,52 +8,65 @@
  * Legend: B batch, N tokens, h heads, d = D / h head width, D = h * d.
  *   qkv   (B, N, 3, h, d)  q, k, v of head hh at [b, n, 0 | 1 | 2, hh]
  *   out   (B, N, h, d)     the heads' outputs, concatenated: (B, N, D)
- *   p     (B, h, N, N)     the probabilities softmax(q k^T * scale), kept
- *                          by the forward for the backward
+ *   p     (B, h, N, Np)    the probabilities softmax(q k^T * scale), kept
+ *                          by the forward for the backward: rows padded
+ *                          to Np = N rounded up to 16 floats (64 bytes)
+ *                          with zeros, so the fast kernels load and store
+ *                          whole vectors; NULL (forward only, inference):
+ *                          not kept
  *   g     (B, N, h, d)     the gradient of out
  *   gqkv  (B, N, 3, h, d)  the gradients of q, k, v in qkv's layout
  * Per head, with S = q k^T * scale, P = softmax(S) over each row, O = P v:
  *   forward   out = P v
  *   backward  gv = P^T g;  gP = g v^T;  gS = P * (gP - rowsum(gP * P));
  *             gq = gS k * scale;  gk = gS^T q * scale
- * All arrays contiguous. The references accumulate in double. */
+ * All arrays contiguous. The references accumulate in double. Each
+ * function returns 0, or -1 when it could not get working memory (then
+ * nothing is computed). */
 #include <math.h>
+#include <stdlib.h>
 #include "runtime.h"
 
-/* One head's rows: element (n, c) of q, k, v or gq, gk, gv sits at
- * n * 3hd + c from the head's base; of out or g at n * hd + c. */
-static void forward_head_ref(const float *q, const float *k, const float *v, float *o,
-                             float *p, int64_t N, int64_t d, int64_t rs, int64_t ro, float scale)
+/* Np: the row length of p, N rounded up to 16 floats. */
+int64_t attention_row(int64_t N) { return (N + 15) / 16 * 16; }
+
+/* One query of one head: its row pi of P (N, then zeros to Np) and its
+ * output oi. Rows of k and v are rs floats apart. */
+static void forward_row_ref(const float *qi, const float *k, const float *v, float *oi,
+                            float *pi, int64_t N, int64_t np, int64_t d, int64_t rs, float scale)
 {
-    for (int64_t i = 0; i < N; i++) {
-        float *pi = p + i * N;                              /* row i of P: N */
-        double mx = -INFINITY, sum = 0.0;
-        for (int64_t j = 0; j < N; j++) {
-            double s = 0.0;
-            for (int64_t c = 0; c < d; c++) s += (double)q[i * rs + c] * k[j * rs + c];
-            pi[j] = (float)(s * scale);
-            mx = pi[j] > mx ? pi[j] : mx;
-        }
-        for (int64_t j = 0; j < N; j++) sum += exp((double)pi[j] - mx);
-        for (int64_t j = 0; j < N; j++) pi[j] = (float)(exp((double)pi[j] - mx) / sum);
-        for (int64_t c = 0; c < d; c++) {
-            double acc = 0.0;
-            for (int64_t j = 0; j < N; j++) acc += (double)pi[j] * v[j * rs + c];
-            o[i * ro + c] = (float)acc;
-        }
+    double mx = -INFINITY, sum = 0.0;
+    for (int64_t j = 0; j < N; j++) {
+        double s = 0.0;
+        for (int64_t c = 0; c < d; c++) s += (double)qi[c] * k[j * rs + c];
+        pi[j] = (float)(s * scale);
+        mx = pi[j] > mx ? pi[j] : mx;
+    }
+    for (int64_t j = 0; j < N; j++) sum += exp((double)pi[j] - mx);
+    for (int64_t j = 0; j < N; j++) pi[j] = (float)(exp((double)pi[j] - mx) / sum);
+    for (int64_t j = N; j < np; j++) pi[j] = 0.0f;
+    for (int64_t c = 0; c < d; c++) {
+        double acc = 0.0;
+        for (int64_t j = 0; j < N; j++) acc += (double)pi[j] * v[j * rs + c];
+        oi[c] = (float)acc;
     }
 }
 
-void attention_forward_ref(const float *qkv, float *out, float *p, int64_t B, int64_t N,
-                           int64_t h, int64_t d, float scale)
+int attention_forward_ref(const float *qkv, float *out, float *p, int64_t B, int64_t N,
+                          int64_t h, int64_t d, float scale)
 {
-    int64_t D = h * d, rs = 3 * D;
+    int64_t D = h * d, rs = 3 * D, np = attention_row(N);
+    float *row = p ? NULL : malloc(sizeof(float) * (size_t)MAX(np, 1));   /* P not kept */
+    if (!p && !row) return -1;
     for (int64_t b = 0; b < B; b++)
         for (int64_t hh = 0; hh < h; hh++) {
             const float *q = qkv + b * N * rs + hh * d;     /* head hh's q: N rows of d */
-            forward_head_ref(q, q + D, q + 2 * D, out + b * N * D + hh * d,
-                             p + (b * h + hh) * N * N, N, d, rs, D, scale);
+            for (int64_t i = 0; i < N; i++)
+                forward_row_ref(q + i * rs, q + D, q + 2 * D, out + (b * N + i) * D + hh * d,
+                                p ? p + ((b * h + hh) * N + i) * np : row, N, np, d, rs, scale);
         }
+    free(row);
+    return 0;
 }
 
 /* gP(i, j) = g_i . v_j */
@@ -69,17 +82,17 @@ static double dot_ref(const float *gi, const float *vj, int64_t d)
  * then complete, and gk collects gS(i, j) q_i into each row j. */
 static void backward_head_ref(const float *q, const float *k, const float *v, const float *p,
                               const float *g, float *gq, float *gk, float *gv, int64_t N,
-                              int64_t d, int64_t rs, int64_t ro, float scale)
+                              int64_t np, int64_t d, int64_t rs, int64_t ro, float scale)
 {
     for (int64_t j = 0; j < N; j++)
         for (int64_t c = 0; c < d; c++) {
             double acc = 0.0;
-            for (int64_t i = 0; i < N; i++) acc += (double)p[i * N + j] * g[i * ro + c];
+            for (int64_t i = 0; i < N; i++) acc += (double)p[i * np + j] * g[i * ro + c];
             gv[j * rs + c] = (float)acc;
             gk[j * rs + c] = 0.0f;
         }
     for (int64_t i = 0; i < N; i++) {
-        const float *pi = p + i * N, *gi = g + i * ro;
+        const float *pi = p + i * np, *gi = g + i * ro;
         double rowsum = 0.0;
         for (int64_t j = 0; j < N; j++) rowsum += pi[j] * dot_ref(gi, v + j * rs, d);
         for (int64_t c = 0; c < d; c++) gq[i * rs + c] = 0.0f;
@@ -93,40 +106,35 @@ static void backward_head_ref(const float *q, const float *k, const float *v, co
     }
 }
 
-void attention_backward_ref(const float *qkv, const float *p, const float *g, float *gqkv,
-                            int64_t B, int64_t N, int64_t h, int64_t d, float scale)
+int attention_backward_ref(const float *qkv, const float *p, const float *g, float *gqkv,
+                           int64_t B, int64_t N, int64_t h, int64_t d, float scale)
 {
-    int64_t D = h * d, rs = 3 * D;
+    int64_t D = h * d, rs = 3 * D, np = attention_row(N);
     for (int64_t b = 0; b < B; b++)
         for (int64_t hh = 0; hh < h; hh++) {
             int64_t base = b * N * rs + hh * d;             /* head hh's q row 0 */
             const float *q = qkv + base;
             float *gq = gqkv + base;
-            backward_head_ref(q, q + D, q + 2 * D, p + (b * h + hh) * N * N, g + b * N * D + hh * d,
-                              gq, gq + D, gq + 2 * D, N, d, rs, D, scale);
+            backward_head_ref(q, q + D, q + 2 * D, p + (b * h + hh) * N * np, g + b * N * D + hh * d,
+                              gq, gq + D, gq + 2 * D, N, np, d, rs, D, scale);
         }
+    return 0;
 }
 
-void attention_forward(const float *qkv, float *out, float *p, int64_t B, int64_t N,
-                       int64_t h, int64_t d, float scale)
+int attention_forward(const float *qkv, float *out, float *p, int64_t B, int64_t N,
+                      int64_t h, int64_t d, float scale)
 {
     int isa = minit2t_isa();
-    if (isa == ISA_AVX512)
-        attention_forward_avx512(qkv, out, p, B, N, h, d, scale);
-    else if (isa == ISA_AVX2)
-        attention_forward_avx2(qkv, out, p, B, N, h, d, scale);
-    else
-        attention_forward_ref(qkv, out, p, B, N, h, d, scale);
+    if (isa == ISA_AVX512) return attention_forward_avx512(qkv, out, p, B, N, h, d, scale);
+    if (isa == ISA_AVX2) return attention_forward_avx2(qkv, out, p, B, N, h, d, scale);
+    return attention_forward_ref(qkv, out, p, B, N, h, d, scale);
 }
 
-void attention_backward(const float *qkv, const float *p, const float *g, float *gqkv,
-                        int64_t B, int64_t N, int64_t h, int64_t d, float scale)
+int attention_backward(const float *qkv, const float *p, const float *g, float *gqkv,
+                       int64_t B, int64_t N, int64_t h, int64_t d, float scale)
 {
     int isa = minit2t_isa();
-    if (isa == ISA_AVX512)
-        attention_backward_avx512(qkv, p, g, gqkv, B, N, h, d, scale);
-    else if (isa == ISA_AVX2)
-        attention_backward_avx2(qkv, p, g, gqkv, B, N, h, d, scale);
-    else
-        attention_backward_ref(qkv, p, g, gqkv, B, N, h, d, scale);
+    if (isa == ISA_AVX512) return attention_backward_avx512(qkv, p, g, gqkv, B, N, h, d, scale);
+    if (isa == ISA_AVX2) return attention_backward_avx2(qkv, p, g, gqkv, B, N, h, d, scale);
+    return attention_backward_ref(qkv, p, g, gqkv, B, N, h, d, scale);
 }

@@ -12,16 +12,16 @@
 #define ATTN_NV 4
 #include "attention_fast.h"
 
-void attention_forward_avx512(const float *qkv, float *out, float *p, int64_t B, int64_t N,
-                           int64_t h, int64_t d, float scale)
+int attention_forward_avx512(const float *qkv, float *out, float *p, int64_t B, int64_t N,
+                          int64_t h, int64_t d, float scale)
 {
-    attention_forward_fast(qkv, out, p, B, N, h, d, scale);
+    return attention_forward_fast(qkv, out, p, B, N, h, d, scale);
 }
 
-void attention_backward_avx512(const float *qkv, const float *p, const float *g, float *gqkv,
-                            int64_t B, int64_t N, int64_t h, int64_t d, float scale)
+int attention_backward_avx512(const float *qkv, const float *p, const float *g, float *gqkv,
+                           int64_t B, int64_t N, int64_t h, int64_t d, float scale)
 {
-    attention_backward_fast(qkv, p, g, gqkv, B, N, h, d, scale);
+    return attention_backward_fast(qkv, p, g, gqkv, B, N, h, d, scale);
 }
 
 #endif /* MINIT2T_X86; elsewhere not_x86.c defines these names */

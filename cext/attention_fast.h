@@ -4,23 +4,26 @@
  * row, in vectors) before it. Legend and layouts as in attention.c.
  *
  * Heads (b, hh) are independent: threads take whole heads. One head's
- * q, k, v (N x d each), its P (N x N) and a transposed k or v stay in cache
+ * q, k, v (N x d each), its P (N x Np) and a transposed k or v stay in cache
  * while every product, the softmax and the mix run over them, so nothing
  * of the head goes back to memory between steps. Every product is one
  * small GEMM, small_gemm, with A read in place through strides (so P^T
- * and gS^T cost no copy) and B's rows contiguous. */
+ * and gS^T cost no copy) and B's rows contiguous. Rows of P, gS and the
+ * transposed k, v are padded to Np (a multiple of 16 floats, zeros past N),
+ * so their loads and stores are whole vectors: a masked store, and a load
+ * right after one, cost several times a plain one. */
 #include "vmath.h"
 #include "softmax_rows.h"
 
 /* The register tile of small_gemm: rows i0 .. i0 + rows - 1 (rows <= ATTN_RB)
- * by nv vectors of columns, the last one cut by `tail`:
+ * by nv vectors of columns, the last one cut by `tail` when `masked`:
  *   c[r, :] = alpha * sum_p A(i0 + r, p) * b[p, :],  A(i, p) = a[i * rsa + p * csa]
  * a points at A(i0, 0); b at column 0 of the tile (row stride rsb); c likewise.
  * Missing rows (rows < ATTN_RB) repeat the last one and are not stored.
- * Inlined with a constant nv, so acc lives in registers. */
+ * Inlined with constant nv and masked, so acc lives in registers. */
 static inline __attribute__((always_inline)) void
-gemm_tile(const int nv, int64_t rows, int64_t K, const float *a, int64_t rsa, int64_t csa,
-          const float *b, int64_t rsb, VTAIL tail, float *c, int64_t rsc, float alpha)
+gemm_tile(const int nv, const int masked, int64_t rows, int64_t K, const float *a, int64_t rsa,
+          int64_t csa, const float *b, int64_t rsb, VTAIL tail, float *c, int64_t rsc, float alpha)
 {
     VF acc[ATTN_RB][4], bv[4];
     const float *ar[ATTN_RB];
@@ -32,8 +35,8 @@ gemm_tile(const int nv, int64_t rows, int64_t K, const float *a, int64_t rsa, in
     }
     for (int64_t p = 0; p < K; p++, b += rsb) {
 #pragma GCC unroll 4
-        for (int v = 0; v < nv - 1; v++) bv[v] = VLOAD(b + v * VW);
-        bv[nv - 1] = VLOADT(b + (nv - 1) * VW, tail, 0.0f);
+        for (int v = 0; v < nv; v++)
+            bv[v] = masked && v == nv - 1 ? VLOADT(b + v * VW, tail, 0.0f) : VLOAD(b + v * VW);
 #pragma GCC unroll 8
         for (int r = 0; r < ATTN_RB; r++) {
             VF x = VSET1(ar[r][p * csa]);
@@ -46,15 +49,24 @@ gemm_tile(const int nv, int64_t rows, int64_t K, const float *a, int64_t rsa, in
     for (int r = 0; r < ATTN_RB; r++) {
         if (r >= rows) break;
 #pragma GCC unroll 4
-        for (int v = 0; v < nv - 1; v++) VSTORE(c + r * rsc + v * VW, VMUL(acc[r][v], va));
-        VSTORET(c + r * rsc + (nv - 1) * VW, tail, VMUL(acc[r][nv - 1], va));
+        for (int v = 0; v < nv; v++) {
+            if (masked && v == nv - 1) VSTORET(c + r * rsc + v * VW, tail, VMUL(acc[r][v], va));
+            else VSTORE(c + r * rsc + v * VW, VMUL(acc[r][v], va));
+        }
     }
 }
 
+/* One run of columns (nv vectors, the last one masked or not) over all M rows. */
+#define TILE_ROWS(NV, MASKED)                                                         \
+    for (int64_t i = 0; i < M; i += ATTN_RB)                                          \
+        gemm_tile(NV, MASKED, MIN(ATTN_RB, M - i), K, a + i * rsa, rsa, csa, b + j, rsb, \
+                  tail, c + i * rsc + j, rsc, alpha)
+
 /* C (M, n) = alpha * A (M, K) @ B (K, n): A(i, p) = a[i * rsa + p * csa], B's
  * row p at b + p * rsb (contiguous), C's row i at c + i * rsc. Columns go in
- * runs of ATTN_NV vectors (then 2, then 1; the last vector masked), and for
- * each run the rows in tiles of ATTN_RB: the run of B stays in L1. */
+ * runs of ATTN_NV vectors (then 2, then 1; only a last partial vector is
+ * masked), and for each run the rows in tiles of ATTN_RB: the run of B
+ * stays in L1. */
 static void small_gemm(int64_t M, int64_t n, int64_t K, const float *a, int64_t rsa, int64_t csa,
                        const float *b, int64_t rsb, float *c, int64_t rsc, float alpha)
 {
@@ -63,111 +75,147 @@ static void small_gemm(int64_t M, int64_t n, int64_t K, const float *a, int64_t 
         int nv = left >= ATTN_NV ? ATTN_NV : left >= 2 ? 2 : 1;
         int64_t w = MIN(n - j, nv * VW);
         VTAIL tail = VTAILMASK(w - (nv - 1) * VW);
-        for (int64_t i = 0; i < M; i += ATTN_RB) {
-            int64_t rows = MIN(ATTN_RB, M - i);
-            const float *ai = a + i * rsa;
-            float *ci = c + i * rsc + j;
-            if (nv == 1) gemm_tile(1, rows, K, ai, rsa, csa, b + j, rsb, tail, ci, rsc, alpha);
-            else if (nv == 2) gemm_tile(2, rows, K, ai, rsa, csa, b + j, rsb, tail, ci, rsc, alpha);
+        if (w < nv * VW) {
+            if (nv == 1) TILE_ROWS(1, 1);
+            else TILE_ROWS(2, 1);                                    /* nv < ATTN_NV here */
+        } else if (nv == 1) {
+            TILE_ROWS(1, 0);
+        } else if (nv == 2) {
+            TILE_ROWS(2, 0);
 #if ATTN_NV >= 4
-            else gemm_tile(4, rows, K, ai, rsa, csa, b + j, rsb, tail, ci, rsc, alpha);
+        } else {
+            TILE_ROWS(4, 0);
 #endif
         }
         j += w;
     }
 }
 
-/* x (N rows of d, row stride rs) -> xt (d, N), contiguous. */
-static void transpose_rows(const float *x, int64_t N, int64_t d, int64_t rs, float *xt)
+#undef TILE_ROWS
+
+/* x (N rows of d, row stride rs) -> xt (d, np), contiguous, zeros past N. */
+static void transpose_rows(const float *x, int64_t N, int64_t np, int64_t d, int64_t rs, float *xt)
 {
-    for (int64_t c = 0; c < d; c++)
-        for (int64_t j = 0; j < N; j++) xt[c * N + j] = x[j * rs + c];
+    for (int64_t c = 0; c < d; c++) {
+        for (int64_t j = 0; j < N; j++) xt[c * np + j] = x[j * rs + c];
+        for (int64_t j = N; j < np; j++) xt[c * np + j] = 0.0f;
+    }
+}
+
+/* One row of S (N scores, then pads to np) -> its probabilities in place,
+ * zeros past N. Whole vectors only: np is a multiple of VW. */
+static void softmax_row_padded(float *x, int64_t N, int64_t np)
+{
+    const float ninf = -__builtin_inff();
+    int64_t full = N / VW * VW, j;
+    VF mx = VSET1(ninf), acc = VSET1(0.0f);
+    for (j = 0; j < full; j += VW) mx = VMAX(mx, VLOAD(x + j));
+    if (full < N) mx = VMAX(mx, VLOADT(x + full, VTAILMASK(N - full), ninf));
+    VF vm = VSET1(VHMAX(mx));
+    for (j = 0; j < np; j += VW) {
+        VF s = j < full ? VLOAD(x + j) : VLOADT(x + j, VTAILMASK(MAX(0, MIN(VW, N - j))), ninf);
+        VF e = vexp(VSUB(s, vm));                                    /* pads: exp(-inf) = 0 */
+        VSTORE(x + j, e);
+        acc = VADD(acc, e);
+    }
+    VF inv = VSET1(1.0f / VHSUM(acc));
+    for (j = 0; j < np; j += VW) VSTORE(x + j, VMUL(VLOAD(x + j), inv));
 }
 
 /* Ask for the rows of the next head (N rows of d floats at stride rs from
  * x): its q, k, v are scattered over qkv, one short run per token, which
- * the hardware prefetcher does not follow, so each head would otherwise
- * wait on memory for every row. */
+ * the hardware prefetcher does not follow. */
 static void prefetch_rows(const float *x, int64_t N, int64_t d, int64_t rs)
 {
     for (int64_t j = 0; j < N; j++)
         for (int64_t c = 0; c < d; c += 16) __builtin_prefetch(x + j * rs + c);
 }
 
-/* One head: P = softmax(q k^T * scale) row by row into p (N, N), o = P v.
- * q, k, v rows at stride rs, o's at ro; kt scratch (d, N). */
+/* One head: P = softmax(q k^T * scale) row by row into p (N, np), o = P v.
+ * q, k, v rows at stride rs, o's at ro; kt scratch (d, np). */
 static void forward_head(const float *q, const float *k, const float *v, float *o, float *p,
-                         int64_t N, int64_t d, int64_t rs, int64_t ro, float scale, float *kt)
+                         int64_t N, int64_t np, int64_t d, int64_t rs, int64_t ro, float scale,
+                         float *kt)
 {
-    transpose_rows(k, N, d, rs, kt);                                 /* (d, N) */
-    small_gemm(N, N, d, q, rs, 1, kt, N, p, N, scale);               /* S (N, N) */
-    for (int64_t i = 0; i < N; i++) softmax_row(p + i * N, p + i * N, N);
-    small_gemm(N, d, N, p, N, 1, v, rs, o, ro, 1.0f);                /* O (N, d) */
+    transpose_rows(k, N, np, d, rs, kt);                             /* (d, np) */
+    small_gemm(N, np, d, q, rs, 1, kt, np, p, np, scale);            /* S (N, np) */
+    for (int64_t i = 0; i < N; i++) softmax_row_padded(p + i * np, N, np);
+    small_gemm(N, d, N, p, np, 1, v, rs, o, ro, 1.0f);               /* O (N, d) */
 }
 
-/* One head's gradients (attention.c): ds (N, N) holds gP, then gS / scale;
- * vt scratch (d, N). gq, gk, gv rows at stride rs; g's at ro. */
+/* One head's gradients (attention.c): ds (N, np) holds gP, then gS / scale;
+ * vt scratch (d, np). gq, gk, gv rows at stride rs; g's at ro. */
 static void backward_head(const float *q, const float *k, const float *v, const float *p,
-                          const float *g, float *gq, float *gk, float *gv, int64_t N, int64_t d,
-                          int64_t rs, int64_t ro, float scale, float *vt, float *ds)
+                          const float *g, float *gq, float *gk, float *gv, int64_t N, int64_t np,
+                          int64_t d, int64_t rs, int64_t ro, float scale, float *vt, float *ds)
 {
-    transpose_rows(v, N, d, rs, vt);                                 /* (d, N) */
-    small_gemm(N, N, d, g, ro, 1, vt, N, ds, N, 1.0f);               /* gP (N, N) */
-    for (int64_t i = 0; i < N; i++) softmax_row_backward(ds + i * N, p + i * N, ds + i * N, N);
-    small_gemm(N, d, N, ds, N, 1, k, rs, gq, rs, scale);             /* gq = gS k */
-    small_gemm(N, d, N, ds, 1, N, q, rs, gk, rs, scale);             /* gk = gS^T q */
-    small_gemm(N, d, N, p, 1, N, g, ro, gv, rs, 1.0f);               /* gv = P^T g */
+    transpose_rows(v, N, np, d, rs, vt);                             /* (d, np) */
+    small_gemm(N, np, d, g, ro, 1, vt, np, ds, np, 1.0f);            /* gP (N, np) */
+    for (int64_t i = 0; i < N; i++) softmax_row_backward(ds + i * np, p + i * np, ds + i * np, np);
+    small_gemm(N, d, N, ds, np, 1, k, rs, gq, rs, scale);            /* gq = gS k */
+    small_gemm(N, d, N, ds, 1, np, q, rs, gk, rs, scale);            /* gk = gS^T q */
+    small_gemm(N, d, N, p, 1, np, g, ro, gv, rs, 1.0f);              /* gv = P^T g */
+}
+
+/* Head u's work: the next head's rows asked for, then its forward or backward. */
+static void one_head(int backward, int64_t u, const float *qkv, const float *p_in, float *p,
+                     const float *g, float *out, int64_t B, int64_t N, int64_t h, int64_t d,
+                     float scale, float *t, float *s)
+{
+    int64_t D = h * d, rs = 3 * D, np = attention_row(N);
+    int64_t b = u / h, base = b * N * rs + u % h * d, gbase = b * N * D + u % h * d;
+    if (u + 1 < B * h) {
+        int64_t b1 = (u + 1) / h, next = b1 * N * rs + (u + 1) % h * d;
+        for (int part = 0; part < 3; part++) prefetch_rows(qkv + next + part * D, N, d, rs);
+        if (backward) prefetch_rows(g + b1 * N * D + (u + 1) % h * d, N, d, D);
+    }
+    if (backward)
+        backward_head(qkv + base, qkv + base + D, qkv + base + 2 * D, p_in + u * N * np, g + gbase,
+                      out + base, out + base + D, out + base + 2 * D, N, np, d, rs, D, scale, t, s);
+    else
+        forward_head(qkv + base, qkv + base + D, qkv + base + 2 * D, out + gbase,
+                     p ? p + u * N * np : s, N, np, d, rs, D, scale, t);
 }
 
 /* Threads over the B * h heads. Each thread's scratch: the transposed k or
- * v, d x N, and (backward) gS, N x N. Where it cannot be had, the whole
- * call runs the reference instead (it writes every output). */
+ * v, d x Np, and one head's gS (backward) or P (a forward that does not keep
+ * it), N x Np. Returns -1, having computed nothing, when scratch ran out. */
 static int attention_fast(int backward, const float *qkv, const float *p_in, float *p,
                           const float *g, float *out, int64_t B, int64_t N, int64_t h,
                           int64_t d, float scale)
 {
-    int64_t D = h * d, rs = 3 * D;
-    int nt = minit2t_threads_for(4.0 * (double)(B * h) * (double)(N * N) * (double)(d + 8));
+    int64_t np = attention_row(N);
+    int nt = minit2t_threads_for(4.0 * (double)(B * h) * (double)(N * np) * (double)(d + 8));
     int failed = 0;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *t = minit2t_scratch(SCRATCH_ATTN_T, (size_t)MAX(d * N, 1));
-        float *s = backward ? minit2t_scratch(SCRATCH_ATTN_S, (size_t)MAX(N * N, 1)) : t;
+        float *t = minit2t_scratch(SCRATCH_ATTN_T, (size_t)MAX(d * np, 1));
+        float *s = backward || !p ? minit2t_scratch(SCRATCH_ATTN_S, (size_t)MAX(N * np, 1)) : t;
         if (!t || !s) {
 #pragma omp atomic write
             failed = 1;
         }
+#pragma omp barrier
+        int stop;
+#pragma omp atomic read
+        stop = failed;
+        if (!stop) {
 #pragma omp for schedule(static)
-        for (int64_t u = 0; u < B * h; u++) {
-            int64_t b = u / h, hh = u % h, base = b * N * rs + hh * d;
-            if (!t || !s) continue;
-            if (u + 1 < B * h) {                                     /* the next head's rows */
-                int64_t b1 = (u + 1) / h, next = b1 * N * rs + (u + 1) % h * d;
-                for (int part = 0; part < 3; part++) prefetch_rows(qkv + next + part * D, N, d, rs);
-                if (backward) prefetch_rows(g + b1 * N * D + (u + 1) % h * d, N, d, D);
-            }
-            if (backward)
-                backward_head(qkv + base, qkv + base + D, qkv + base + 2 * D, p_in + u * N * N,
-                              g + b * N * D + hh * d, out + base, out + base + D,
-                              out + base + 2 * D, N, d, rs, D, scale, t, s);
-            else
-                forward_head(qkv + base, qkv + base + D, qkv + base + 2 * D,
-                             out + b * N * D + hh * d, p + u * N * N, N, d, rs, D, scale, t);
+            for (int64_t u = 0; u < B * h; u++)
+                one_head(backward, u, qkv, p_in, p, g, out, B, N, h, d, scale, t, s);
         }
     }
-    return failed;
+    return failed ? -1 : 0;
 }
 
-static void attention_forward_fast(const float *qkv, float *out, float *p, int64_t B, int64_t N,
-                                   int64_t h, int64_t d, float scale)
+static int attention_forward_fast(const float *qkv, float *out, float *p, int64_t B, int64_t N,
+                                  int64_t h, int64_t d, float scale)
 {
-    if (attention_fast(0, qkv, NULL, p, NULL, out, B, N, h, d, scale))
-        attention_forward_ref(qkv, out, p, B, N, h, d, scale);
+    return attention_fast(0, qkv, NULL, p, NULL, out, B, N, h, d, scale);
 }
 
-static void attention_backward_fast(const float *qkv, const float *p, const float *g, float *gqkv,
-                                    int64_t B, int64_t N, int64_t h, int64_t d, float scale)
+static int attention_backward_fast(const float *qkv, const float *p, const float *g, float *gqkv,
+                                   int64_t B, int64_t N, int64_t h, int64_t d, float scale)
 {
-    if (attention_fast(1, qkv, p, NULL, g, gqkv, B, N, h, d, scale))
-        attention_backward_ref(qkv, p, g, gqkv, B, N, h, d, scale);
+    return attention_fast(1, qkv, p, NULL, g, gqkv, B, N, h, d, scale);
 }

@@ -190,26 +190,30 @@ void band_mix_t(const float *p, const float *a, float *y, int64_t nb, int64_t T,
  * B batch, N tokens, h heads, d head width, D = h * d; all arrays contiguous.
  *   qkv   (B, N, 3, h, d)   q, k, v of each head (the qkv Linear's output)
  *   out   (B, N, h, d)      the heads' outputs, concatenated: (B, N, D)
- *   p     (B, h, N, N)      the probabilities, written by the forward, read by the backward
+ *   p     (B, h, N, Np)     the probabilities, written by the forward, read by the backward;
+ *                           rows padded with zeros to Np = attention_row(N), N rounded up
+ *                           to 16; NULL in a forward that need not keep them (inference)
  *   g     (B, N, h, d)      the gradient of out -> gqkv (B, N, 3, h, d)
- * The fast versions take every shape (tails masked), threads over heads. */
-void attention_forward_ref(const float *qkv, float *out, float *p, int64_t B, int64_t N,
+ * Each returns 0, or -1 when working memory ran out (nothing computed). The fast
+ * versions take every shape, threads over heads. */
+int64_t attention_row(int64_t N);
+int attention_forward_ref(const float *qkv, float *out, float *p, int64_t B, int64_t N,
+                          int64_t h, int64_t d, float scale);
+int attention_forward_avx2(const float *qkv, float *out, float *p, int64_t B, int64_t N,
                            int64_t h, int64_t d, float scale);
-void attention_forward_avx2(const float *qkv, float *out, float *p, int64_t B, int64_t N,
-                            int64_t h, int64_t d, float scale);
-void attention_forward_avx512(const float *qkv, float *out, float *p, int64_t B, int64_t N,
-                              int64_t h, int64_t d, float scale);
-void attention_forward(const float *qkv, float *out, float *p, int64_t B, int64_t N,
-                       int64_t h, int64_t d, float scale);
+int attention_forward_avx512(const float *qkv, float *out, float *p, int64_t B, int64_t N,
+                             int64_t h, int64_t d, float scale);
+int attention_forward(const float *qkv, float *out, float *p, int64_t B, int64_t N,
+                      int64_t h, int64_t d, float scale);
 
-void attention_backward_ref(const float *qkv, const float *p, const float *g, float *gqkv,
+int attention_backward_ref(const float *qkv, const float *p, const float *g, float *gqkv,
+                           int64_t B, int64_t N, int64_t h, int64_t d, float scale);
+int attention_backward_avx2(const float *qkv, const float *p, const float *g, float *gqkv,
                             int64_t B, int64_t N, int64_t h, int64_t d, float scale);
-void attention_backward_avx2(const float *qkv, const float *p, const float *g, float *gqkv,
-                             int64_t B, int64_t N, int64_t h, int64_t d, float scale);
-void attention_backward_avx512(const float *qkv, const float *p, const float *g, float *gqkv,
-                               int64_t B, int64_t N, int64_t h, int64_t d, float scale);
-void attention_backward(const float *qkv, const float *p, const float *g, float *gqkv,
-                        int64_t B, int64_t N, int64_t h, int64_t d, float scale);
+int attention_backward_avx512(const float *qkv, const float *p, const float *g, float *gqkv,
+                              int64_t B, int64_t N, int64_t h, int64_t d, float scale);
+int attention_backward(const float *qkv, const float *p, const float *g, float *gqkv,
+                       int64_t B, int64_t N, int64_t h, int64_t d, float scale);
 
 /* ---- instruction set and threads ----------------------------------------
  * ISA levels: 0 scalar (the _ref loops), 1 AVX2+FMA, 2 AVX-512F.

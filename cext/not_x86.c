@@ -94,16 +94,16 @@ void band_mix_t_avx2(const float *p, const float *a, float *y, int64_t nb, int64
     band_mix_t_ref(p, a, y, nb, T, d, w);
 }
 
-void attention_forward_avx2(const float *qkv, float *out, float *p, int64_t B, int64_t N,
-                            int64_t h, int64_t d, float scale)
+int attention_forward_avx2(const float *qkv, float *out, float *p, int64_t B, int64_t N,
+                           int64_t h, int64_t d, float scale)
 {
-    attention_forward_ref(qkv, out, p, B, N, h, d, scale);
+    return attention_forward_ref(qkv, out, p, B, N, h, d, scale);
 }
 
-void attention_backward_avx2(const float *qkv, const float *p, const float *g, float *gqkv,
-                             int64_t B, int64_t N, int64_t h, int64_t d, float scale)
+int attention_backward_avx2(const float *qkv, const float *p, const float *g, float *gqkv,
+                            int64_t B, int64_t N, int64_t h, int64_t d, float scale)
 {
-    attention_backward_ref(qkv, p, g, gqkv, B, N, h, d, scale);
+    return attention_backward_ref(qkv, p, g, gqkv, B, N, h, d, scale);
 }
 
 /* ---- the AVX-512 names ---- */
@@ -193,16 +193,16 @@ void band_mix_t_avx512(const float *p, const float *a, float *y, int64_t nb, int
     band_mix_t_ref(p, a, y, nb, T, d, w);
 }
 
-void attention_forward_avx512(const float *qkv, float *out, float *p, int64_t B, int64_t N,
-                              int64_t h, int64_t d, float scale)
+int attention_forward_avx512(const float *qkv, float *out, float *p, int64_t B, int64_t N,
+                             int64_t h, int64_t d, float scale)
 {
-    attention_forward_ref(qkv, out, p, B, N, h, d, scale);
+    return attention_forward_ref(qkv, out, p, B, N, h, d, scale);
 }
 
-void attention_backward_avx512(const float *qkv, const float *p, const float *g, float *gqkv,
-                               int64_t B, int64_t N, int64_t h, int64_t d, float scale)
+int attention_backward_avx512(const float *qkv, const float *p, const float *g, float *gqkv,
+                              int64_t B, int64_t N, int64_t h, int64_t d, float scale)
 {
-    attention_backward_ref(qkv, p, g, gqkv, B, N, h, d, scale);
+    return attention_backward_ref(qkv, p, g, gqkv, B, N, h, d, scale);
 }
 
 #endif

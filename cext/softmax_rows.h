@@ -6,7 +6,7 @@
 #define MINIT2T_SOFTMAX_ROWS_H
 
 /* One row: y = exp(x - max) / sum. Tail lanes load -inf: exp gives 0. */
-static void softmax_row(const float *x, float *y, int64_t n)
+static inline void softmax_row(const float *x, float *y, int64_t n)
 {
     const float ninf = -__builtin_inff();
     VF mx = VSET1(ninf);
@@ -34,7 +34,7 @@ static void softmax_row(const float *x, float *y, int64_t n)
 }
 
 /* One row: gx = y (g - sum(g y)). */
-static void softmax_row_backward(const float *g, const float *y, float *gx, int64_t n)
+static inline void softmax_row_backward(const float *g, const float *y, float *gx, int64_t n)
 {
     VF acc = VSET1(0.0f);
     int64_t j = 0;

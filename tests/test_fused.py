@@ -125,19 +125,26 @@ def test_band_every_level(c, B, T, d, w):
 def test_attention_every_level(c, B, N, h, d):
     """attention_forward / _backward: the reference op's output, probabilities and gradient
     (ops.Attention), at sizes around the vector widths and register tiles, with a tail of
-    columns (N, d not multiples of 8 or 16) and of rows."""
+    columns (N, d not multiples of 8 or 16) and of rows. P's rows are padded with zeros to
+    Np = attention_row(N), a multiple of 16; a forward without P (NULL) gives the same output."""
     qkv, g, scale = f32(N, (B, N, 3 * h * d), 2.0), f32(N + 1, (B, N, h * d)), 0.3
     want, (want_g,) = reference(ops.Attention, qkv, grad=g, num_heads=h, scale=scale)
     ctx = Context(ops.Attention)
     ops.Attention.forward(ctx, qkv.astype(np.float64), num_heads=h, scale=scale)
-    want_p = ctx.saved[1]
+    Np = c.lib.attention_row(N)
+    assert Np % 16 == 0 and N <= Np < N + 16
+    want_p = np.zeros((B, h, N, Np))
+    want_p[..., :N] = ctx.saved[1]
     for level in levels(c):
-        o, p, gqkv = out((B, N, h * d)), out((B, h, N, N)), out((B, N, 3 * h * d))
-        getattr(c.lib, "attention_forward_" + level)(c.ptr(qkv), c.ptr(o), c.ptr(p), B, N, h, d, scale)
-        getattr(c.lib, "attention_backward_" + level)(c.ptr(qkv), c.ptr(p), c.ptr(g), c.ptr(gqkv),
-                                                      B, N, h, d, scale)
-        for what, got, ref in (("out", o, want), ("p", p, want_p), ("gqkv", gqkv, want_g)):
+        o, o2, p, gqkv = out((B, N, h * d)), out((B, N, h * d)), out((B, h, N, Np)), out((B, N, 3 * h * d))
+        forward, backward = (getattr(c.lib, f"attention_{way}_{level}") for way in ("forward", "backward"))
+        assert forward(c.ptr(qkv), c.ptr(o), c.ptr(p), B, N, h, d, scale) == 0
+        assert forward(c.ptr(qkv), c.ptr(o2), c.ffi.NULL, B, N, h, d, scale) == 0
+        assert backward(c.ptr(qkv), c.ptr(p), c.ptr(g), c.ptr(gqkv), B, N, h, d, scale) == 0
+        for what, got, ref in (("out", o, want), ("out without P", o2, want), ("p", p, want_p),
+                               ("gqkv", gqkv, want_g)):
             assert_close(got, ref, 2e-6, 1e-6, f"{level} {what}")      # norm-wise; float32 sums of N terms
+        assert not p[..., N:].any(), f"{level}: P's padding is not zero"
 
 
 @given(case=gemm_cases(), seed=seeds)
@@ -280,9 +287,9 @@ def test_c_ops_send_float64_and_mixed_to_the_reference(c):
     (lambda c: c.attention_forward(np.ones((2, 3, 12), np.float32), 2, float("nan")), ValueError, "finite"),
     (lambda c: c.attention_forward(np.ones((2, 3, 12), np.float64), 2, 0.5), TypeError, "float32"),
     (lambda c: c.attention_backward(np.ones((2, 3, 5), np.float32), np.ones((2, 3, 12), np.float32),
-                                    np.ones((2, 2, 3, 3), np.float32), 0.5), ValueError, r"g \(2, 3, 4\)"),
+                                    np.ones((2, 2, 3, 16), np.float32), 0.5), ValueError, r"g \(2, 3, 4\)"),
     (lambda c: c.attention_backward(np.ones((2, 3, 4), np.float32), np.ones((2, 3, 12), np.float32),
-                                    np.ones((2, 2, 3, 4), np.float32), 0.5), ValueError, r"p \(2, 2, 3, 4\)"),
+                                    np.ones((2, 2, 3, 3), np.float32), 0.5), ValueError, r"p \(2, h, 3, 16\)"),
 ])
 def test_c_kernels_refuse_bad_input(c, call, error, match):
     with pytest.raises(error, match=match):
@@ -307,3 +314,23 @@ def test_c_results_do_not_depend_on_threads(c):
     for one, two in zip(*runs):
         np.testing.assert_array_equal(one, two)
     np.testing.assert_allclose(runs[0][-1], a.astype(np.float64) @ bm, rtol=1e-4, atol=1e-3)
+
+
+def test_c_attention_under_no_grad_keeps_no_probabilities(c, monkeypatch):
+    """Under no_grad the C Attention asks the kernel for no P (inference writes none) and
+    returns what the tracked forward returns."""
+    import minit2t as mt
+    qkv = f32(3, (2, 9, 24))
+    kept = []
+    real = c.attention_forward
+    monkeypatch.setattr(c, "attention_forward", lambda *a: kept.append(a[-1]) or real(*a))
+    before = backends.get_backend().name
+    backends.set_backend("c")
+    try:
+        tracked = mt.nn.functional.attention(mt.tensor(qkv, requires_grad=True), 2, 0.4)
+        with mt.no_grad():
+            plain = mt.nn.functional.attention(mt.tensor(qkv), 2, 0.4)
+    finally:
+        backends.set_backend(before)
+    assert kept == [True, False]
+    np.testing.assert_array_equal(plain.data, tracked.data)

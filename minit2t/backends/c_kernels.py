@@ -255,31 +255,36 @@ def _band(kernel, x, y, out_shape, d, w):
     return out
 
 
-def attention_forward(qkv, num_heads, scale):
-    """qkv (B, N, 3*D) -> out (B, N, D), p (B, h, N, N): softmax(q k^T * scale) v per head."""
+def attention_forward(qkv, num_heads, scale, keep=True):
+    """qkv (B, N, 3*D) -> out (B, N, D) and, with keep, p (B, h, N, Np): softmax(q k^T * scale) v
+    per head. p's rows are padded with zeros to Np (attention_row: N rounded up to 16 floats), the
+    layout attention_backward reads; without keep (inference) p is None and never written."""
     qkv = np.asarray(qkv)
-    attention.check_attention(qkv, num_heads, scale)
+    num_heads, scale = attention.check_attention(qkv, num_heads, scale)
     _float32("attention_forward", qkv)
     qkv = contiguous(qkv)
     B, N, D = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
-    out, p = pool.empty((B, N, D)), pool.empty((B, num_heads, N, N))
-    if out.size or p.size:
-        lib.attention_forward(ptr(qkv), ptr(out), ptr(p), B, N, num_heads, D // num_heads, scale)
+    out = pool.empty((B, N, D))
+    p = pool.empty((B, num_heads, N, lib.attention_row(N))) if keep else None
+    if B * N and lib.attention_forward(ptr(qkv), ptr(out), ptr(p) if keep else ffi.NULL, B, N, num_heads,
+                                       D // num_heads, scale):
+        raise MemoryError(f"attention_forward: no working memory for one head of {N} tokens")
     return out, p
 
 
 def attention_backward(g, qkv, p, scale):
-    """g (B, N, D), qkv (B, N, 3*D), p (B, h, N, N) -> gqkv (B, N, 3*D)."""
+    """g (B, N, D), qkv (B, N, 3*D), p (B, h, N, Np) from attention_forward -> gqkv (B, N, 3*D)."""
     g, qkv, p = np.asarray(g), np.asarray(qkv), np.asarray(p)
     h = p.shape[1] if p.ndim == 4 else 0
     attention.check_attention(qkv, h, scale)
     B, N, D3 = qkv.shape
-    if g.shape != (B, N, D3 // 3) or p.shape != (B, h, N, N):
-        raise ValueError(f"attention_backward expects g ({B}, {N}, {D3 // 3}) and p ({B}, h, {N}, {N}) "
+    Np = lib.attention_row(N)
+    if g.shape != (B, N, D3 // 3) or p.shape != (B, h, N, Np):
+        raise ValueError(f"attention_backward expects g ({B}, {N}, {D3 // 3}) and p ({B}, h, {N}, {Np}) "
                          f"for qkv {qkv.shape}; got g {g.shape}, p {p.shape}")
     _float32("attention_backward", g, qkv, p)
     g, qkv, p = contiguous(g), contiguous(qkv), contiguous(p)
     gqkv = pool.empty(qkv.shape)
-    if gqkv.size:
-        lib.attention_backward(ptr(qkv), ptr(p), ptr(g), ptr(gqkv), B, N, h, D3 // 3 // h, scale)
+    if gqkv.size and lib.attention_backward(ptr(qkv), ptr(p), ptr(g), ptr(gqkv), B, N, h, D3 // 3 // h, scale):
+        raise MemoryError(f"attention_backward: no working memory for one head of {N} tokens")
     return gqkv

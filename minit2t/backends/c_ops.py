@@ -19,7 +19,7 @@ Legend: M/K/N matrix sides, R rows, Din/Dout linear features, "..." leading dims
 """
 import numpy as np
 
-from minit2t import ops
+from minit2t import grad_mode, ops
 from minit2t.backends import c_kernels as ck
 from minit2t.ops import activation, attention, conv, linear, matmul, norm, shape
 
@@ -304,7 +304,8 @@ class Attention(ops.Attention):
         if not ctx.in_c:
             return ops.Attention.forward(ctx, qkv, num_heads, scale)
         num_heads, scale = attention.check_attention(qkv, num_heads, scale)
-        out, p = ck.attention_forward(qkv, num_heads, scale)         # (B, N, D), (B, h, N, N)
+        keep = grad_mode.is_enabled()                                 # no_grad: P never written
+        out, p = ck.attention_forward(qkv, num_heads, scale, keep)    # (B, N, D), (B, h, N, Np)
         ctx.num_heads, ctx.scale = num_heads, scale
         ctx.save_for_backward(qkv, p)
         return out
