@@ -305,6 +305,18 @@ def test_c_threads_from_environment(c_backend):
     assert _run(code, MINIT2T_NUM_THREADS="1").stdout.strip() == "1"
 
 
+def test_c_instruction_set_from_environment(c_backend):
+    code = "from minit2t.backends import get_backend; print(get_backend('c').isa())"
+    assert _run(code, MINIT2T_ISA="scalar").stdout.strip() == "scalar"
+    best = ("scalar", "avx2", "avx512")[c_backend.lib.minit2t_cpu_isa()]
+    assert _run(code, MINIT2T_ISA="avx512").stdout.strip() == best           # never above the CPU
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "MINIT2T_ISA": "sse9"}, timeout=120)
+    assert "MINIT2T_ISA must be one of scalar, avx2, avx512; got 'sse9'" in result.stderr
+    with pytest.raises(ValueError, match="one of scalar, avx2, avx512; got 'avx3'"):
+        c_backend.set_isa("avx3")
+
+
 def test_c_works_in_a_forked_child(c_backend):
     code = ("import os, numpy as np\n"
             "from minit2t.backends import get_backend, set_num_threads\n"

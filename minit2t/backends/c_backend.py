@@ -1,5 +1,5 @@
-"""The C backend: the ops of c_ops (MatMul, Linear, LayerNorm, Softmax, GELU,
-Reshape, GetItem, Split, Unfold, Fold, BandDot, BandMix) on the float32 kernels of the cffi
+"""The C backend: the ops of c_ops (MatMul, Linear, LayerNorm, Softmax, GELU, Reshape,
+GetItem, Split, Unfold, Fold, BandDot, BandMix, Attention) on the float32 kernels of the cffi
 module minit2t._cext (cext/: AVX-512, AVX2 or scalar, chosen at run time;
 threads over cores).
 
@@ -11,6 +11,10 @@ threads over cores).
 Threads: $MINIT2T_NUM_THREADS, else every core this process may run on;
 minit2t.backends.set_num_threads(n) changes it. A forked child computes on
 one thread (GNU OpenMP's thread pool does not survive fork).
+
+Instruction set: the best this CPU runs, or at most $MINIT2T_ISA (scalar, avx2 or
+avx512), e.g. MINIT2T_ISA=avx2 to run the AVX2 kernels on an AVX-512 CPU;
+set_isa(level) changes it.
 """
 import os
 import warnings
@@ -50,6 +54,8 @@ def isa():
 
 def set_isa(level):
     """Cap the instruction set ('scalar', 'avx2', 'avx512'); returns the one in force."""
+    if level not in _ISAS:
+        raise ValueError(f"the instruction set must be one of {', '.join(_ISAS)}; got {level!r}")
     return _ISAS[lib.minit2t_set_isa(_ISAS.index(level))]
 
 
@@ -62,7 +68,16 @@ def _default_threads():
     return int(env)
 
 
+def _isa_from_env():
+    env = os.environ.get("MINIT2T_ISA")
+    if env is not None and env.strip().lower() not in _ISAS:
+        raise ValueError(f"MINIT2T_ISA must be one of {', '.join(_ISAS)}; got {env!r}")
+    return env and env.strip().lower()
+
+
 if lib is not None:                          # the kernels and ops need the compiled module
     lib.minit2t_set_num_threads(_default_threads())
+    if _isa_from_env():
+        set_isa(_isa_from_env())
     from minit2t.backends.c_kernels import fold, matmul, unfold  # noqa: E402, F401
     from minit2t.backends.c_ops import OPS  # noqa: E402, F401
