@@ -12,7 +12,8 @@
 /* The micro-tile: MR x NR floats of C, NR = two vectors of VW floats. */
 enum { MR = 6, NR = 16, VW = 8 };
 
-/* The micro-kernels: the 6 x 16 tile of C, = (or +=, when acc) A @ B.
+/* The micro-kernels: the 6 x 16 tile of C, = (or +=, when acc) A @ B, plus
+ * bias (NR floats, added to every row; NULL: none).
  *   a       A (6, kc): ukernel_avx2_rows takes 6 rows in place,
  *           A[i, p] at a[i*rsa + p]; ukernel_avx2_packed a packed sliver,
  *           A[i, p] at a[p*6 + i] (rsa unused)
@@ -22,14 +23,16 @@ enum { MR = 6, NR = 16, VW = 8 };
  * A[i, p] * B[p, 8h : 8h + 8], h = 0, 1. The two differ only in where they
  * read A[i, p] (the broadcast line). */
 static void ukernel_avx2_rows(int64_t kc, const float *a, int64_t rsa, const float *b,
-                              float *c, int64_t rsc, int acc)
+                              float *c, int64_t rsc, int acc, const float *bias)
 {
     __m256 c0[MR], c1[MR];
+    __m256 z0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();             /* each row starts at */
+    __m256 z1 = bias ? _mm256_loadu_ps(bias + VW) : _mm256_setzero_ps();        /* the bias, or 0 */
     const float *ar[MR];                     /* the rows of A */
 #pragma GCC unroll 16
     for (int i = 0; i < MR; i++) {
-        c0[i] = _mm256_setzero_ps();
-        c1[i] = _mm256_setzero_ps();
+        c0[i] = z0;
+        c1[i] = z1;
         ar[i] = a + i * rsa;
         __builtin_prefetch(c + i * rsc);     /* C rows: fetched during the loop */
         __builtin_prefetch(c + i * rsc + NR - 1);
@@ -57,13 +60,15 @@ static void ukernel_avx2_rows(int64_t kc, const float *a, int64_t rsa, const flo
 }
 
 static void ukernel_avx2_packed(int64_t kc, const float *a, int64_t rsa, const float *b,
-                                float *c, int64_t rsc, int acc)
+                                float *c, int64_t rsc, int acc, const float *bias)
 {
     __m256 c0[MR], c1[MR];
+    __m256 z0 = bias ? _mm256_loadu_ps(bias) : _mm256_setzero_ps();             /* each row starts at */
+    __m256 z1 = bias ? _mm256_loadu_ps(bias + VW) : _mm256_setzero_ps();        /* the bias, or 0 */
 #pragma GCC unroll 16
     for (int i = 0; i < MR; i++) {
-        c0[i] = _mm256_setzero_ps();
-        c1[i] = _mm256_setzero_ps();
+        c0[i] = z0;
+        c1[i] = z1;
         __builtin_prefetch(c + i * rsc);     /* C rows: fetched during the loop */
         __builtin_prefetch(c + i * rsc + NR - 1);
     }

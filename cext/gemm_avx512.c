@@ -13,7 +13,8 @@
 /* The micro-tile: MR x NR floats of C, NR = two vectors of VW floats. */
 enum { MR = 12, NR = 32, VW = 16 };
 
-/* The micro-kernels: the 12 x 32 tile of C, = (or +=, when acc) A @ B.
+/* The micro-kernels: the 12 x 32 tile of C, = (or +=, when acc) A @ B, plus
+ * bias (NR floats, added to every row; NULL: none).
  *   a       A (12, kc): ukernel_avx512_rows takes 12 rows in place,
  *           A[i, p] at a[i*rsa + p]; ukernel_avx512_packed a packed sliver,
  *           A[i, p] at a[p*12 + i] (rsa unused)
@@ -24,14 +25,16 @@ enum { MR = 12, NR = 32, VW = 16 };
  * p of B: acc[i][h] += A[i, p] * B[p, 16h : 16h + 16], h = 0, 1. The two
  * differ only in where they read A[i, p] (the broadcast line). */
 static void ukernel_avx512_rows(int64_t kc, const float *a, int64_t rsa, const float *b,
-                                float *c, int64_t rsc, int acc)
+                                float *c, int64_t rsc, int acc, const float *bias)
 {
     __m512 c0[MR], c1[MR];
+    __m512 z0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();             /* each row starts at */
+    __m512 z1 = bias ? _mm512_loadu_ps(bias + VW) : _mm512_setzero_ps();        /* the bias, or 0 */
     const float *ar[MR];                     /* the rows of A */
 #pragma GCC unroll 16
     for (int i = 0; i < MR; i++) {
-        c0[i] = _mm512_setzero_ps();
-        c1[i] = _mm512_setzero_ps();
+        c0[i] = z0;
+        c1[i] = z1;
         ar[i] = a + i * rsa;
         __builtin_prefetch(c + i * rsc);     /* C rows: fetched during the loop */
         __builtin_prefetch(c + i * rsc + NR - 1);
@@ -59,13 +62,15 @@ static void ukernel_avx512_rows(int64_t kc, const float *a, int64_t rsa, const f
 }
 
 static void ukernel_avx512_packed(int64_t kc, const float *a, int64_t rsa, const float *b,
-                                  float *c, int64_t rsc, int acc)
+                                  float *c, int64_t rsc, int acc, const float *bias)
 {
     __m512 c0[MR], c1[MR];
+    __m512 z0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();             /* each row starts at */
+    __m512 z1 = bias ? _mm512_loadu_ps(bias + VW) : _mm512_setzero_ps();        /* the bias, or 0 */
 #pragma GCC unroll 16
     for (int i = 0; i < MR; i++) {
-        c0[i] = _mm512_setzero_ps();
-        c1[i] = _mm512_setzero_ps();
+        c0[i] = z0;
+        c1[i] = z1;
         __builtin_prefetch(c + i * rsc);     /* C rows: fetched during the loop */
         __builtin_prefetch(c + i * rsc + NR - 1);
     }

@@ -6,13 +6,15 @@
 #define MINIT2T_GEMM_BLOCKING_H
 #include "runtime.h"
 
-/* A micro-kernel: the MR x NR tile C = (or +=, when acc) A @ B, over kc:
+/* A micro-kernel: the MR x NR tile C = (or +=, when acc) A @ B + bias, over kc:
  *   a  MR rows of A, kc columns: in place (row stride rsa, columns
  *      contiguous) or packed (A[i, p] at a[p*MR + i]; rsa unused)
  *   b  a packed B sliver (kc, NR): row p at b + p*NR
- *   c  the C tile, row stride rsc, columns contiguous */
+ *   c  the C tile, row stride rsc, columns contiguous
+ *   bias  NR floats added to every row of the tile, or NULL */
 typedef void (*gemm_ukernel)(int64_t kc, const float *a, int64_t rsa,
-                             const float *b, float *c, int64_t rsc, int acc);
+                             const float *b, float *c, int64_t rsc, int acc,
+                             const float *bias);
 
 /* One ISA's blocking: its micro-tile MR x NR, its cache blocks MC, KC, NC
  * and its micro-kernels for A in place / A packed. */

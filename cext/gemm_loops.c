@@ -94,7 +94,7 @@ static void edge_tile(const gemm_blocking *g, int64_t mr, int64_t nr, int64_t kc
 {
     float tile[16 * 64];                       /* MR x NR, MR <= 16, NR <= 64 */
     if (packed) {
-        g->ukernel_packed(kc, a, rsa, bs, tile, g->nr, 0);
+        g->ukernel_packed(kc, a, rsa, bs, tile, g->nr, 0, NULL);
     } else {
         if (mr < g->mr) {
             memset(edge_a, 0, (size_t)(g->mr * kc) * sizeof(float));
@@ -103,7 +103,7 @@ static void edge_tile(const gemm_blocking *g, int64_t mr, int64_t nr, int64_t kc
             a = edge_a;
             rsa = kc;
         }
-        g->ukernel_rows(kc, a, rsa, bs, tile, g->nr, 0);
+        g->ukernel_rows(kc, a, rsa, bs, tile, g->nr, 0, NULL);
     }
     for (int64_t i = 0; i < mr; i++)
         for (int64_t j = 0; j < nr; j++)
@@ -111,9 +111,9 @@ static void edge_tile(const gemm_blocking *g, int64_t mr, int64_t nr, int64_t kc
 }
 
 /* The loops jr, ir over one A block (mb x kb) and the packed B panel
- * (kb x nb): one micro-kernel call per MR x NR tile of C. The first K
- * block (pc = 0) writes the bias into each whole tile, which the kernel
- * then adds to: the tile is in L1, so the bias costs no pass over C. */
+ * (kb x nb): one micro-kernel call per MR x NR tile of C. In the first K
+ * block (pc = 0) the kernel starts each row of the tile at the bias, so
+ * the bias costs no pass over C. */
 void gemm_block(const gemm_blocking *g, const gemm_problem *P, int64_t ic, int64_t mb,
                 int64_t pc, int64_t kb, int64_t jc, int64_t nb, const float *bp,
                 float *ap, float *edge_a)
@@ -137,12 +137,8 @@ void gemm_block(const gemm_blocking *g, const gemm_problem *P, int64_t ic, int64
             if (mr < g->mr || nr < g->nr) {
                 edge_tile(g, mr, nr, kb, as, P->rsa, packed, bs, ct, P->rsc, acc,
                           bias ? bias + jr : NULL, edge_a);
-            } else if (bias) {
-                for (int64_t i = 0; i < mr; i++)
-                    memcpy(ct + i * P->rsc, bias + jr, (size_t)nr * sizeof(float));
-                ukernel(kb, as, P->rsa, bs, ct, P->rsc, 1);
             } else {
-                ukernel(kb, as, P->rsa, bs, ct, P->rsc, acc);
+                ukernel(kb, as, P->rsa, bs, ct, P->rsc, acc, bias ? bias + jr : NULL);
             }
         }
     }
