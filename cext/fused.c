@@ -15,6 +15,7 @@
  *   softmax_forward      x (R, N) -> y (R, N)
  *   softmax_backward     g, y (R, N) -> gx (R, N)
  *   copy_strided         src, dst: shape (nd,), strides ss, ds (nd,)
+ *   add_arrays           a, b (n,) -> y (n,) = a + b
  * The formulas are in minit2t.h. Outputs are contiguous. The references
  * accumulate row sums in double; they are also the scalar path of CPUs
  * without AVX2. */
@@ -117,7 +118,20 @@ void copy_strided_ref(const float *src, const int64_t *ss, float *dst, const int
     }
 }
 
+void add_arrays_ref(const float *a, const float *b, float *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
+}
+
 /* ---- dispatchers: the best ISA of this CPU ------------------------------- */
+
+void add_arrays(const float *a, const float *b, float *y, int64_t n)
+{
+    int isa = minit2t_isa();
+    if (isa == ISA_AVX512) add_arrays_avx512(a, b, y, n);
+    else if (isa == ISA_AVX2) add_arrays_avx2(a, b, y, n);
+    else add_arrays_ref(a, b, y, n);
+}
 
 void gelu_forward(const float *x, float *y, int64_t n)
 {

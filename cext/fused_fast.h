@@ -28,6 +28,19 @@ static inline VF gelu_grad_v(VF g, VF x)
     return VMUL(g, VFMA(x, pdf, cdf));                     /* g (Phi + x phi) */
 }
 
+/* y = a + b: memory-bound, so threads take blocks of 16 * BLOCK floats. */
+static void add_arrays_fast(const float *a, const float *b, float *y, int64_t n)
+{
+    int nt = minit2t_threads_for(3.0 * (double)n);
+    int64_t blocks = (n + 16 * BLOCK - 1) / (16 * BLOCK);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t t = 0; t < blocks; t++) {
+        int64_t i = t * 16 * BLOCK, end = MIN(n, i + 16 * BLOCK);
+        for (; i + VW <= end; i += VW) VSTORE(y + i, VADD(VLOAD(a + i), VLOAD(b + i)));
+        for (; i < end; i++) y[i] = a[i] + b[i];
+    }
+}
+
 static void gelu_forward_fast(const float *x, float *y, int64_t n)
 {
     int nt = minit2t_threads_for(40.0 * (double)n);

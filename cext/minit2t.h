@@ -92,6 +92,7 @@ void fold(const float *cols, const int64_t *scol, float *x, int64_t nb,
  * Legend: n elements; R rows of D (layer norm) or N (softmax) floats.
  * The fast versions split rows (GELU: blocks of 4096 elements) over threads
  * and run each row as vectors of 8 (AVX2) / 16 (AVX-512) floats.
+ *   add_arrays           a, b (n,) -> y (n,) = a + b (the residual sums)
  * GELU (exact): y = x * Phi(x), Phi the standard normal CDF, phi its density
  *   gelu_forward         x (n,) -> y (n,)
  *   gelu_backward        g, x (n,) -> gx = g * (Phi(x) + x * phi(x)) (n,)
@@ -105,6 +106,11 @@ void fold(const float *cols, const int64_t *scol, float *x, int64_t nb,
  *   softmax_forward      x (R, N) -> y (R, N) = exp(x - max) / sum
  *   softmax_backward     g, y (R, N) -> gx = y * (g - sum(g * y)) (R, N)
  * Outputs are written, never read, and must not overlap any input. */
+void add_arrays_ref(const float *a, const float *b, float *y, int64_t n);
+void add_arrays_avx2(const float *a, const float *b, float *y, int64_t n);
+void add_arrays_avx512(const float *a, const float *b, float *y, int64_t n);
+void add_arrays(const float *a, const float *b, float *y, int64_t n);
+
 void gelu_forward_ref(const float *x, float *y, int64_t n);
 void gelu_forward_avx2(const float *x, float *y, int64_t n);
 void gelu_forward_avx512(const float *x, float *y, int64_t n);

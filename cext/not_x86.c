@@ -36,6 +36,11 @@ void fold_avx2(const float *cols, const int64_t *scol, float *x, int64_t nb, int
     fold_ref(cols, scol, x, nb, nc, h, w, k, s, p);
 }
 
+void add_arrays_avx2(const float *a, const float *b, float *y, int64_t n)
+{
+    add_arrays_ref(a, b, y, n);
+}
+
 void gelu_forward_avx2(const float *x, float *y, int64_t n)
 {
     gelu_forward_ref(x, y, n);
@@ -132,6 +137,11 @@ void fold_avx512(const float *cols, const int64_t *scol, float *x, int64_t nb, i
                  int64_t h, int64_t w, int64_t k, int64_t s, int64_t p)
 {
     fold_ref(cols, scol, x, nb, nc, h, w, k, s, p);
+}
+
+void add_arrays_avx512(const float *a, const float *b, float *y, int64_t n)
+{
+    add_arrays_ref(a, b, y, n);
 }
 
 void gelu_forward_avx512(const float *x, float *y, int64_t n)

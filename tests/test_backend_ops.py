@@ -98,7 +98,7 @@ def test_the_seam_replaces_whole_ops(c, monkeypatch):
     from minit2t.backends import c_ops
     monkeypatch.setattr(backends, "_active", backends.get_backend("c"))
     assert backends.implementation(ops.LayerNorm) is c_ops.LayerNorm
-    assert backends.implementation(ops.Add) is ops.Add                 # not replaced: the reference
+    assert backends.implementation(ops.Mul) is ops.Mul                 # not replaced: the reference
     x = mt.tensor(np.array([[-1.0, 0.5, 2.0]], np.float32), requires_grad=True)
     y = F.gelu(x)
     assert y._ctx.fn is c_ops.GELU
@@ -178,6 +178,8 @@ REPLACED = {   # every op a backend replaces: (minit2t, torch, input shapes)
                  [(2, 11, 9), (2, 11, 9)]),
     "band_mix": (ops.BandMix.apply, ta.band_mix, [(2, 11, 4), (2, 11, 9)]),
     "attention": (lambda qkv: F.attention(qkv, 2, 0.3), _attention_t, [(2, 7, 24)]),
+    "add": (lambda a, b: a + b, lambda a, b: a + b, [(3, 130, 200), (3, 130, 200)]),   # >= 2^16: C's
+    "add_broadcast": (lambda a, b: a + b, lambda a, b: a + b, [(3, 130, 200), (200,)]),
 }
 
 

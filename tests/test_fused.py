@@ -120,6 +120,16 @@ def test_band_every_level(c, B, T, d, w):
             np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5, err_msg=f"{level} {what}")
 
 
+@pytest.mark.parametrize("n", [1, 7, 16, 17, 16 * 4096 + 13, 3 * 16 * 4096])
+def test_add_every_level(c, n):
+    """add_arrays: a + b exactly (one rounding per element, as NumPy's), across thread blocks."""
+    a, b = f32(n, n), f32(n + 1, n)
+    for level in levels(c):
+        y = out(n)
+        getattr(c.lib, "add_arrays_" + level)(c.ptr(a), c.ptr(b), c.ptr(y), n)
+        np.testing.assert_array_equal(y, a + b, err_msg=level)
+
+
 @pytest.mark.parametrize("B, N, h, d", [(1, 1, 1, 1), (2, 7, 2, 5), (2, 65, 4, 32), (1, 33, 3, 17),
                                         (1, 130, 1, 48), (2, 16, 2, 16), (2, 5, 1, 0), (2, 0, 2, 4)])
 def test_attention_every_level(c, B, N, h, d):

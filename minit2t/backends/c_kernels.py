@@ -4,6 +4,7 @@ and the math they compute is the NumPy reference's in minit2t/ops.
     matmul, unfold, fold          the GEMM and im2col (float32 in C, float64 in NumPy)
     linear_forward                the GEMM with the bias added as each tile is written
     gelu_*, layer_norm_*, softmax_*   fused forward and backward, float32 only
+    add                           a + b of one shape (the residual sums), float32 only
     band_dot, band_mix, band_mix_t    the band products of ops.band, float32 only
     attention_forward, attention_backward   ops.Attention, one head per work item, float32 only
     copy_into, empty              the strided copy on every thread; a pooled buffer
@@ -140,6 +141,18 @@ def linear_forward(x, weight, bias):
         lib.sgemm_bias(1, r, dout, x.shape[1], ptr(x), strides(x, (None, 0, 1)), ptr(w),
                        strides(w, (None, 0, 1)), ptr(b), ptr(out), strides(out, (0, 1)))
     return out[0]
+
+
+def add(a, b):
+    """a, b (...) of one shape -> a + b, on every thread, into a pooled buffer."""
+    a, b = np.asarray(a), np.asarray(b)
+    check_same_shape("add", a=a, b=b)
+    _float32("add", a, b)
+    a, b = contiguous(a), contiguous(b)
+    y = pool.empty(a.shape)
+    if y.size:
+        lib.add_arrays(ptr(a), ptr(b), ptr(y), y.size)
+    return y
 
 
 def gelu_forward(x):

@@ -159,6 +159,18 @@ class Softmax(ops.Softmax):
         return (np.moveaxis(ck.softmax_backward(last(g), last(y)), -1, ctx.axis),)
 
 
+class Add(ops.Add):
+    """a + b on every thread into a pooled buffer when both are float32 of one shape and large
+    enough to be worth a thread (a residual sum); anything else is the reference's."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        if a.shape == b.shape and _f32(a, b) and a.size >= 1 << 16:
+            ctx.shapes = a.shape, b.shape                             # the reference's backward
+            return ck.add(a, b)
+        return ops.Add.forward(ctx, a, b)
+
+
 class GELU(ops.GELU):
     @staticmethod
     def forward(ctx, a):
@@ -318,7 +330,7 @@ class Attention(ops.Attention):
         return (ck.attention_backward(g, qkv, p, ctx.scale),)         # (B, N, 3*D)
 
 
-OPS = {ops.MatMul: MatMul, ops.Linear: Linear, ops.LayerNorm: LayerNorm, ops.Softmax: Softmax,
+OPS = {ops.Add: Add, ops.MatMul: MatMul, ops.Linear: Linear, ops.LayerNorm: LayerNorm, ops.Softmax: Softmax,
        ops.GELU: GELU, ops.Reshape: Reshape, ops.GetItem: GetItem, ops.Split: Split,
        ops.Unfold: Unfold, ops.Fold: Fold, ops.BandDot: BandDot, ops.BandMix: BandMix,
        ops.Attention: Attention}
