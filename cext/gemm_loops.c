@@ -11,7 +11,8 @@
  *         costs no copy of its own
  *       for ic in M step MC             A block  MC x KC, lives in L2
  *         A is used in place when its columns are contiguous; otherwise
- *         (a transposed A) it is packed into slivers of MR rows first
+ *         (a transposed A), or when its rows are a multiple of 2 KB apart
+ *         (PACK_A), it is packed into slivers of MR rows first
  *         for jr in NC step NR          B sliver KC x NR, lives in L1
  *           for ir in MC step MR        micro-kernel: the MR x NR tile of C
  *                                       in registers, KC rank-1 updates
@@ -119,7 +120,7 @@ void gemm_block(const gemm_blocking *g, const gemm_problem *P, int64_t ic, int64
                 float *ap, float *edge_a)
 {
     const float *a = P->a + ic * P->rsa + pc * P->csa;       /* A block (mb, kb) */
-    int packed = PACK_A(P->csa), acc = pc > 0;
+    int packed = PACK_A(P->csa, P->rsa), acc = pc > 0;
     if (packed) {
         pack_a(mb, kb, a, P->rsa, P->csa, g->mr, ap);
         a = ap;
