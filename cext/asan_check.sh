@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the backend, fused-kernel and band (approx) tests on an AddressSanitizer build of the C kernels.
+# Run the backend, fused-kernel, attention and band (approx) tests on an AddressSanitizer build of the C kernels.
 #
 # The instrumented module is built in a scratch copy of the package, so the
 # installed minit2t/_cext is left alone; libasan is preloaded because the
@@ -26,7 +26,7 @@ ldd "$module" | grep libasan > /dev/null || { echo "$module is not instrumented"
 status=0
 LD_PRELOAD="$libasan" \
 ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:log_path=$work/asan" \
-    python -m pytest -q -p no:cacheprovider tests/test_backends.py tests/test_fused.py tests/test_backend_ops.py tests/test_approx.py \
+    python -m pytest -q -p no:cacheprovider tests/test_backends.py tests/test_fused.py tests/test_backend_ops.py tests/test_approx.py tests/test_attention_op.py \
         -k "not opencl" "$@" || status=$?
 if ls "$work"/asan.* > /dev/null 2>&1; then
     cat "$work"/asan.*
