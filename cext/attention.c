@@ -7,6 +7,8 @@
  *
  * Legend: B batch, N tokens, h heads, d = D / h head width, D = h * d.
  *   qkv   (B, N, 3, h, d)  q, k, v of head hh at [b, n, 0 | 1 | 2, hh]
+ *   kbias (B, N)           added to every score of key j (ToMe's log size_j),
+ *                          or NULL
  *   out   (B, N, h, d)     the heads' outputs, concatenated: (B, N, D)
  *   p     (B, h, N, Np)    the probabilities softmax(q k^T * scale), kept
  *                          by the forward for the backward: rows padded
@@ -16,7 +18,7 @@
  *                          not kept
  *   g     (B, N, h, d)     the gradient of out
  *   gqkv  (B, N, 3, h, d)  the gradients of q, k, v in qkv's layout
- * Per head, with S = q k^T * scale, P = softmax(S) over each row, O = P v:
+ * Per head, with S = q k^T * scale (+ kbias), P = softmax(S) over each row, O = P v:
  *   forward   out = P v
  *   backward  gv = P^T g;  gP = g v^T;  gS = P * (gP - rowsum(gP * P));
  *             gq = gS k * scale;  gk = gS^T q * scale
@@ -31,15 +33,16 @@
 int64_t attention_row(int64_t N) { return (N + 15) / 16 * 16; }
 
 /* One query of one head: its row pi of P (N, then zeros to Np) and its
- * output oi. Rows of k and v are rs floats apart. */
-static void forward_row_ref(const float *qi, const float *k, const float *v, float *oi,
-                            float *pi, int64_t N, int64_t np, int64_t d, int64_t rs, float scale)
+ * output oi. Rows of k and v are rs floats apart; kb: N key biases or NULL. */
+static void forward_row_ref(const float *qi, const float *k, const float *v, const float *kb,
+                            float *oi, float *pi, int64_t N, int64_t np, int64_t d, int64_t rs,
+                            float scale)
 {
     double mx = -INFINITY, sum = 0.0;
     for (int64_t j = 0; j < N; j++) {
         double s = 0.0;
         for (int64_t c = 0; c < d; c++) s += (double)qi[c] * k[j * rs + c];
-        pi[j] = (float)(s * scale);
+        pi[j] = (float)(s * scale + (kb ? kb[j] : 0.0));
         mx = pi[j] > mx ? pi[j] : mx;
     }
     for (int64_t j = 0; j < N; j++) sum += exp((double)pi[j] - mx);
@@ -52,8 +55,8 @@ static void forward_row_ref(const float *qi, const float *k, const float *v, flo
     }
 }
 
-int attention_forward_ref(const float *qkv, float *out, float *p, int64_t B, int64_t N,
-                          int64_t h, int64_t d, float scale)
+int attention_forward_ref(const float *qkv, const float *kbias, float *out, float *p,
+                          int64_t B, int64_t N, int64_t h, int64_t d, float scale)
 {
     int64_t D = h * d, rs = 3 * D, np = attention_row(N);
     float *row = p ? NULL : malloc(sizeof(float) * (size_t)MAX(np, 1));   /* P not kept */
@@ -62,7 +65,8 @@ int attention_forward_ref(const float *qkv, float *out, float *p, int64_t B, int
         for (int64_t hh = 0; hh < h; hh++) {
             const float *q = qkv + b * N * rs + hh * d;     /* head hh's q: N rows of d */
             for (int64_t i = 0; i < N; i++)
-                forward_row_ref(q + i * rs, q + D, q + 2 * D, out + (b * N + i) * D + hh * d,
+                forward_row_ref(q + i * rs, q + D, q + 2 * D, kbias ? kbias + b * N : NULL,
+                                out + (b * N + i) * D + hh * d,
                                 p ? p + ((b * h + hh) * N + i) * np : row, N, np, d, rs, scale);
         }
     free(row);
@@ -121,13 +125,13 @@ int attention_backward_ref(const float *qkv, const float *p, const float *g, flo
     return 0;
 }
 
-int attention_forward(const float *qkv, float *out, float *p, int64_t B, int64_t N,
-                      int64_t h, int64_t d, float scale)
+int attention_forward(const float *qkv, const float *kbias, float *out, float *p,
+                      int64_t B, int64_t N, int64_t h, int64_t d, float scale)
 {
     int isa = minit2t_isa();
-    if (isa == ISA_AVX512) return attention_forward_avx512(qkv, out, p, B, N, h, d, scale);
-    if (isa == ISA_AVX2) return attention_forward_avx2(qkv, out, p, B, N, h, d, scale);
-    return attention_forward_ref(qkv, out, p, B, N, h, d, scale);
+    if (isa == ISA_AVX512) return attention_forward_avx512(qkv, kbias, out, p, B, N, h, d, scale);
+    if (isa == ISA_AVX2) return attention_forward_avx2(qkv, kbias, out, p, B, N, h, d, scale);
+    return attention_forward_ref(qkv, kbias, out, p, B, N, h, d, scale);
 }
 
 int attention_backward(const float *qkv, const float *p, const float *g, float *gqkv,

@@ -12,10 +12,10 @@
 #define ATTN_NV 4
 #include "attention_fast.h"
 
-int attention_forward_avx512(const float *qkv, float *out, float *p, int64_t B, int64_t N,
-                          int64_t h, int64_t d, float scale)
+int attention_forward_avx512(const float *qkv, const float *kbias, float *out, float *p,
+                             int64_t B, int64_t N, int64_t h, int64_t d, float scale)
 {
-    return attention_forward_fast(qkv, out, p, B, N, h, d, scale);
+    return attention_forward_fast(qkv, kbias, out, p, B, N, h, d, scale);
 }
 
 int attention_backward_avx512(const float *qkv, const float *p, const float *g, float *gqkv,

@@ -102,18 +102,29 @@ static void transpose_rows(const float *x, int64_t N, int64_t np, int64_t d, int
     }
 }
 
-/* One row of S (N scores, then pads to np) -> its probabilities in place,
- * zeros past N. Whole vectors only: np is a multiple of VW. */
-static void softmax_row_padded(float *x, int64_t N, int64_t np)
+/* The scores x[j .. j + VW) plus the key biases kb (NULL: none); lanes past
+ * N are -inf. */
+static inline VF scores_at(const float *x, const float *kb, int64_t j, int64_t N)
 {
     const float ninf = -__builtin_inff();
-    int64_t full = N / VW * VW, j;
+    if (j + VW <= N) return kb ? VADD(VLOAD(x + j), VLOAD(kb + j)) : VLOAD(x + j);
+    VTAIL m = VTAILMASK(MAX(0, N - j));
+    VF s = VLOADT(x + j, m, ninf);
+    return kb ? VADD(s, VLOADT(kb + j, m, 0.0f)) : s;
+}
+
+/* One row of S (N scores, then pads to np), plus the key biases kb (N or
+ * NULL) -> its probabilities in place, zeros past N. Whole vectors only:
+ * np is a multiple of VW. */
+static void softmax_row_padded(float *x, const float *kb, int64_t N, int64_t np)
+{
+    const float ninf = -__builtin_inff();
+    int64_t j;
     VF mx = VSET1(ninf), acc = VSET1(0.0f);
-    for (j = 0; j < full; j += VW) mx = VMAX(mx, VLOAD(x + j));
-    if (full < N) mx = VMAX(mx, VLOADT(x + full, VTAILMASK(N - full), ninf));
+    for (j = 0; j < N; j += VW) mx = VMAX(mx, scores_at(x, kb, j, N));
     VF vm = VSET1(VHMAX(mx));
     for (j = 0; j < np; j += VW) {
-        VF s = j < full ? VLOAD(x + j) : VLOADT(x + j, VTAILMASK(MAX(0, MIN(VW, N - j))), ninf);
+        VF s = scores_at(x, kb, j, N);
         VF e = vexp(VSUB(s, vm));                                    /* pads: exp(-inf) = 0 */
         VSTORE(x + j, e);
         acc = VADD(acc, e);
@@ -131,15 +142,15 @@ static void prefetch_rows(const float *x, int64_t N, int64_t d, int64_t rs)
         for (int64_t c = 0; c < d; c += 16) __builtin_prefetch(x + j * rs + c);
 }
 
-/* One head: P = softmax(q k^T * scale) row by row into p (N, np), o = P v.
- * q, k, v rows at stride rs, o's at ro; kt scratch (d, np). */
-static void forward_head(const float *q, const float *k, const float *v, float *o, float *p,
-                         int64_t N, int64_t np, int64_t d, int64_t rs, int64_t ro, float scale,
-                         float *kt)
+/* One head: P = softmax(q k^T * scale + kb) row by row into p (N, np), o = P v.
+ * q, k, v rows at stride rs, o's at ro; kb N key biases or NULL; kt scratch (d, np). */
+static void forward_head(const float *q, const float *k, const float *v, const float *kb,
+                         float *o, float *p, int64_t N, int64_t np, int64_t d, int64_t rs,
+                         int64_t ro, float scale, float *kt)
 {
     transpose_rows(k, N, np, d, rs, kt);                             /* (d, np) */
     small_gemm(N, np, d, q, rs, 1, kt, np, p, np, scale);            /* S (N, np) */
-    for (int64_t i = 0; i < N; i++) softmax_row_padded(p + i * np, N, np);
+    for (int64_t i = 0; i < N; i++) softmax_row_padded(p + i * np, kb, N, np);
     small_gemm(N, d, N, p, np, 1, v, rs, o, ro, 1.0f);               /* O (N, d) */
 }
 
@@ -158,9 +169,9 @@ static void backward_head(const float *q, const float *k, const float *v, const 
 }
 
 /* Head u's work: the next head's rows asked for, then its forward or backward. */
-static void one_head(int backward, int64_t u, const float *qkv, const float *p_in, float *p,
-                     const float *g, float *out, int64_t B, int64_t N, int64_t h, int64_t d,
-                     float scale, float *t, float *s)
+static void one_head(int backward, int64_t u, const float *qkv, const float *kbias,
+                     const float *p_in, float *p, const float *g, float *out, int64_t B, int64_t N,
+                     int64_t h, int64_t d, float scale, float *t, float *s)
 {
     int64_t D = h * d, rs = 3 * D, np = attention_row(N);
     int64_t b = u / h, base = b * N * rs + u % h * d, gbase = b * N * D + u % h * d;
@@ -173,15 +184,15 @@ static void one_head(int backward, int64_t u, const float *qkv, const float *p_i
         backward_head(qkv + base, qkv + base + D, qkv + base + 2 * D, p_in + u * N * np, g + gbase,
                       out + base, out + base + D, out + base + 2 * D, N, np, d, rs, D, scale, t, s);
     else
-        forward_head(qkv + base, qkv + base + D, qkv + base + 2 * D, out + gbase,
-                     p ? p + u * N * np : s, N, np, d, rs, D, scale, t);
+        forward_head(qkv + base, qkv + base + D, qkv + base + 2 * D, kbias ? kbias + b * N : NULL,
+                     out + gbase, p ? p + u * N * np : s, N, np, d, rs, D, scale, t);
 }
 
 /* Threads over the B * h heads. Each thread's scratch: the transposed k or
  * v, d x Np, and one head's gS (backward) or P (a forward that does not keep
  * it), N x Np. Returns -1, having computed nothing, when scratch ran out. */
-static int attention_fast(int backward, const float *qkv, const float *p_in, float *p,
-                          const float *g, float *out, int64_t B, int64_t N, int64_t h,
+static int attention_fast(int backward, const float *qkv, const float *kbias, const float *p_in,
+                          float *p, const float *g, float *out, int64_t B, int64_t N, int64_t h,
                           int64_t d, float scale)
 {
     int64_t np = attention_row(N);
@@ -202,20 +213,20 @@ static int attention_fast(int backward, const float *qkv, const float *p_in, flo
         if (!stop) {
 #pragma omp for schedule(static)
             for (int64_t u = 0; u < B * h; u++)
-                one_head(backward, u, qkv, p_in, p, g, out, B, N, h, d, scale, t, s);
+                one_head(backward, u, qkv, kbias, p_in, p, g, out, B, N, h, d, scale, t, s);
         }
     }
     return failed ? -1 : 0;
 }
 
-static int attention_forward_fast(const float *qkv, float *out, float *p, int64_t B, int64_t N,
-                                  int64_t h, int64_t d, float scale)
+static int attention_forward_fast(const float *qkv, const float *kbias, float *out, float *p,
+                                  int64_t B, int64_t N, int64_t h, int64_t d, float scale)
 {
-    return attention_fast(0, qkv, NULL, p, NULL, out, B, N, h, d, scale);
+    return attention_fast(0, qkv, kbias, NULL, p, NULL, out, B, N, h, d, scale);
 }
 
 static int attention_backward_fast(const float *qkv, const float *p, const float *g, float *gqkv,
                                    int64_t B, int64_t N, int64_t h, int64_t d, float scale)
 {
-    return attention_fast(1, qkv, p, NULL, g, gqkv, B, N, h, d, scale);
+    return attention_fast(1, qkv, NULL, p, NULL, g, gqkv, B, N, h, d, scale);
 }

@@ -195,6 +195,7 @@ void band_mix_t(const float *p, const float *a, float *y, int64_t nb, int64_t T,
 /* ---- attention: softmax(q k^T * scale) v per head, from packed qkv (attention.c)
  * B batch, N tokens, h heads, d head width, D = h * d; all arrays contiguous.
  *   qkv   (B, N, 3, h, d)   q, k, v of each head (the qkv Linear's output)
+ *   kbias (B, N)            added to every score of key j (forward only), or NULL
  *   out   (B, N, h, d)      the heads' outputs, concatenated: (B, N, D)
  *   p     (B, h, N, Np)     the probabilities, written by the forward, read by the backward;
  *                           rows padded with zeros to Np = attention_row(N), N rounded up
@@ -203,14 +204,14 @@ void band_mix_t(const float *p, const float *a, float *y, int64_t nb, int64_t T,
  * Each returns 0, or -1 when working memory ran out (nothing computed). The fast
  * versions take every shape, threads over heads. */
 int64_t attention_row(int64_t N);
-int attention_forward_ref(const float *qkv, float *out, float *p, int64_t B, int64_t N,
-                          int64_t h, int64_t d, float scale);
-int attention_forward_avx2(const float *qkv, float *out, float *p, int64_t B, int64_t N,
-                           int64_t h, int64_t d, float scale);
-int attention_forward_avx512(const float *qkv, float *out, float *p, int64_t B, int64_t N,
-                             int64_t h, int64_t d, float scale);
-int attention_forward(const float *qkv, float *out, float *p, int64_t B, int64_t N,
-                      int64_t h, int64_t d, float scale);
+int attention_forward_ref(const float *qkv, const float *kbias, float *out, float *p,
+                          int64_t B, int64_t N, int64_t h, int64_t d, float scale);
+int attention_forward_avx2(const float *qkv, const float *kbias, float *out, float *p,
+                           int64_t B, int64_t N, int64_t h, int64_t d, float scale);
+int attention_forward_avx512(const float *qkv, const float *kbias, float *out, float *p,
+                             int64_t B, int64_t N, int64_t h, int64_t d, float scale);
+int attention_forward(const float *qkv, const float *kbias, float *out, float *p,
+                      int64_t B, int64_t N, int64_t h, int64_t d, float scale);
 
 int attention_backward_ref(const float *qkv, const float *p, const float *g, float *gqkv,
                            int64_t B, int64_t N, int64_t h, int64_t d, float scale);

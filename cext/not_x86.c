@@ -99,10 +99,10 @@ void band_mix_t_avx2(const float *p, const float *a, float *y, int64_t nb, int64
     band_mix_t_ref(p, a, y, nb, T, d, w);
 }
 
-int attention_forward_avx2(const float *qkv, float *out, float *p, int64_t B, int64_t N,
-                           int64_t h, int64_t d, float scale)
+int attention_forward_avx2(const float *qkv, const float *kbias, float *out, float *p,
+                           int64_t B, int64_t N, int64_t h, int64_t d, float scale)
 {
-    return attention_forward_ref(qkv, out, p, B, N, h, d, scale);
+    return attention_forward_ref(qkv, kbias, out, p, B, N, h, d, scale);
 }
 
 int attention_backward_avx2(const float *qkv, const float *p, const float *g, float *gqkv,
@@ -203,10 +203,10 @@ void band_mix_t_avx512(const float *p, const float *a, float *y, int64_t nb, int
     band_mix_t_ref(p, a, y, nb, T, d, w);
 }
 
-int attention_forward_avx512(const float *qkv, float *out, float *p, int64_t B, int64_t N,
-                             int64_t h, int64_t d, float scale)
+int attention_forward_avx512(const float *qkv, const float *kbias, float *out, float *p,
+                             int64_t B, int64_t N, int64_t h, int64_t d, float scale)
 {
-    return attention_forward_ref(qkv, out, p, B, N, h, d, scale);
+    return attention_forward_ref(qkv, kbias, out, p, B, N, h, d, scale);
 }
 
 int attention_backward_avx512(const float *qkv, const float *p, const float *g, float *gqkv,

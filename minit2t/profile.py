@@ -47,7 +47,7 @@ class _CountingBackend:
 
         class Attention(ops.Attention):
             @staticmethod
-            def forward(ctx, qkv, num_heads, scale):
+            def forward(ctx, qkv, num_heads, scale, key_bias=None):
                 B, N, D3 = qkv.shape
                 counter.macs += 2 * B * N * N * (D3 // 3)            # q k^T and attn v: 2 * N*d*N per head
                 return np.zeros((B, N, D3 // 3), qkv.dtype)

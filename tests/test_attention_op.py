@@ -23,11 +23,15 @@ from minit2t.models.token_transformer import TokenAttention  # noqa: E402
 from minit2t.nn.transformer import Attention                  # noqa: E402
 
 
-def attention_t(qkv, num_heads, scale):
-    """The formula in torch: q, k, v from the packed qkv, softmax(q k^T * scale) v, heads side by side."""
+def attention_t(qkv, num_heads, scale, key_bias=None):
+    """The formula in torch: q, k, v from the packed qkv, softmax(q k^T * scale + key_bias) v,
+    heads side by side."""
     B, N, D3 = qkv.shape
     q, k, v = qkv.reshape(B, N, 3, num_heads, D3 // (3 * num_heads)).permute(2, 0, 3, 1, 4)  # (B, h, N, d)
-    p = torch.softmax(q @ k.transpose(-2, -1) * scale, dim=-1)        # (B, h, N, N)
+    s = q @ k.transpose(-2, -1) * scale                               # (B, h, N, N)
+    if key_bias is not None:
+        s = s + key_bias[:, None, None, :]                            # every query's score of key j
+    p = torch.softmax(s, dim=-1)                                      # (B, h, N, N)
     return (p @ v).transpose(1, 2).reshape(B, N, D3 // 3)             # (B, N, D)
 
 
@@ -53,6 +57,17 @@ def test_strided_input_and_large_scores(dtype):
     """A strided qkv, and a scale large enough that the unshifted exponentials would overflow."""
     _check(2, 7, 2, 4, 0.3, dtype, seed=3, noncontiguous=True)
     _check(2, 7, 2, 4, 60.0, dtype, seed=4)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("B, N, h, d", [(2, 5, 2, 3), (1, 1, 1, 1), (2, 65, 4, 8)])
+def test_key_bias_against_torch(B, N, h, d, dtype):
+    """ToMe's proportional attention: log(size_j) added to every query's score of key j; a constant."""
+    qkv = S.make_array(1, (B, N, 3 * h * d), dtype)
+    bias = np.log(np.random.default_rng(2).integers(1, 6, (B, N))).astype(dtype)
+    rtol, atol = F64 if dtype == np.float64 else (1e-5, 1e-6)
+    check_against_torch(lambda t: F.attention(t, h, 0.4, key_bias=bias),
+                        lambda t: attention_t(t, h, 0.4, torch.from_numpy(bias)), [qkv], rtol, atol)
 
 
 @given(S.token_batches(max_tokens=5), st.sampled_from([0.2, 0.7, 1.5]), S.seeds, st.booleans())
@@ -102,6 +117,26 @@ def test_bad_input_is_one_line(qkv, num_heads, scale, message):
     with pytest.raises(ValueError) as info:
         F.attention(mt.tensor(qkv), num_heads, scale)
     assert str(info.value) == message and "\n" not in message
+
+
+@pytest.mark.parametrize("bias, message", [
+    (np.zeros((2, 4), np.float32), "got float32 (2, 4)"),
+    (np.zeros((2, 5), np.float64), "got float64 (2, 5)"),
+    ([0.0] * 5, "got list"),
+])
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+def test_bad_key_bias_is_one_line(bias, message, backend):
+    before = mt.get_backend().name
+    try:
+        mt.set_backend(backend)
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    try:
+        with pytest.raises(ValueError) as info:
+            F.attention(mt.tensor(ONES), 2, 0.5, key_bias=bias)
+    finally:
+        mt.set_backend(before)
+    assert str(info.value) == f"attention expects key_bias a float32 array of shape (2, 5), {message}"
 
 
 # ---- the layers: fused and step-by-step agree; the probabilities are seen when watched ----------

@@ -148,13 +148,33 @@ def test_attention_every_level(c, B, N, h, d):
     for level in levels(c):
         o, o2, p, gqkv = out((B, N, h * d)), out((B, N, h * d)), out((B, h, N, Np)), out((B, N, 3 * h * d))
         forward, backward = (getattr(c.lib, f"attention_{way}_{level}") for way in ("forward", "backward"))
-        assert forward(c.ptr(qkv), c.ptr(o), c.ptr(p), B, N, h, d, scale) == 0
-        assert forward(c.ptr(qkv), c.ptr(o2), c.ffi.NULL, B, N, h, d, scale) == 0
+        assert forward(c.ptr(qkv), c.ffi.NULL, c.ptr(o), c.ptr(p), B, N, h, d, scale) == 0
+        assert forward(c.ptr(qkv), c.ffi.NULL, c.ptr(o2), c.ffi.NULL, B, N, h, d, scale) == 0
         assert backward(c.ptr(qkv), c.ptr(p), c.ptr(g), c.ptr(gqkv), B, N, h, d, scale) == 0
         for what, got, ref in (("out", o, want), ("out without P", o2, want), ("p", p, want_p),
                                ("gqkv", gqkv, want_g)):
             assert_close(got, ref, 2e-6, 1e-6, f"{level} {what}")      # norm-wise; float32 sums of N terms
         assert not p[..., N:].any(), f"{level}: P's padding is not zero"
+
+
+@pytest.mark.parametrize("B, N, h, d", [(1, 1, 1, 1), (2, 7, 2, 5), (2, 33, 4, 32), (1, 17, 1, 16)])
+def test_attention_key_bias_every_level(c, B, N, h, d):
+    """attention_forward with kbias (B, N), ToMe's log sizes: the reference op's output and P."""
+    qkv, scale = f32(N, (B, N, 3 * h * d), 2.0), 0.3
+    kbias = np.log(np.random.default_rng(N).integers(1, 9, (B, N))).astype(np.float32)
+    ctx = Context(ops.Attention)
+    want = ops.Attention.forward(ctx, qkv.astype(np.float64), num_heads=h, scale=scale,
+                                 key_bias=kbias.astype(np.float64))
+    Np = c.lib.attention_row(N)
+    want_p = np.zeros((B, h, N, Np))
+    want_p[..., :N] = ctx.saved[1]
+    for level in levels(c):
+        o, o2, p = out((B, N, h * d)), out((B, N, h * d)), out((B, h, N, Np))
+        forward = getattr(c.lib, "attention_forward_" + level)
+        assert forward(c.ptr(qkv), c.ptr(kbias), c.ptr(o), c.ptr(p), B, N, h, d, scale) == 0
+        assert forward(c.ptr(qkv), c.ptr(kbias), c.ptr(o2), c.ffi.NULL, B, N, h, d, scale) == 0
+        for what, got, ref in (("out", o, want), ("out without P", o2, want), ("p", p, want_p)):
+            assert_close(got, ref, 2e-6, 1e-6, f"{level} {what}")
 
 
 @given(case=gemm_cases(), seed=seeds)
@@ -333,7 +353,7 @@ def test_c_attention_under_no_grad_keeps_no_probabilities(c, monkeypatch):
     qkv = f32(3, (2, 9, 24))
     kept = []
     real = c.attention_forward
-    monkeypatch.setattr(c, "attention_forward", lambda *a: kept.append(a[-1]) or real(*a))
+    monkeypatch.setattr(c, "attention_forward", lambda *a: kept.append(a[3]) or real(*a))   # keep
     before = backends.get_backend().name
     backends.set_backend("c")
     try:

@@ -509,3 +509,23 @@ def test_mctf_fused_map_is_a_distribution_and_the_block_uses_it():
         got = blk.fused_mix(attn, slot, P, vm).data
     assert fused.shape == (2, 2, M, M) and np.allclose(fused.data.sum(axis=-1), 1.0, atol=1e-12)
     assert relative_error(got, want) < 1e-12
+
+
+def test_tome_runs_the_fused_attention_with_log_sizes(monkeypatch):
+    """ToMe needs only the keys, so its blocks run attention as one op, proportional attention as
+    the op's key bias log(size); a hook on a block's softmax sends that block the step-by-step way."""
+    import minit2t.reduction.block as block_module
+    calls, real = [], block_module.F.attention
+    m = reduce_tokens(small_model(), "tome:r=8")
+    backbone = m.blocks[0].attn.qkv.weight.shape[0]                         # 3D: not the T2T layers' qkv
+    monkeypatch.setattr(block_module.F, "attention", lambda qkv, h, scale, key_bias=None: (
+        qkv.shape[-1] == backbone and calls.append(key_bias)) or real(qkv, h, scale, key_bias))
+    x = mt.tensor(images())
+    want = m(x).data
+    assert len(calls) == 4 and calls[0] is None                           # nothing merged before block 0
+    assert all(b is not None and b.shape == (2, 65 - 8 * i) for i, b in enumerate(calls[1:], 1))
+    np.testing.assert_allclose(np.exp(calls[-1]).sum(axis=1), 65.0)      # the sizes still add up to 65 tokens
+    m.blocks[2].attn.softmax.register_forward_hook(lambda *a: None)
+    calls.clear()
+    assert_rel(m(x).data, want, 1e-12, "logits with block 2 step by step")
+    assert len(calls) == 3

@@ -268,19 +268,21 @@ def _band(kernel, x, y, out_shape, d, w):
     return out
 
 
-def attention_forward(qkv, num_heads, scale, keep=True):
-    """qkv (B, N, 3*D) -> out (B, N, D) and, with keep, p (B, h, N, Np): softmax(q k^T * scale) v
-    per head. p's rows are padded with zeros to Np (attention_row: N rounded up to 16 floats), the
-    layout attention_backward reads; without keep (inference) p is None and never written."""
+def attention_forward(qkv, num_heads, scale, keep=True, key_bias=None):
+    """qkv (B, N, 3*D) -> out (B, N, D) and, with keep, p (B, h, N, Np): softmax(q k^T * scale
+    + key_bias) v per head, key_bias (B, N) or None. p's rows are padded with zeros to Np
+    (attention_row: N rounded up to 16 floats), the layout attention_backward reads; without
+    keep (inference) p is None and never written."""
     qkv = np.asarray(qkv)
-    num_heads, scale = attention.check_attention(qkv, num_heads, scale)
+    num_heads, scale = attention.check_attention(qkv, num_heads, scale, key_bias)
     _float32("attention_forward", qkv)
     qkv = contiguous(qkv)
+    kb = ffi.NULL if key_bias is None else ptr(contiguous(key_bias))
     B, N, D = qkv.shape[0], qkv.shape[1], qkv.shape[2] // 3
     out = pool.empty((B, N, D))
     p = pool.empty((B, num_heads, N, lib.attention_row(N))) if keep else None
-    if B * N and lib.attention_forward(ptr(qkv), ptr(out), ptr(p) if keep else ffi.NULL, B, N, num_heads,
-                                       D // num_heads, scale):
+    if B * N and lib.attention_forward(ptr(qkv), kb, ptr(out), ptr(p) if keep else ffi.NULL, B, N,
+                                       num_heads, D // num_heads, scale):
         raise MemoryError(f"attention_forward: no working memory for one head of {N} tokens")
     return out, p
 

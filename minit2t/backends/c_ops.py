@@ -311,13 +311,13 @@ class Attention(ops.Attention):
     split, transpose or concatenation is ever copied."""
 
     @staticmethod
-    def forward(ctx, qkv, num_heads, scale):
+    def forward(ctx, qkv, num_heads, scale, key_bias=None):
         ctx.in_c = _f32(qkv)
         if not ctx.in_c:
-            return ops.Attention.forward(ctx, qkv, num_heads, scale)
-        num_heads, scale = attention.check_attention(qkv, num_heads, scale)
+            return ops.Attention.forward(ctx, qkv, num_heads, scale, key_bias)
+        num_heads, scale = attention.check_attention(qkv, num_heads, scale, key_bias)
         keep = grad_mode.is_enabled()                                 # no_grad: P never written
-        out, p = ck.attention_forward(qkv, num_heads, scale, keep)    # (B, N, D), (B, h, N, Np)
+        out, p = ck.attention_forward(qkv, num_heads, scale, keep, key_bias)   # (B, N, D), (B, h, N, Np)
         ctx.num_heads, ctx.scale = num_heads, scale
         ctx.save_for_backward(qkv, p)
         return out

@@ -40,10 +40,13 @@ def softmax(x, axis=-1):
     return ops.Softmax.apply(x, axis=axis)
 
 
-def attention(qkv, num_heads, scale):
+def attention(qkv, num_heads, scale, key_bias=None):
     """qkv (B, N, 3*D), packed as nn.Attention's qkv Linear returns it -> (B, N, D): each head's
-    softmax(q k^T * scale) v, heads concatenated, as one op (the probabilities are not kept)."""
-    return ops.Attention.apply(qkv, num_heads=num_heads, scale=scale)
+    softmax(q k^T * scale + key_bias) v, heads concatenated, as one op (the probabilities are not
+    kept). key_bias: None, or a constant array (B, N) added to every query's score of key j."""
+    if key_bias is None:
+        return ops.Attention.apply(qkv, num_heads=num_heads, scale=scale)
+    return ops.Attention.apply(qkv, num_heads=num_heads, scale=scale, key_bias=key_bias)
 
 
 def log_softmax(x, axis=-1):

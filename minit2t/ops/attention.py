@@ -4,7 +4,7 @@ Legend: B batch, N tokens, h heads, d head dim, D = h * d width.
 qkv (B, N, 3*D) is what nn.Attention's qkv Linear returns: qkv.reshape(B, N, 3, h, d) holds
 q, k and v at index 0, 1 and 2 of its third axis. Per head:
 
-    S = q k^T * scale      P = softmax(S) over the keys      O = P v
+    S = q k^T * scale (+ key_bias)      P = softmax(S) over the keys      O = P v
     out (B, N, D): the heads' O side by side, head hh in columns hh*d .. (hh+1)*d - 1
 
 and back, from gO (the head's columns of g):
@@ -12,9 +12,11 @@ and back, from gO (the head's columns of g):
     gv = P^T gO      gP = gO v^T      gS = P * (gP - sum_m(gP * P))
     gq = gS k * scale      gk = gS^T q * scale
 
-The gradient comes back packed as qkv was. Only qkv and P (B, h, N, N) are kept for the
+key_bias (B, N), optional, is added to every query's score of key j (ToMe's proportional
+attention adds log size_j); it is a constant: no gradient flows to it. The gradient comes back
+packed as qkv was. Only qkv and P (B, h, N, N) are kept for the
 backward. P is never handed out: a layer that shows or changes the probabilities (a hook on
-its softmax, dropout on them, ToMe's log(size)) composes matmul and softmax instead.
+its softmax, dropout on them) composes matmul and softmax instead.
 A backend may replace this op with a faster one (minit2t.backends).
 """
 import math
@@ -50,10 +52,13 @@ class Attention(Function):
     """qkv (B, N, 3*D) -> (B, N, D): the heads' softmax(q k^T * scale) v, concatenated."""
 
     @staticmethod
-    def forward(ctx, qkv, num_heads, scale):
-        num_heads, scale = check_attention(qkv, num_heads, scale)   # a Python float keeps qkv's dtype
+    def forward(ctx, qkv, num_heads, scale, key_bias=None):
+        num_heads, scale = check_attention(qkv, num_heads, scale, key_bias)   # a float keeps qkv's dtype
         q, k, v = split_heads(qkv, num_heads)                       # (B, h, N, d) each
-        p = softmax_rows((q @ k.swapaxes(-1, -2)) * scale)          # (B, h, N, N)
+        s = (q @ k.swapaxes(-1, -2)) * scale                        # (B, h, N, N)
+        if key_bias is not None:
+            s += key_bias[:, None, None, :]                         # (B, 1, 1, N) on every row
+        p = softmax_rows(s)                                         # (B, h, N, N)
         ctx.num_heads, ctx.scale = num_heads, scale
         ctx.save_for_backward(qkv, p)
         return merge_heads(p @ v)                                   # (B, N, D)
@@ -75,9 +80,10 @@ class Attention(Function):
         return (gqkv,)
 
 
-def check_attention(qkv, num_heads, scale):
-    """Check qkv (B, N, 3*D) with h = num_heads dividing D, num_heads an int >= 1 and scale a
-    finite real number; returns (num_heads, scale) as int and float."""
+def check_attention(qkv, num_heads, scale, key_bias=None):
+    """Check qkv (B, N, 3*D) with h = num_heads dividing D, num_heads an int >= 1, scale a
+    finite real number and key_bias None or a float array (B, N); returns (num_heads, scale)
+    as int and float."""
     if isinstance(num_heads, bool) or not isinstance(num_heads, numbers.Integral) or num_heads < 1:
         raise ValueError(f"attention expects num_heads a positive int, got {num_heads!r}")
     if isinstance(scale, bool) or not isinstance(scale, numbers.Real) or not math.isfinite(scale):
@@ -87,4 +93,8 @@ def check_attention(qkv, num_heads, scale):
                          f"num_heads={num_heads}, got {qkv.shape}")
     if qkv.dtype.kind != "f":
         raise ValueError(f"attention expects a floating-point qkv, got dtype {qkv.dtype}")
+    if key_bias is not None and (not isinstance(key_bias, np.ndarray) or key_bias.shape != qkv.shape[:2]
+                                 or key_bias.dtype != qkv.dtype):
+        got = f"{key_bias.dtype} {key_bias.shape}" if isinstance(key_bias, np.ndarray) else type(key_bias).__name__
+        raise ValueError(f"attention expects key_bias a {qkv.dtype} array of shape {qkv.shape[:2]}, got {got}")
     return int(num_heads), float(scale)

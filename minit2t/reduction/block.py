@@ -7,8 +7,13 @@ norm2, mlp, and LayerScale's ls1, ls2 when the block has them), so the parameter
 values and order; only forward changes. It takes the
 tokens and the TokenState (sizes, sources) and returns fewer tokens, updating the state.
 """
+import numpy as np
+
+from minit2t.nn import functional as F
 from minit2t.nn.module import Module
 from minit2t.nn.transformer import Block, scaled
+from minit2t.ops.attention import split_heads
+from minit2t.tensor import Tensor
 
 PARTS = ("norm1", "attn", "ls1", "drop_path", "norm2", "mlp", "ls2")   # Block's order; ls1, ls2 maybe absent
 
@@ -23,11 +28,24 @@ class ReducingBlock(Module):
         _take_parts(self, block)
         self.prop = prop                                             # proportional attention
 
-    def attend(self, x, state):                                      # (B, N, D)
-        """x + attention; also the attention probabilities (B, h, N, N) and keys (B, h, N, d)."""
+    def attend(self, x, state, probabilities=True):                  # (B, N, D)
+        """x + attention; also the attention probabilities (B, h, N, N) and keys (B, h, N, d).
+        A block that does not need the probabilities (probabilities=False: ToMe, MCTF's second
+        pass) gets None for them, and the attention runs as one op when nothing watches it."""
+        if not probabilities and self.attn._fused_ok(None):
+            return self._attend_fused(x, state)
         q, k, v = self.attn.heads(self.norm1(x))                     # (B, h, N, d) each
         attn = self.attn.probabilities(q, k, state.size if self.prop else None)  # (B, h, N, N)
         return x + self.drop_path(scaled(self.ls1, self.attn.mix(attn, v))), attn, k   # (B, N, D)
+
+    def _attend_fused(self, x, state):                               # (B, N, D)
+        """attend's result through F.attention, proportional attention as its key bias log(size)."""
+        attn = self.attn
+        qkv = attn.qkv(self.norm1(x))                                # (B, N, 3D)
+        bias = np.log(state.size).astype(qkv.dtype) if self.prop and state.size is not None else None
+        out = attn.proj_drop(attn.proj(F.attention(qkv, attn.num_heads, attn.scale, key_bias=bias)))
+        k = split_heads(qkv.data, attn.num_heads)[1]                 # (B, h, N, d), a view: no gradient
+        return x + self.drop_path(scaled(self.ls1, out)), None, Tensor(k)   # (B, N, D)
 
     def feed_forward(self, x):                                       # (B, M, D)
         return x + self.drop_path(scaled(self.ls2, self.mlp(self.norm2(x))))   # (B, M, D)

@@ -45,7 +45,7 @@ class MCTFBlock(ReducingBlock):
     def forward(self, x, state, r=None):                             # (B, N, D)
         r = tokens_to_merge(self.r if r is None else r, x.shape[1])
         if r == 0:
-            return self.feed_forward(self.attend(x, state)[0])       # (B, N, D)
+            return self.feed_forward(self.attend(x, state, probabilities=False)[0])   # (B, N, D)
         q, k = self.project(self.norm1(x), 0, 2)                     # (B, h, N, d) each
         attn = self.attn.probabilities(q, k, state.size if self.prop else None)  # (B, h, N, N)
         received = attn.data.mean(axis=(1, 2))                       # (B, N)  a_j

@@ -21,7 +21,7 @@ class ToMeBlock(ReducingBlock):
         self.r = r
 
     def forward(self, x, state, r=None):                             # (B, N, D)
-        x, _, k = self.attend(x, state)                              # (B, N, D), keys (B, h, N, d)
+        x, _, k = self.attend(x, state, probabilities=False)         # (B, N, D), keys (B, h, N, d)
         r = min(self.r if r is None else r, (x.shape[1] - 1) // 2)   # at most half the tokens
         if r > 0:
             metric = k.data.mean(axis=1)                             # (B, N, d)
