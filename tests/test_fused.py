@@ -364,3 +364,31 @@ def test_c_attention_under_no_grad_keeps_no_probabilities(c, monkeypatch):
         backends.set_backend(before)
     assert kept == [True, False]
     np.testing.assert_array_equal(plain.data, tracked.data)
+
+
+@pytest.mark.parametrize("B, h, key_bias", [(1, 1, False), (1, 1, True), (3, 2, True)])
+def test_c_attention_fused_and_composed_agree_with_the_reference(c, B, h, key_bias):
+    """c_attention runs heads on the fused kernel when there are at least as many as threads, and
+    as batched GEMMs + the softmax kernel otherwise (one image through a one-head layer): both give
+    the reference op's output and gradient, and leave qkv as it was."""
+    import minit2t as mt
+    N, d = 19, 6
+    qkv, g = f32(B, (B, N, 3 * h * d)), f32(B + 1, (B, N, h * d))
+    bias = np.log(np.arange(1, B * N + 1, dtype=np.float32).reshape(B, N)) if key_bias else None
+    want, (want_g,) = reference(ops.Attention, qkv, grad=g, num_heads=h, scale=0.3,
+                                **({"key_bias": bias.astype(np.float64)} if key_bias else {}))
+    before, threads = backends.get_backend().name, backends.get_num_threads()
+    backends.set_backend("c")
+    try:
+        for n in (1, 2, 8):                                           # 8 threads: always composed here
+            backends.set_num_threads(n)
+            t, kept = mt.tensor(qkv.copy(), requires_grad=True), qkv.copy()
+            y = mt.nn.functional.attention(t, h, 0.3, key_bias=bias)
+            assert y._ctx.composed == (B * h < n)
+            y.backward(g)
+            assert_close(y.data, want, 2e-6, 1e-6, f"{n} threads: out")
+            assert_close(t.grad, want_g, 2e-6, 1e-6, f"{n} threads: gqkv")
+            np.testing.assert_array_equal(t.data, kept)
+    finally:
+        backends.set_backend(before)
+        backends.set_num_threads(threads)

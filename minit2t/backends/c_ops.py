@@ -13,15 +13,16 @@ What the C versions add, all of it memory layout, none of it math:
     attention) transposed, so that the transpose's backward gets it back contiguous;
   - GetItem and Split return contiguous pieces and write their gradients into one
     buffer laid out as their input is;
-  - Attention reads q, k, v where the qkv Linear wrote them and writes its gradient
-    back packed, one head per work item (cext/attention.c).
+  - Attention (c_attention.py) reads q, k, v where the qkv Linear wrote them and writes
+    its gradient back packed, one head per work item (cext/attention.c).
 Legend: M/K/N matrix sides, R rows, Din/Dout linear features, "..." leading dims.
 """
 import numpy as np
 
-from minit2t import grad_mode, ops
+from minit2t import ops
 from minit2t.backends import c_kernels as ck
-from minit2t.ops import activation, attention, conv, linear, matmul, norm, shape
+from minit2t.backends.c_attention import Attention
+from minit2t.ops import activation, conv, linear, matmul, norm, shape
 
 
 def _f32(*arrays):
@@ -303,31 +304,6 @@ class BandMix(ops.BandMix):
             return ops.BandMix.backward(ctx, g)
         p, v = ctx.saved
         return ck.band_dot(g, v, p.shape[-1]), ck.band_mix_t(p, g)    # (B, T, w), (B, T, d)
-
-
-class Attention(ops.Attention):
-    """One kernel per head (cext/attention.c): products, softmax and mix in cache; q, k, v
-    read where the qkv Linear wrote them and the gradient written back packed, so no
-    split, transpose or concatenation is ever copied."""
-
-    @staticmethod
-    def forward(ctx, qkv, num_heads, scale, key_bias=None):
-        ctx.in_c = _f32(qkv)
-        if not ctx.in_c:
-            return ops.Attention.forward(ctx, qkv, num_heads, scale, key_bias)
-        num_heads, scale = attention.check_attention(qkv, num_heads, scale, key_bias)
-        keep = grad_mode.is_enabled()                                 # no_grad: P never written
-        out, p = ck.attention_forward(qkv, num_heads, scale, keep, key_bias)   # (B, N, D), (B, h, N, Np)
-        ctx.num_heads, ctx.scale = num_heads, scale
-        ctx.save_for_backward(qkv, p)
-        return out
-
-    @staticmethod
-    def backward(ctx, g):
-        if not ctx.in_c:
-            return ops.Attention.backward(ctx, g)
-        qkv, p = ctx.saved
-        return (ck.attention_backward(g, qkv, p, ctx.scale),)         # (B, N, 3*D)
 
 
 OPS = {ops.Add: Add, ops.MatMul: MatMul, ops.Linear: Linear, ops.LayerNorm: LayerNorm, ops.Softmax: Softmax,
