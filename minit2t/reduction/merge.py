@@ -78,6 +78,17 @@ def merge(x, P):                                                     # (B, ..., 
     return Tensor(P.astype(x.dtype, copy=False)) @ x                 # (B, ..., M, D)
 
 
+def mean_over_heads(k):                                              # (B, h, N, d)
+    """k averaged over its heads, (B, N, d), as a running sum of the heads' slices: NumPy's mean
+    over the middle axis of a strided view (the keys inside the packed qkv) takes several times
+    as long."""
+    total = k[:, 0].astype(k.dtype, copy=True)                       # (B, N, d)
+    for i in range(1, k.shape[1]):
+        np.add(total, k[:, i], out=total)
+    total /= k.shape[1]
+    return total
+
+
 def cosine(a, b):
     """Cosine similarities (B, Na, Nb) between the rows of a (B, Na, D) and b (B, Nb, D)."""
     with no_grad():                                                  # through the active backend:
