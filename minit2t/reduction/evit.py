@@ -28,7 +28,7 @@ class EViTBlock(ReducingBlock):
         self.keep, self.fuse = keep, fuse
 
     def forward(self, x, state, r=None):                             # (B, N, D)
-        x, attn, _ = self.attend(x, state)                           # (B, N, D), (B, h, N, N)
+        x, attn, _ = self.attend(x, state, probabilities="cls")      # (B, N, D), (B, h, 1 or N, N)
         B, N, _ = x.shape
         K = math.ceil(self.keep * (N - 1))
         if K < N - 1:
