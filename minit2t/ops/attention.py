@@ -14,9 +14,9 @@ and back, from gO (the head's columns of g):
 
 key_bias (B, N), optional, is added to every query's score of key j (ToMe's proportional
 attention adds log size_j); it is a constant: no gradient flows to it. The gradient comes back
-packed as qkv was. Only qkv and P (B, h, N, N) are kept for the
-backward. P is never handed out: a layer that shows or changes the probabilities (a hook on
-its softmax, dropout on them) composes matmul and softmax instead.
+packed as qkv was. Only qkv and P (B, h, N, N) are kept for the backward. P is never handed
+out: a layer that shows or changes the probabilities (a hook on its softmax, dropout on them)
+composes matmul and softmax instead.
 A backend may replace this op with a faster one (minit2t.backends).
 """
 import math
