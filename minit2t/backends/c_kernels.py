@@ -72,7 +72,7 @@ def unfold(x, kernel_size, stride, padding):
     k, s, p = conv.check_unfold(x, kernel_size, stride, padding)
     if x.dtype != np.float32:
         return conv.unfold(x, k, s, p)       # float64: the reference
-    x = usable(x) if x.strides[3] == x.itemsize else x.copy()   # the fast path: unit column stride
+    x = usable(x) if x.strides[3] == x.itemsize else _copy(x)    # the fast path: unit column stride
     nb, nc, h, w = x.shape
     ho, wo = conv.windows(h, w, k, s, p)
     cols = pool.empty((nb, nc * k * k, ho * wo))           # (B, C*k*k, L)
@@ -88,7 +88,7 @@ def fold(cols, output_size, kernel_size, stride, padding):
     if cols.dtype != np.float32:
         return conv.fold(cols, h, w, k, s, p)    # float64: the reference
     nc = cols.shape[1] // (k * k)
-    cols = usable(cols) if cols.strides[2] == cols.itemsize else cols.copy()   # likewise
+    cols = usable(cols) if cols.strides[2] == cols.itemsize else _copy(cols)   # likewise
     nb = cols.shape[0]
     x = pool.empty((nb, nc, h, w))                         # (B, C, H, W)
     if x.size:
@@ -100,10 +100,18 @@ def fold(cols, output_size, kernel_size, stride, padding):
 
 def _rows(x):
     """x (..., D) as (R, D) with unit column stride (a view when possible) and its row stride."""
-    x2 = usable(x.reshape(-1, x.shape[-1]))
+    try:
+        x2 = usable(np.reshape(x, (-1, x.shape[-1]), copy=False))
+    except ValueError:                       # no view (the T2T layers' transposed tokens): copy on every thread
+        x2 = _copy(x).reshape(-1, x.shape[-1])
     if x2.strides[1] != x2.itemsize:
-        x2 = contiguous(x2)
+        x2 = _copy(x2)
     return x2, x2.strides[0] // x2.itemsize
+
+
+def _copy(x):
+    """A C-contiguous copy of the float32 x in a pooled buffer, by the C copy kernel."""
+    return copy_into(pool.empty(x.shape), x)
 
 
 COPY_MIN = 1 << 15          # smaller copies: NumPy's loop costs less than a C call
