@@ -46,8 +46,7 @@ class Attention(ops.Attention):
 
 def _heads3(x):                                                      # (B, h, N, d) any strides
     """x as a (Bh, N, d) copy of its own (the C copy kernel), never a view of x."""
-    out = pool.empty(x.shape)
-    return ck.copy_into(out, x).reshape((-1,) + x.shape[2:])         # (Bh, N, d)
+    return ck.copy_contiguous(x).reshape((-1,) + x.shape[2:])        # (Bh, N, d)
 
 
 def _composed_forward(ctx, qkv, h, scale, key_bias):                 # (B, N, 3*D)

@@ -77,7 +77,8 @@ def _isa_from_env():
 
 if lib is not None:                          # the kernels and ops need the compiled module
     lib.minit2t_set_num_threads(_default_threads())
-    if _isa_from_env():
-        set_isa(_isa_from_env())
+    _env_isa = _isa_from_env()
+    if _env_isa:
+        set_isa(_env_isa)
     from minit2t.backends.c_kernels import fold, matmul, unfold  # noqa: E402, F401
     from minit2t.backends.c_ops import OPS  # noqa: E402, F401

@@ -7,7 +7,7 @@ and the math they compute is the NumPy reference's in minit2t/ops.
     add                           a + b of one shape (the residual sums), float32 only
     band_dot, band_mix, band_mix_t    the band products of ops.band, float32 only
     attention_forward, attention_backward   ops.Attention, one head per work item, float32 only
-    copy_into, empty              the strided copy on every thread; a pooled buffer
+    copy_into, copy_contiguous, empty   the strided copy on every thread; a pooled buffer
 
 Legend: Bt matrices in a batch, M/K/N matrix sides, B batch, C channels, H/W
 height/width, k kernel, s stride, p padding, L = Ho * Wo windows, "..." any
@@ -72,7 +72,7 @@ def unfold(x, kernel_size, stride, padding):
     k, s, p = conv.check_unfold(x, kernel_size, stride, padding)
     if x.dtype != np.float32:
         return conv.unfold(x, k, s, p)       # float64: the reference
-    x = usable(x) if x.strides[3] == x.itemsize else _copy(x)    # the fast path: unit column stride
+    x = usable(x) if x.strides[3] == x.itemsize else copy_contiguous(x)    # the fast path: unit column stride
     nb, nc, h, w = x.shape
     ho, wo = conv.windows(h, w, k, s, p)
     cols = pool.empty((nb, nc * k * k, ho * wo))           # (B, C*k*k, L)
@@ -88,7 +88,7 @@ def fold(cols, output_size, kernel_size, stride, padding):
     if cols.dtype != np.float32:
         return conv.fold(cols, h, w, k, s, p)    # float64: the reference
     nc = cols.shape[1] // (k * k)
-    cols = usable(cols) if cols.strides[2] == cols.itemsize else _copy(cols)   # likewise
+    cols = usable(cols) if cols.strides[2] == cols.itemsize else copy_contiguous(cols)   # likewise
     nb = cols.shape[0]
     x = pool.empty((nb, nc, h, w))                         # (B, C, H, W)
     if x.size:
@@ -103,15 +103,15 @@ def _rows(x):
     try:
         x2 = usable(np.reshape(x, (-1, x.shape[-1]), copy=False))
     except ValueError:                       # no view (the T2T layers' transposed tokens): copy on every thread
-        x2 = _copy(x).reshape(-1, x.shape[-1])
+        x2 = copy_contiguous(x).reshape(-1, x.shape[-1])
     if x2.strides[1] != x2.itemsize:
-        x2 = _copy(x2)
+        x2 = copy_contiguous(x2)
     return x2, x2.strides[0] // x2.itemsize
 
 
-def _copy(x):
-    """A C-contiguous copy of the float32 x in a pooled buffer, by the C copy kernel."""
-    return copy_into(pool.empty(x.shape), x)
+def copy_contiguous(x):
+    """A C-contiguous copy of x, always a new one, in a pooled buffer, by the C copy kernel."""
+    return copy_into(pool.empty(x.shape, x.dtype), x)
 
 
 COPY_MIN = 1 << 15          # smaller copies: NumPy's loop costs less than a C call
@@ -151,40 +151,32 @@ def linear_forward(x, weight, bias):
     return out[0]
 
 
+def _elementwise(kernel, what, **arrays):
+    """kernel(inputs..., out, n) over float32 arrays of one shape (checked, named as in the
+    messages), into a pooled buffer of that shape."""
+    arrays = {name: np.asarray(a) for name, a in arrays.items()}
+    check_same_shape(what, **arrays)
+    _float32(what, *arrays.values())
+    inputs = [contiguous(a) for a in arrays.values()]
+    out = pool.empty(inputs[0].shape)
+    if out.size:
+        kernel(*(ptr(a) for a in inputs), ptr(out), out.size)
+    return out
+
+
 def add(a, b):
     """a, b (...) of one shape -> a + b, on every thread, into a pooled buffer."""
-    a, b = np.asarray(a), np.asarray(b)
-    check_same_shape("add", a=a, b=b)
-    _float32("add", a, b)
-    a, b = contiguous(a), contiguous(b)
-    y = pool.empty(a.shape)
-    if y.size:
-        lib.add_arrays(ptr(a), ptr(b), ptr(y), y.size)
-    return y
+    return _elementwise(lib.add_arrays, "add", a=a, b=b)
 
 
 def gelu_forward(x):
     """x (...) -> x * Phi(x)."""
-    x = np.asarray(x)
-    check_same_shape("gelu", x=x)
-    _float32("gelu", x)
-    x = contiguous(x)
-    y = pool.empty(x.shape)
-    if x.size:
-        lib.gelu_forward(ptr(x), ptr(y), x.size)
-    return y
+    return _elementwise(lib.gelu_forward, "gelu", x=x)
 
 
 def gelu_backward(g, x):
     """g, x (...) -> g * (Phi(x) + x * phi(x))."""
-    g, x = np.asarray(g), np.asarray(x)
-    check_same_shape("gelu_backward", g=g, x=x)
-    _float32("gelu_backward", g, x)
-    g, x = contiguous(g), contiguous(x)
-    gx = pool.empty(x.shape)
-    if x.size:
-        lib.gelu_backward(ptr(g), ptr(x), ptr(gx), x.size)
-    return gx
+    return _elementwise(lib.gelu_backward, "gelu_backward", g=g, x=x)
 
 
 def layer_norm_forward(x, weight, bias, eps):
