@@ -303,6 +303,11 @@ def _run(code, **env):
 def test_c_threads_from_environment(c_backend):
     code = "from minit2t.backends import get_num_threads as g; print(g())"
     assert _run(code, MINIT2T_NUM_THREADS="1").stdout.strip() == "1"
+    # the kernels imported on their own (no backend lookup first) are configured too
+    code = "from minit2t.backends import c_kernels as ck; print(ck.lib.minit2t_get_num_threads())"
+    assert _run(code, MINIT2T_NUM_THREADS="3").stdout.strip() == "3"
+    code = "from minit2t.backends import c_kernels as ck; print(ck.lib.minit2t_isa())"
+    assert _run(code, MINIT2T_ISA="scalar").stdout.strip() == "0"
 
 
 def test_c_instruction_set_from_environment(c_backend):

@@ -10,6 +10,7 @@ never overwritten. Pooled outputs start on a 64-byte boundary. Smaller
 outputs are plain np.empty.
 """
 import math
+import os
 import sys
 import threading
 
@@ -36,6 +37,32 @@ try:
 except ImportError as exc:  # not compiled, or unable to load: the NumPy backend takes over
     ffi = lib = None
     build_error = _why_not(exc)
+
+ISAS = ("scalar", "avx2", "avx512")          # minit2t_set_isa's levels, in order
+
+
+def _threads_from_env():
+    """$MINIT2T_NUM_THREADS, else every core this process may run on."""
+    env = os.environ.get("MINIT2T_NUM_THREADS")
+    if env is None:
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if not env.strip().isdigit() or int(env) < 1:
+        raise ValueError(f"MINIT2T_NUM_THREADS must be a positive int; got {env!r}")
+    return int(env)
+
+
+def _isa_from_env():
+    """$MINIT2T_ISA's cap on the instruction set, or None."""
+    env = os.environ.get("MINIT2T_ISA")
+    if env is not None and env.strip().lower() not in ISAS:
+        raise ValueError(f"MINIT2T_ISA must be one of {', '.join(ISAS)}; got {env!r}")
+    return env and env.strip().lower()
+
+
+if lib is not None:                          # configured here, so that every path to the kernels sees it
+    lib.minit2t_set_num_threads(_threads_from_env())
+    if _isa_from_env():
+        lib.minit2t_set_isa(ISAS.index(_isa_from_env()))
 
 
 class OutputPool:

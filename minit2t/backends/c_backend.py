@@ -16,15 +16,14 @@ Instruction set: the best this CPU runs, or at most $MINIT2T_ISA (scalar, avx2 o
 avx512), e.g. MINIT2T_ISA=avx2 to run the AVX2 kernels on an AVX-512 CPU;
 set_isa(level) changes it.
 """
-import os
 import warnings
 
 from minit2t.backends._cmem import build_error as _build_error
+from minit2t.backends._cmem import ISAS as _ISAS
 from minit2t.backends._cmem import lib
 
 name = "c"
 _warned = False
-_ISAS = ("scalar", "avx2", "avx512")
 
 
 def check_available():
@@ -59,26 +58,6 @@ def set_isa(level):
     return _ISAS[lib.minit2t_set_isa(_ISAS.index(level))]
 
 
-def _default_threads():
-    env = os.environ.get("MINIT2T_NUM_THREADS")
-    if env is None:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if not env.strip().isdigit() or int(env) < 1:
-        raise ValueError(f"MINIT2T_NUM_THREADS must be a positive int; got {env!r}")
-    return int(env)
-
-
-def _isa_from_env():
-    env = os.environ.get("MINIT2T_ISA")
-    if env is not None and env.strip().lower() not in _ISAS:
-        raise ValueError(f"MINIT2T_ISA must be one of {', '.join(_ISAS)}; got {env!r}")
-    return env and env.strip().lower()
-
-
 if lib is not None:                          # the kernels and ops need the compiled module
-    lib.minit2t_set_num_threads(_default_threads())
-    _env_isa = _isa_from_env()
-    if _env_isa:
-        set_isa(_env_isa)
     from minit2t.backends.c_kernels import fold, matmul, unfold  # noqa: E402, F401
     from minit2t.backends.c_ops import OPS  # noqa: E402, F401
