@@ -293,6 +293,37 @@ def test_c_output_buffers_are_never_shared_while_held(c_backend):
     assert third.ctypes.data == address
 
 
+def test_c_output_pool_cap_release_and_order(c_backend):
+    from minit2t.backends._cmem import OutputPool
+    pool = OutputPool(10 << 20)                    # 10 MiB: buffers of at most 2.5 MiB are pooled
+    size = lambda x: x.nbytes + 64                 # noqa: E731  (each buffer has room to align)
+    held = [pool.empty((512 << 10,)) for _ in range(4)]                  # 4 x 2 MiB
+    addresses = [x.ctypes.data for x in held]
+    assert pool.held_bytes == sum(map(size, held))
+    del held[1]
+    fifth = pool.empty((512 << 10,))               # the freed buffer comes back, no new one
+    assert fifth.ctypes.data == addresses[1] and pool.held_bytes == 4 * size(fifth)
+    sixth = pool.empty((600 << 10,))               # past the cap, nothing free: the oldest in use
+    assert pool.held_bytes == 3 * size(fifth) + size(sixth)              # is no longer the pool's
+    del fifth
+    seventh = pool.empty((620 << 10,))             # past the cap again: the free buffer goes first
+    assert pool.held_bytes == 2 * size(held[0]) + size(sixth) + size(seventh)
+    np.testing.assert_array_equal(held[0].ctypes.data, addresses[0])     # its holder still has it
+    del held
+    pool.release()                                 # every free buffer let go; those in use stay
+    assert pool.held_bytes == size(sixth) + size(seventh)
+    assert pool.empty((1000 << 10,)).size == 1000 << 10                  # 4 MB: not pooled
+    assert pool.held_bytes == size(sixth) + size(seventh)
+
+
+def test_c_output_pool_size_from_environment(c_backend):
+    code = "from minit2t.backends._cmem import pool; print(pool.max_bytes >> 20)"
+    assert _run(code, MINIT2T_POOL_MIB="64").stdout.strip() == "64"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "MINIT2T_POOL_MIB": "lots"}, timeout=120)
+    assert "MINIT2T_POOL_MIB must be a whole number of MiB (0: no pool); got 'lots'" in result.stderr
+
+
 def _run(code, **env):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env={**os.environ, **env}, timeout=120)

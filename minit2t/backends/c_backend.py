@@ -7,6 +7,8 @@ threads over cores).
     matmul, unfold, fold         the GEMM and im2col kernels (c_kernels), which
                                  also take float64 (then in NumPy)
     set_num_threads, isa, ...    threads and the instruction set in force
+    release_buffers()            let go of the free buffers of the output pool
+                                 (at most $MINIT2T_POOL_MIB MiB; see _cmem)
 
 Threads: $MINIT2T_NUM_THREADS, else every core this process may run on;
 minit2t.backends.set_num_threads(n) changes it. A forked child computes on
@@ -20,7 +22,7 @@ import warnings
 
 from minit2t.backends._cmem import build_error as _build_error
 from minit2t.backends._cmem import ISAS as _ISAS
-from minit2t.backends._cmem import lib
+from minit2t.backends._cmem import lib, pool
 
 name = "c"
 _warned = False
@@ -36,6 +38,11 @@ def check_available():
         _warned = True
         warnings.warn(reason + "; minit2t runs on NumPy", RuntimeWarning, stacklevel=3)
     raise RuntimeError(reason)
+
+
+def release_buffers():
+    """Return the output pool's free buffers to the system (buffers in use stay)."""
+    pool.release()
 
 
 def set_num_threads(n):
