@@ -87,6 +87,9 @@ class on_backend:
      r"^attention expects qkv of shape \(B, N, 3\*D\) with D divisible by num_heads=4, got \(2, 5, 30\)$"),
     (lambda: F.attention(mt.tensor(np.ones((2, 5, 24), np.float32)), 2, float("nan")), ValueError,
      "^attention expects scale a finite real number, got nan$"),
+    (lambda: mt.cat([mt.tensor(np.ones((2, 3), np.float32)), mt.tensor(np.ones((3, 3), np.float32))], axis=1),
+     ValueError, r"^concatenate along axis 1: shapes \(2, 3\) and \(3, 3\) must agree on every other axis$"),
+    (lambda: mt.cat([mt.tensor(np.ones((2, 3), np.float32))], axis=2), ValueError, "axis 2 is out of range"),
 ])
 def test_ops_refuse_bad_input_on_every_backend(backend, call, error, match):
     with on_backend(backend), pytest.raises(error, match=match):
@@ -180,6 +183,9 @@ REPLACED = {   # every op a backend replaces: (minit2t, torch, input shapes)
     "attention": (lambda qkv: F.attention(qkv, 2, 0.3), _attention_t, [(2, 7, 24)]),
     "add": (lambda a, b: a + b, lambda a, b: a + b, [(3, 130, 200), (3, 130, 200)]),   # >= 2^16: C's
     "add_broadcast": (lambda a, b: a + b, lambda a, b: a + b, [(3, 130, 200), (200,)]),
+    "concat": (lambda a, b: mt.cat([a, b], axis=-2), lambda a, b: torch.cat([a, b], -2), [(3, 4, 9), (3, 2, 9)]),
+    "concat_pooled": (lambda a, b: mt.cat([a, b], axis=1), lambda a, b: torch.cat([a, b], 1),    # >= 1 MiB
+                      [(2, 300, 500), (2, 100, 500)]),
 }
 
 

@@ -1,4 +1,4 @@
-"""The C backend: the ops of c_ops (MatMul, Linear, LayerNorm, Softmax, GELU, Reshape,
+"""The C backend: the ops of c_ops (Add, Concat, MatMul, Linear, LayerNorm, Softmax, GELU, Reshape,
 GetItem, Split, Unfold, Fold, BandDot, BandMix, Attention) on the float32 kernels of the cffi
 module minit2t._cext (cext/: AVX-512, AVX2 or scalar, chosen at run time;
 threads over cores).

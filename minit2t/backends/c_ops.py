@@ -6,6 +6,8 @@ dtype runs the reference op itself (ctx.in_c records which, for the backward).
 
 What the C versions add, all of it memory layout, none of it math:
   - outputs and gradients come from the backend's pool of recycled buffers (_cmem);
+    a broadcasting Add and Concat are NumPy's own, into such a buffer (a fresh one
+    costs a page fault every 4 KiB);
   - layout changes (a strided view made contiguous, a piece of a gradient written
     into its place) are the C copy kernel on every thread, not NumPy's one-thread copy;
   - Linear adds its bias inside the GEMM;
@@ -162,14 +164,31 @@ class Softmax(ops.Softmax):
 
 class Add(ops.Add):
     """a + b on every thread into a pooled buffer when both are float32 of one shape and large
-    enough to be worth a thread (a residual sum); anything else is the reference's."""
+    enough to be worth a thread (a residual sum); a large float32 sum that broadcasts (a position
+    embedding added) is NumPy's, into a pooled buffer; anything else is the reference's."""
 
     @staticmethod
     def forward(ctx, a, b):
-        if a.shape == b.shape and _f32(a, b) and a.size >= 1 << 16:
-            ctx.shapes = a.shape, b.shape                             # the reference's backward
+        if not (_f32(a, b) and max(a.size, b.size) >= 1 << 16):
+            return ops.Add.forward(ctx, a, b)
+        ctx.shapes = a.shape, b.shape                                 # the reference's backward
+        if a.shape == b.shape:
             return ck.add(a, b)
-        return ops.Add.forward(ctx, a, b)
+        return np.add(a, b, out=ck.empty(np.broadcast_shapes(a.shape, b.shape)))
+
+
+class Concat(shape.Concat):
+    """The reference's concatenation, into a pooled buffer when float32 (no fresh pages)."""
+
+    @staticmethod
+    def forward(ctx, *arrays, axis=0):
+        if not _f32(*arrays):
+            return shape.Concat.forward(ctx, *arrays, axis=axis)
+        ctx.axis = axis = shape.check_concat(arrays, axis)
+        ctx.bounds = np.cumsum([x.shape[axis] for x in arrays])[:-1]
+        out_shape = list(arrays[0].shape)
+        out_shape[axis] = sum(x.shape[axis] for x in arrays)
+        return np.concatenate(arrays, axis=axis, out=ck.empty(tuple(out_shape)))
 
 
 class GELU(ops.GELU):
@@ -306,7 +325,7 @@ class BandMix(ops.BandMix):
         return ck.band_dot(g, v, p.shape[-1]), ck.band_mix_t(p, g)    # (B, T, w), (B, T, d)
 
 
-OPS = {ops.Add: Add, ops.MatMul: MatMul, ops.Linear: Linear, ops.LayerNorm: LayerNorm, ops.Softmax: Softmax,
+OPS = {ops.Add: Add, ops.Concat: Concat, ops.MatMul: MatMul, ops.Linear: Linear, ops.LayerNorm: LayerNorm, ops.Softmax: Softmax,
        ops.GELU: GELU, ops.Reshape: Reshape, ops.GetItem: GetItem, ops.Split: Split,
        ops.Unfold: Unfold, ops.Fold: Fold, ops.BandDot: BandDot, ops.BandMix: BandMix,
        ops.Attention: Attention}

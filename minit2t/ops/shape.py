@@ -82,18 +82,23 @@ def _has_array_index(index):
     return any(isinstance(i, (list, np.ndarray)) for i in index)
 
 
+def check_concat(arrays, axis):
+    """The axis as a non-negative int; ValueError unless the arrays agree on every other axis."""
+    ref = arrays[0]
+    if not -ref.ndim <= axis < ref.ndim:
+        raise ValueError(f"concatenate: axis {axis} is out of range for shape {ref.shape}")
+    axis = axis % ref.ndim
+    for x in arrays[1:]:
+        if x.ndim != ref.ndim or any(x.shape[i] != ref.shape[i] for i in range(x.ndim) if i != axis):
+            raise ValueError(f"concatenate along axis {axis}: shapes {ref.shape} and {x.shape} "
+                             "must agree on every other axis")
+    return axis
+
+
 class Concat(Function):
     @staticmethod
     def forward(ctx, *arrays, axis=0):
-        ref = arrays[0]
-        if not -ref.ndim <= axis < ref.ndim:
-            raise ValueError(f"concatenate: axis {axis} is out of range for shape {ref.shape}")
-        axis = axis % ref.ndim
-        for x in arrays[1:]:
-            if x.ndim != ref.ndim or any(x.shape[i] != ref.shape[i] for i in range(x.ndim) if i != axis):
-                raise ValueError(f"concatenate along axis {axis}: shapes {ref.shape} and {x.shape} "
-                                 "must agree on every other axis")
-        ctx.axis = axis
+        ctx.axis = axis = check_concat(arrays, axis)
         ctx.bounds = np.cumsum([x.shape[axis] for x in arrays])[:-1]
         return np.concatenate(arrays, axis=axis)
 
