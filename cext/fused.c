@@ -16,6 +16,7 @@
  *   softmax_backward     g, y (R, N) -> gx (R, N)
  *   copy_strided         src, dst: shape (nd,), strides ss, ds (nd,)
  *   add_arrays           a, b (n,) -> y (n,) = a + b
+ *   sum_rows             x (R, D), row stride sx -> y (D,), the sum of the rows
  * The formulas are in minit2t.h. Outputs are contiguous. The references
  * accumulate row sums in double; they are also the scalar path of CPUs
  * without AVX2. */
@@ -123,6 +124,15 @@ void add_arrays_ref(const float *a, const float *b, float *y, int64_t n)
     for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
 }
 
+void sum_rows_ref(const float *x, int64_t sx, float *y, int64_t r, int64_t d)
+{
+    for (int64_t j = 0; j < d; j++) {
+        double s = 0.0;
+        for (int64_t i = 0; i < r; i++) s += x[i * sx + j];
+        y[j] = (float)s;
+    }
+}
+
 /* ---- dispatchers: the best ISA of this CPU ------------------------------- */
 
 void add_arrays(const float *a, const float *b, float *y, int64_t n)
@@ -131,6 +141,14 @@ void add_arrays(const float *a, const float *b, float *y, int64_t n)
     if (isa == ISA_AVX512) add_arrays_avx512(a, b, y, n);
     else if (isa == ISA_AVX2) add_arrays_avx2(a, b, y, n);
     else add_arrays_ref(a, b, y, n);
+}
+
+void sum_rows(const float *x, int64_t sx, float *y, int64_t r, int64_t d)
+{
+    int isa = minit2t_isa();
+    if (isa == ISA_AVX512) sum_rows_avx512(x, sx, y, r, d);
+    else if (isa == ISA_AVX2) sum_rows_avx2(x, sx, y, r, d);
+    else sum_rows_ref(x, sx, y, r, d);
 }
 
 void gelu_forward(const float *x, float *y, int64_t n)

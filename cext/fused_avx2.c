@@ -16,6 +16,11 @@ void add_arrays_avx2(const float *a, const float *b, float *y, int64_t n)
     add_arrays_fast(a, b, y, n);
 }
 
+void sum_rows_avx2(const float *x, int64_t sx, float *y, int64_t r, int64_t d)
+{
+    sum_rows_fast(x, sx, y, r, d);
+}
+
 void gelu_forward_avx2(const float *x, float *y, int64_t n)
 {
     gelu_forward_fast(x, y, n);

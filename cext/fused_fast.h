@@ -41,6 +41,53 @@ static void add_arrays_fast(const float *a, const float *b, float *y, int64_t n)
     }
 }
 
+/* y (D,) = the sum of x's R rows (row stride sx): threads take chunks of
+ * LN_CHUNK rows, each summed in row order into its own partial row; the
+ * partials are then added in chunk order, so the result does not depend
+ * on the thread count. Columns go 4 vectors at a time (the tail masked). */
+static void sum_chunk(const float *x, int64_t sx, int64_t rows, int64_t d, float *part)
+{
+    int64_t j = 0;
+    for (; j + 4 * VW <= d; j += 4 * VW) {
+        VF s0 = VSET1(0.0f), s1 = s0, s2 = s0, s3 = s0;
+        for (int64_t i = 0; i < rows; i++) {
+            const float *xi = x + i * sx + j;
+            s0 = VADD(s0, VLOAD(xi));
+            s1 = VADD(s1, VLOAD(xi + VW));
+            s2 = VADD(s2, VLOAD(xi + 2 * VW));
+            s3 = VADD(s3, VLOAD(xi + 3 * VW));
+        }
+        VSTORE(part + j, s0);
+        VSTORE(part + j + VW, s1);
+        VSTORE(part + j + 2 * VW, s2);
+        VSTORE(part + j + 3 * VW, s3);
+    }
+    for (; j < d; j += VW) {
+        VTAIL m = VTAILMASK(MIN(VW, d - j));
+        VF s = VSET1(0.0f);
+        for (int64_t i = 0; i < rows; i++) s = VADD(s, VLOADT(x + i * sx + j, m, 0.0f));
+        VSTORET(part + j, m, s);
+    }
+}
+
+static void sum_rows_fast(const float *x, int64_t sx, float *y, int64_t r, int64_t d)
+{
+    int64_t chunks = (r + LN_CHUNK - 1) / LN_CHUNK;
+    float *part = malloc(((size_t)chunks * (size_t)d + 1) * sizeof(float));
+    if (!part) {                                  /* out of memory: the loops need none */
+        sum_rows_ref(x, sx, y, r, d);
+        return;
+    }
+    int nt = minit2t_threads_for(2.0 * (double)r * (double)d);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t c = 0; c < chunks; c++)
+        sum_chunk(x + c * LN_CHUNK * sx, sx, MIN(LN_CHUNK, r - c * LN_CHUNK), d, part + c * d);
+    for (int64_t j = 0; j < d; j++) y[j] = 0.0f;
+    for (int64_t c = 0; c < chunks; c++)                 /* in chunk order */
+        for (int64_t j = 0; j < d; j++) y[j] += part[c * d + j];
+    free(part);
+}
+
 static void gelu_forward_fast(const float *x, float *y, int64_t n)
 {
     int nt = minit2t_threads_for(40.0 * (double)n);

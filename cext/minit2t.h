@@ -93,6 +93,8 @@ void fold(const float *cols, const int64_t *scol, float *x, int64_t nb,
  * The fast versions split rows (GELU: blocks of 4096 elements) over threads
  * and run each row as vectors of 8 (AVX2) / 16 (AVX-512) floats.
  *   add_arrays           a, b (n,) -> y (n,) = a + b (the residual sums)
+ *   sum_rows             x (R, D), row stride sx -> y (D,) = the sum of x's rows
+ *                        (Linear's bias gradient)
  * GELU (exact): y = x * Phi(x), Phi the standard normal CDF, phi its density
  *   gelu_forward         x (n,) -> y (n,)
  *   gelu_backward        g, x (n,) -> gx = g * (Phi(x) + x * phi(x)) (n,)
@@ -110,6 +112,11 @@ void add_arrays_ref(const float *a, const float *b, float *y, int64_t n);
 void add_arrays_avx2(const float *a, const float *b, float *y, int64_t n);
 void add_arrays_avx512(const float *a, const float *b, float *y, int64_t n);
 void add_arrays(const float *a, const float *b, float *y, int64_t n);
+
+void sum_rows_ref(const float *x, int64_t sx, float *y, int64_t r, int64_t d);
+void sum_rows_avx2(const float *x, int64_t sx, float *y, int64_t r, int64_t d);
+void sum_rows_avx512(const float *x, int64_t sx, float *y, int64_t r, int64_t d);
+void sum_rows(const float *x, int64_t sx, float *y, int64_t r, int64_t d);
 
 void gelu_forward_ref(const float *x, float *y, int64_t n);
 void gelu_forward_avx2(const float *x, float *y, int64_t n);

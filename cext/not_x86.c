@@ -41,6 +41,11 @@ void add_arrays_avx2(const float *a, const float *b, float *y, int64_t n)
     add_arrays_ref(a, b, y, n);
 }
 
+void sum_rows_avx2(const float *x, int64_t sx, float *y, int64_t r, int64_t d)
+{
+    sum_rows_ref(x, sx, y, r, d);
+}
+
 void gelu_forward_avx2(const float *x, float *y, int64_t n)
 {
     gelu_forward_ref(x, y, n);
@@ -142,6 +147,11 @@ void fold_avx512(const float *cols, const int64_t *scol, float *x, int64_t nb, i
 void add_arrays_avx512(const float *a, const float *b, float *y, int64_t n)
 {
     add_arrays_ref(a, b, y, n);
+}
+
+void sum_rows_avx512(const float *x, int64_t sx, float *y, int64_t r, int64_t d)
+{
+    sum_rows_ref(x, sx, y, r, d);
 }
 
 void gelu_forward_avx512(const float *x, float *y, int64_t n)

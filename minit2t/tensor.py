@@ -118,8 +118,8 @@ class Tensor:
         """A gradient for this tensor: into .grad for a leaf, else onto its op's list."""
         if self._ctx is None:
             return self._accumulate(g)
-        outs = pending.setdefault(self._ctx, {})
-        outs[self._slot] = g if self._slot not in outs else outs[self._slot] + g
+        outs = pending.setdefault(self._ctx, {})                 # a second use: the sum, by the Add op
+        outs[self._slot] = g if self._slot not in outs else ops.Add.compute(outs[self._slot], g)
 
     def _accumulate(self, g):
         self.grad = g.copy() if self.grad is None else self.grad + g

@@ -130,6 +130,20 @@ def test_add_every_level(c, n):
         np.testing.assert_array_equal(y, a + b, err_msg=level)
 
 
+@pytest.mark.parametrize("r, d", [(1, 1), (0, 5), (31, 7), (33, 16), (65, 17), (1000, 64), (8320, 130)])
+def test_sum_rows_every_level(c, r, d):
+    """sum_rows: the rows' sum (Linear's bias gradient), across row chunks, vector runs and tails, from a
+    strided view too."""
+    x = f32(r + d, (r, d + 3), 2.0)[:, 2:2 + d]                   # row stride d + 3
+    want = x.astype(np.float64).sum(axis=0)
+    tol = 1e-6 * max(1.0, float(np.abs(x).sum(axis=0).max(initial=0)))
+    for level in levels(c):
+        y = out(d)
+        getattr(c.lib, "sum_rows_" + level)(c.ffi.cast("float *", x.ctypes.data), d + 3, c.ptr(y), r, d)
+        np.testing.assert_allclose(y, want, rtol=0, atol=tol, err_msg=level)
+    np.testing.assert_allclose(c.sum_rows(x.reshape(1, r, d)), want, rtol=0, atol=tol)
+
+
 @pytest.mark.parametrize("B, N, h, d", [(1, 1, 1, 1), (2, 7, 2, 5), (2, 65, 4, 32), (1, 33, 3, 17),
                                         (1, 130, 1, 48), (2, 16, 2, 16), (2, 5, 1, 0), (2, 0, 2, 4)])
 def test_attention_every_level(c, B, N, h, d):
@@ -313,6 +327,8 @@ def test_c_ops_send_float64_and_mixed_to_the_reference(c):
     (lambda c: c.band_mix(np.ones((2, 3, 4), np.float32), np.ones((2, 4, 5), np.float32)), ValueError, "same"),
     (lambda c: c.band_mix_t(np.ones((3, 4), np.float32), np.ones((2, 4, 5), np.float32)), ValueError, r"\(B, T, w\)"),
     (lambda c: c.band_dot(np.ones((2, 3, 4), np.float64), np.ones((2, 3, 4), np.float64), 3), TypeError, "float32"),
+    (lambda c: c.sum_rows(np.ones((2, 3), np.float64)), TypeError, "float32"),
+    (lambda c: c.sum_rows(np.float32(1.0)), ValueError, "at least one dim"),
     (lambda c: c.attention_forward(np.ones((2, 3, 12), np.float32), 3, 0.5), ValueError, "divisible by num_heads=3"),
     (lambda c: c.attention_forward(np.ones((2, 3, 12), np.float32), 2, float("nan")), ValueError, "finite"),
     (lambda c: c.attention_forward(np.ones((2, 3, 12), np.float64), 2, 0.5), TypeError, "float32"),
@@ -337,7 +353,7 @@ def test_c_results_do_not_depend_on_threads(c):
             _, mean, rstd = c.layer_norm_forward(x, w, b, 1e-5)
             o, p = c.attention_forward(qkv, 2, 0.3)
             runs.append(c.layer_norm_backward(g, x, w, mean, rstd) +
-                        (c.gelu_forward(x), c.linear_forward(g, x[:50], w[:50]), o, p,
+                        (c.gelu_forward(x), c.sum_rows(f32(12, (8320, 70))), c.linear_forward(g, x[:50], w[:50]), o, p,
                          c.attention_backward(o, qkv, p, 0.3), c.matmul(a, bm)))
     finally:
         backends.set_num_threads(before)

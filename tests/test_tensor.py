@@ -31,6 +31,25 @@ def test_tensor_used_twice_gets_summed_gradient():
     np.testing.assert_allclose(x.grad, 2 * x.data + 1, rtol=1e-15)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "c"])
+def test_large_float32_tensor_used_twice_gets_summed_gradient(backend):
+    """The second use's gradient is summed by the Add op on the active backend (the C backend's
+    kernel from 2^16 elements), into a new array: neither gradient is changed in place."""
+    previous = mt.get_backend().name
+    try:
+        mt.set_backend(backend)
+    except (ImportError, RuntimeError) as exc:
+        pytest.skip(str(exc))
+    try:
+        x = leaf(300, 300, dtype=np.float32)
+        y = x * 2.0
+        (y + y + x).sum().backward()                     # y reached twice, x twice
+        np.testing.assert_array_equal(x.grad, np.full((300, 300), 5.0, np.float32))
+        assert x.grad.dtype == np.float32
+    finally:
+        mt.set_backend(previous)
+
+
 def test_diamond_graph_is_walked_in_topological_order():
     x = leaf(3)
     y = x * 2.0                                          # reached by three paths

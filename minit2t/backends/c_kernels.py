@@ -5,6 +5,7 @@ and the math they compute is the NumPy reference's in minit2t/ops.
     linear_forward                the GEMM with the bias added as each tile is written
     gelu_*, layer_norm_*, softmax_*   fused forward and backward, float32 only
     add                           a + b of one shape (the residual sums), float32 only
+    sum_rows                      the sum of the rows (Linear's bias gradient), float32 only
     band_dot, band_mix, band_mix_t    the band products of ops.band, float32 only
     attention_forward, attention_backward   ops.Attention, one head per work item, float32 only
     copy_into, copy_contiguous, empty   the strided copy on every thread; a pooled buffer
@@ -167,6 +168,20 @@ def _elementwise(kernel, what, **arrays):
 def add(a, b):
     """a, b (...) of one shape -> a + b, on every thread, into a pooled buffer."""
     return _elementwise(lib.add_arrays, "add", a=a, b=b)
+
+
+def sum_rows(x):
+    """x (..., D) float32 -> (D,), the sum over every leading index (Linear's bias gradient), on
+    every thread, in an order that does not depend on the thread count."""
+    x = np.asarray(x)
+    _float32("sum_rows", x)
+    if x.ndim == 0:
+        raise ValueError("sum_rows expects an array of at least one dim, got a scalar")
+    (x2, sx), d = _rows(x), x.shape[-1]
+    out = np.empty(d, np.float32)
+    if out.size:
+        lib.sum_rows(ptr(x2), sx, ptr(out), x2.shape[0], d)
+    return out
 
 
 def gelu_forward(x):

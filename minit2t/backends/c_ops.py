@@ -119,7 +119,7 @@ class Linear(ops.Linear):
         g2 = reshape(g, (-1, weight.shape[0]))                           # (R, Dout)
         gx = mm(g2, weight).reshape(ctx.shape) if ctx.needs_input_grad(0) else None
         gw = mm(g2.T, x2) if ctx.needs_input_grad(1) else None            # (Dout, Din)
-        gb = g2.sum(axis=0) if ctx.needs_input_grad(2) else None          # (Dout,)
+        gb = ck.sum_rows(g2) if ctx.needs_input_grad(2) else None         # (Dout,)
         return gx, gw, gb
 
 

@@ -66,6 +66,12 @@ class Function:
         results = tuple(Tensor._result(o, ctx, slot) for slot, o in enumerate(outs))
         return results if isinstance(out, tuple) else results[0]
 
+    @classmethod
+    def compute(cls, *arrays, **options):
+        """The op's forward on plain arrays, outside any graph (the active backend's version)."""
+        fn = implementation(cls)
+        return fn.forward(Context(fn), *arrays, **options)
+
 
 def unbroadcast(grad, shape):
     """Sum `grad` down to `shape`, undoing NumPy broadcasting (the backward of every binary op)."""
