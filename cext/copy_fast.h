@@ -9,7 +9,12 @@
  * both arrays step over it as over one longer row; what is left is R rows
  * of n floats (the last dim). Threads take runs of rows; each run starts
  * its row index counter once, then steps it. A row is a vector copy when
- * both strides are 1, a fill when src's is 0, else a scalar loop. */
+ * both strides are 1, a fill when src's is 0, else a scalar loop.
+ *
+ * A transpose (src contiguous along the next-to-last dim, dst along the
+ * last: the T2T layers' tokens, (B, C, L) read as (B, L, C)) goes instead
+ * in 8 x 8 tiles, each read as 8 vectors of src, transposed in registers
+ * and written as 8 vectors of dst (copy_transposed). */
 
 /* Order the dims by dst's strides, largest first (dst is then written in
  * memory order), merge and drop dims (see above); returns the dims left,
@@ -58,6 +63,58 @@ static inline void copy_row(const float *src, int64_t s, float *dst, int64_t d, 
     }
 }
 
+/* The 8 x 8 tile dst[i * dd + j] = src[i + j * sj] (i, j < 8): 8 rows of
+ * src, r[j] = src[j * sj .. + 8), transposed in registers (AVX2, which
+ * both the AVX2 and the AVX-512 builds have). */
+static inline void transpose8(const float *src, int64_t sj, float *dst, int64_t dd)
+{
+    __m256 r[8], t[8];
+    for (int j = 0; j < 8; j++) r[j] = _mm256_loadu_ps(src + j * sj);
+    for (int j = 0; j < 8; j += 2) {                       /* pairs of rows interleaved */
+        t[j] = _mm256_unpacklo_ps(r[j], r[j + 1]);
+        t[j + 1] = _mm256_unpackhi_ps(r[j], r[j + 1]);
+    }
+    for (int j = 0; j < 8; j += 4) {                       /* then pairs of pairs */
+        r[j] = _mm256_shuffle_ps(t[j], t[j + 2], 0x44);
+        r[j + 1] = _mm256_shuffle_ps(t[j], t[j + 2], 0xEE);
+        r[j + 2] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0x44);
+        r[j + 3] = _mm256_shuffle_ps(t[j + 1], t[j + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {                          /* then the 128-bit halves */
+        _mm256_storeu_ps(dst + i * dd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x20));
+        _mm256_storeu_ps(dst + (i + 4) * dd, _mm256_permute2f128_ps(r[i], r[i + 4], 0x31));
+    }
+}
+
+/* The collapsed copy whose last two dims are a transpose: plane (ni, nj)
+ * with src (i, j) at i + j * sj and dst (i, j) at i * di + j, under `outer`
+ * leading indices (strides os, od: the dims before, merged by the caller).
+ * Threads take (outer index, band of 8 rows i); tiles at the edges go by
+ * the scalar loop. */
+static void copy_transposed(const float *src, float *dst, int64_t outer, const int64_t *on,
+                            const int64_t *os, const int64_t *od, int no, int64_t ni, int64_t nj,
+                            int64_t sj, int64_t di)
+{
+    int64_t bands = (ni + 7) / 8;
+    int nt = minit2t_threads_for(2.0 * (double)outer * (double)ni * (double)nj);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t t = 0; t < outer * bands; t++) {
+        int64_t q = t / bands, i0 = t % bands * 8, so = 0, dof = 0;
+        for (int a = no - 1; a >= 0; a--) {                /* outer index q's offsets */
+            so += q % on[a] * os[a];
+            dof += q % on[a] * od[a];
+            q /= on[a];
+        }
+        const float *sp = src + so + i0;
+        float *dp = dst + dof + i0 * di;
+        int64_t j = 0;
+        if (i0 + 8 <= ni)
+            for (; j + 8 <= nj; j += 8) transpose8(sp + j * sj, sj, dp + j, di);
+        for (int64_t i = 0; i < MIN(8, ni - i0); i++)      /* the edges */
+            for (int64_t jj = j; jj < nj; jj++) dp[i * di + jj] = sp[i + jj * sj];
+    }
+}
+
 static void copy_strided_fast(const float *src, const int64_t *ss, float *dst, const int64_t *ds,
                               const int64_t *shape, int64_t nd)
 {
@@ -65,6 +122,12 @@ static void copy_strided_fast(const float *src, const int64_t *ss, float *dst, c
     for (int64_t i = 0; i < nd; i++)
         if (shape[i] == 0) return;
     int k = copy_collapse(shape, ss, ds, nd, n, s, d);
+    if (k >= 2 && d[k - 1] == 1 && s[k - 2] == 1 && s[k - 1] != 1 && n[k - 2] >= 8 && n[k - 1] >= 8) {
+        int64_t outer = 1;
+        for (int i = 0; i < k - 2; i++) outer *= n[i];
+        copy_transposed(src, dst, outer, n, s, d, k - 2, n[k - 2], n[k - 1], s[k - 1], d[k - 2]);
+        return;
+    }
     for (int i = 0; i < k - 1; i++) rows *= n[i];
     int64_t per = MAX(1, 8192 / n[k - 1]);           /* rows per work item: ~32 KiB */
     int64_t items = (rows + per - 1) / per;

@@ -225,6 +225,23 @@ def test_copy_strided_every_level(c, shape, seed, fill):
         np.testing.assert_array_equal(dst, src, err_msg=level)
 
 
+@pytest.mark.parametrize("outer, ni, nj", [(1, 8, 8), (3, 7, 9), (2, 9, 8), (2, 17, 31), (128, 64, 36), (4, 27, 16)])
+def test_copy_transposed_every_level(c, outer, ni, nj):
+    """A transpose (src contiguous along dst's next-to-last dim) takes the 8 x 8 register tiles,
+    with scalar edges; src with a stepped last dim, dst a view with longer rows."""
+    big = f32(ni + nj, (outer, 2 * nj, ni))
+    src = big[:, ::-2].transpose(0, 2, 1)                           # (outer, ni, nj): i stride 1, j stride -2 ni
+    dst_big = out((outer, ni, nj + 5))
+    dst = dst_big[:, :, 3:3 + nj]                                   # row stride nj + 5
+    for level in levels(c):
+        dst[...] = np.nan
+        getattr(c.lib, "copy_strided_" + level)(c.ffi.cast("float *", src.ctypes.data), c.strides(src, range(3)),
+                                                c.ffi.cast("float *", dst.ctypes.data), c.strides(dst, range(3)),
+                                                c.ffi.new("int64_t[]", src.shape), 3)
+        np.testing.assert_array_equal(dst, src, err_msg=level)
+        assert np.isnan(dst_big[:, :, :3]).all() and np.isnan(dst_big[:, :, 3 + nj:]).all(), level
+
+
 def test_c_copy_into(c):
     a = f32(3, (64, 65, 3, 4, 32))
     src = a.transpose(2, 0, 3, 1, 4)[1]                              # the q of a permuted qkv
