@@ -14,6 +14,7 @@
  * right after one, cost several times a plain one. */
 #include "vmath.h"
 #include "softmax_rows.h"
+#include "transpose8.h"
 
 /* The register tile of small_gemm: rows i0 .. i0 + rows - 1 (rows <= ATTN_RB)
  * by nv vectors of columns, the last one cut by `tail` when `masked`:
@@ -93,11 +94,16 @@ static void small_gemm(int64_t M, int64_t n, int64_t K, const float *a, int64_t 
 
 #undef TILE_ROWS
 
-/* x (N rows of d, row stride rs) -> xt (d, np), contiguous, zeros past N. */
+/* x (N rows of d, row stride rs) -> xt (d, np), contiguous, zeros past N:
+ * 8 x 8 tiles in registers, the edges (N or d not a multiple of 8) one
+ * float at a time. */
 static void transpose_rows(const float *x, int64_t N, int64_t np, int64_t d, int64_t rs, float *xt)
 {
+    int64_t n8 = N / 8 * 8, d8 = d / 8 * 8;
+    for (int64_t c = 0; c < d8; c += 8)
+        for (int64_t j = 0; j < n8; j += 8) transpose8(x + j * rs + c, rs, xt + c * np + j, np);
     for (int64_t c = 0; c < d; c++) {
-        for (int64_t j = 0; j < N; j++) xt[c * np + j] = x[j * rs + c];
+        for (int64_t j = c < d8 ? n8 : 0; j < N; j++) xt[c * np + j] = x[j * rs + c];
         for (int64_t j = N; j < np; j++) xt[c * np + j] = 0.0f;
     }
 }

@@ -24,7 +24,7 @@ SOURCES = ["runtime.c", "gemm.c", "gemm_loops.c", "gemm_threads.c", "gemm_avx2.c
            "attention.c", "attention_avx2.c", "attention_avx512.c", "not_x86.c"]
 HEADERS = ["minit2t.h", "runtime.h", "gemm_blocking.h", "im2col_fast.h", "im2col_runs.h",
            "vec_avx2.h", "vec_avx512.h", "vmath.h", "fused_fast.h", "copy_fast.h", "band_fast.h",
-           "softmax_rows.h", "attention_fast.h"]
+           "softmax_rows.h", "attention_fast.h", "transpose8.h"]
 
 
 def _cdef():

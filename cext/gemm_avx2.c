@@ -16,7 +16,8 @@ enum { MR = 6, NR = 16, VW = 8 };
  * bias (NR floats, added to every row; NULL: none).
  *   a       A (6, kc): ukernel_avx2_rows takes 6 rows in place,
  *           A[i, p] at a[i*rsa + p]; ukernel_avx2_packed a packed sliver,
- *           A[i, p] at a[p*6 + i] (rsa unused)
+ *           A[i, p] at a[p*rsa + i] (rsa = 6 for a packed sliver; a transposed A
+ *           in place passes its column stride)
  *   b       packed B sliver (kc, 16): row p at b + 16p
  *   c       C tile (6, 16), row stride rsc, columns contiguous
  * The tile lives in 12 of the 16 ymm registers. Step p: acc[i][h] +=
@@ -72,13 +73,12 @@ static void ukernel_avx2_packed(int64_t kc, const float *a, int64_t rsa, const f
         __builtin_prefetch(c + i * rsc);     /* C rows: fetched during the loop */
         __builtin_prefetch(c + i * rsc + NR - 1);
     }
-    (void)rsa;
 #pragma GCC unroll 4
     for (int64_t p = 0; p < kc; p++) {
         __m256 b0 = _mm256_loadu_ps(b + p * NR), b1 = _mm256_loadu_ps(b + p * NR + VW);
 #pragma GCC unroll 16
         for (int i = 0; i < MR; i++) {
-            __m256 ai = _mm256_broadcast_ss(a + p * MR + i);
+            __m256 ai = _mm256_broadcast_ss(a + p * rsa + i);
             c0[i] = _mm256_fmadd_ps(ai, b0, c0[i]);
             c1[i] = _mm256_fmadd_ps(ai, b1, c1[i]);
         }

@@ -17,7 +17,8 @@ enum { MR = 12, NR = 32, VW = 16 };
  * bias (NR floats, added to every row; NULL: none).
  *   a       A (12, kc): ukernel_avx512_rows takes 12 rows in place,
  *           A[i, p] at a[i*rsa + p]; ukernel_avx512_packed a packed sliver,
- *           A[i, p] at a[p*12 + i] (rsa unused)
+ *           A[i, p] at a[p*rsa + i] (rsa = 12 for a packed sliver; a transposed A
+ *           in place passes its column stride)
  *   b       packed B sliver (kc, 32): row p at b + 32p
  *   c       C tile (12, 32), row stride rsc, columns contiguous
  * The tile lives in 24 of the 32 zmm registers, two 16-float vectors per
@@ -74,13 +75,12 @@ static void ukernel_avx512_packed(int64_t kc, const float *a, int64_t rsa, const
         __builtin_prefetch(c + i * rsc);     /* C rows: fetched during the loop */
         __builtin_prefetch(c + i * rsc + NR - 1);
     }
-    (void)rsa;
 #pragma GCC unroll 4
     for (int64_t p = 0; p < kc; p++) {
         __m512 b0 = _mm512_loadu_ps(b + p * NR), b1 = _mm512_loadu_ps(b + p * NR + VW);
 #pragma GCC unroll 16
         for (int i = 0; i < MR; i++) {
-            __m512 ai = _mm512_set1_ps(a[p * MR + i]);
+            __m512 ai = _mm512_set1_ps(a[p * rsa + i]);
             c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
             c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
         }

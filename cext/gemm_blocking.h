@@ -7,8 +7,10 @@
 #include "runtime.h"
 
 /* A micro-kernel: the MR x NR tile C = (or +=, when acc) A @ B + bias, over kc:
- *   a  MR rows of A, kc columns: in place (row stride rsa, columns
- *      contiguous) or packed (A[i, p] at a[p*MR + i]; rsa unused)
+ *   a  MR rows of A, kc columns: ukernel_rows reads them in place (row
+ *      stride rsa, columns contiguous); ukernel_packed reads A[i, p] at
+ *      a[p*rsa + i]: a packed sliver (rsa = MR), or a transposed A in
+ *      place (rows contiguous, rsa its column stride)
  *   b  a packed B sliver (kc, NR): row p at b + p*NR
  *   c  the C tile, row stride rsc, columns contiguous
  *   bias  NR floats added to every row of the tile, or NULL */
@@ -36,11 +38,15 @@ typedef struct {
     const float *bias;         /* (N,) added to every row of C, or NULL */
 } gemm_problem;
 
-/* A is packed when its columns are strided (a transposed A), or when its
- * rows are a multiple of 2 KB apart: the micro-kernel reads MR rows at
- * once, and rows 4 KB apart all fall in one set of an 8-way L1 (1024^3
- * ran 5% slower in place than packed). */
-#define PACK_A(csa, rsa) ((csa) != 1 || (rsa) % 512 == 0)
+/* A is read in place by ukernel_rows when its columns are contiguous, by
+ * ukernel_packed when its rows are (a transposed A: a weight gradient
+ * g^T x). It is packed first when neither is, or when the stride between
+ * the lines the kernel reads is a multiple of 2 KB: the micro-kernel reads
+ * MR rows (or kc columns) at once, and lines 4 KB apart all fall in one
+ * set of an 8-way L1 (1024^3 ran 5% slower in place than packed; a
+ * transposed A packed first cost a weight gradient a fifth of its time). */
+#define A_COLUMNS(csa, rsa) ((rsa) == 1 && (csa) != 1 && (csa) % 512 != 0)
+#define PACK_A(csa, rsa) (!A_COLUMNS(csa, rsa) && ((csa) != 1 || (rsa) % 512 == 0))
 
 /* ---- gemm_threads.c: the entry of sgemm_avx2 / sgemm_avx512 and their
  * _bias twins (bias NULL: none); arguments as sgemm_bias. */

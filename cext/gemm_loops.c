@@ -10,9 +10,10 @@
  *         zero-padded), read through B's row/col strides: a transposed B
  *         costs no copy of its own
  *       for ic in M step MC             A block  MC x KC, lives in L2
- *         A is used in place when its columns are contiguous; otherwise
- *         (a transposed A), or when its rows are a multiple of 2 KB apart
- *         (PACK_A), it is packed into slivers of MR rows first
+ *         A is used in place when its columns are contiguous, or its rows
+ *         (a transposed A, read by the packed kernel with its column
+ *         stride); otherwise, or when the lines read are a multiple of 2 KB
+ *         apart (PACK_A), it is packed into slivers of MR rows first
  *         for jr in NC step NR          B sliver KC x NR, lives in L1
  *           for ir in MC step MR        micro-kernel: the MR x NR tile of C
  *                                       in registers, KC rank-1 updates
@@ -88,14 +89,16 @@ pack_a(int64_t mb, int64_t kc, const float *a, int64_t rsa, int64_t csa, int mr,
 /* A tile cut by the edge of M or N: the top-left mr x nr of the MR x NR
  * micro-tile at c (row stride rsc), = (acc ? c : bias or 0) + A @ B. The
  * kernel writes a whole tile into `tile`; A rows past mr are zeros (packed
- * A has them; rows in place are copied into edge_a, MR x kc, first). */
+ * A has them; rows in place are copied into edge_a, MR x kc, first; a
+ * transposed A's last rows were packed by gemm_block). `ps`: A's p stride
+ * for ukernel_packed, 0 for ukernel_rows (row stride rsa). */
 static void edge_tile(const gemm_blocking *g, int64_t mr, int64_t nr, int64_t kc,
-                      const float *a, int64_t rsa, int packed, const float *bs,
+                      const float *a, int64_t rsa, int64_t ps, const float *bs,
                       float *c, int64_t rsc, int acc, const float *bias, float *edge_a)
 {
     float tile[16 * 64];                       /* MR x NR, MR <= 16, NR <= 64 */
-    if (packed) {
-        g->ukernel_packed(kc, a, rsa, bs, tile, g->nr, 0, NULL);
+    if (ps) {
+        g->ukernel_packed(kc, a, ps, bs, tile, g->nr, 0, NULL);
     } else {
         if (mr < g->mr) {
             memset(edge_a, 0, (size_t)(g->mr * kc) * sizeof(float));
@@ -121,11 +124,18 @@ void gemm_block(const gemm_blocking *g, const gemm_problem *P, int64_t ic, int64
 {
     const float *a = P->a + ic * P->rsa + pc * P->csa;       /* A block (mb, kb) */
     int packed = PACK_A(P->csa, P->rsa), acc = pc > 0;
+    int64_t ps = packed ? g->mr : A_COLUMNS(P->csa, P->rsa) ? P->csa : 0;  /* see edge_tile */
     if (packed) {
         pack_a(mb, kb, a, P->rsa, P->csa, g->mr, ap);
         a = ap;
     }
-    gemm_ukernel ukernel = packed ? g->ukernel_packed : g->ukernel_rows;
+    int64_t full = mb / g->mr * g->mr;                        /* rows in whole slivers */
+    if (ps && !packed && full < mb) {                         /* a transposed A's last rows */
+        for (int64_t p = 0; p < kb; p++)                      /* packed once, zero-padded */
+            for (int64_t i = 0; i < g->mr; i++)
+                edge_a[p * g->mr + i] = full + i < mb ? a[full + i + p * ps] : 0.0f;
+    }
+    gemm_ukernel ukernel = ps ? g->ukernel_packed : g->ukernel_rows;
     const float *bias = pc == 0 && P->bias ? P->bias + jc : NULL;
     float *c = P->c + ic * P->rsc + jc;
     for (int64_t jr = 0; jr < nb; jr += g->nr) {
@@ -136,10 +146,11 @@ void gemm_block(const gemm_blocking *g, const gemm_problem *P, int64_t ic, int64
             const float *as = a + (packed ? ir * kb : ir * P->rsa);  /* MR rows */
             float *ct = c + ir * P->rsc + jr;                  /* tile (MR, NR) */
             if (mr < g->mr || nr < g->nr) {
-                edge_tile(g, mr, nr, kb, as, P->rsa, packed, bs, ct, P->rsc, acc,
+                int cut = ps && !packed && ir == full;         /* the packed last rows */
+                edge_tile(g, mr, nr, kb, cut ? edge_a : as, P->rsa, cut ? g->mr : ps, bs, ct, P->rsc, acc,
                           bias ? bias + jr : NULL, edge_a);
             } else {
-                ukernel(kb, as, P->rsa, bs, ct, P->rsc, acc, bias ? bias + jr : NULL);
+                ukernel(kb, as, ps ? ps : P->rsa, bs, ct, P->rsc, acc, bias ? bias + jr : NULL);
             }
         }
     }

@@ -191,6 +191,23 @@ def test_attention_key_bias_every_level(c, B, N, h, d):
             assert_close(got, ref, 2e-6, 1e-6, f"{level} {what}")
 
 
+@pytest.mark.parametrize("r, dout, din, cut", [(600, 130, 70, 130), (300, 12, 33, 10), (300, 6, 20, 5),
+                                                (9000, 384, 128, 384), (257, 128, 5, 127)])
+def test_sgemm_transposed_a_every_level(c, r, dout, din, cut):
+    """A weight gradient g^T x: A = g^T is read in place (rows contiguous, column stride dout), its
+    last rows (M not a multiple of the micro-tile) packed; a view cut short of g's rows ends where
+    the array does, so no read may pass it."""
+    g, x = f32(r, (r, dout)), f32(r + 1, (r, din))
+    a = g[:, :cut].T                                                 # (cut, r), strides (1, dout)
+    want = a.astype(np.float64) @ x
+    for level in levels(c):
+        got = out((1, cut, din))
+        getattr(c.lib, "sgemm_" + level)(1, cut, din, r, c.ffi.cast("float *", a.ctypes.data),
+                                         c.strides(a, (None, 0, 1)), c.ptr(x), c.strides(x, (None, 0, 1)),
+                                         c.ptr(got), c.strides(got, (0, 1)))
+        np.testing.assert_allclose(got[0], want, rtol=1e-5, atol=4e-6 * (r + 1), err_msg=level)
+
+
 @given(case=gemm_cases(), seed=seeds)
 def test_sgemm_bias_every_level(c, case, seed):
     a, b = case
