@@ -1,7 +1,7 @@
 """Where a training step and an inference batch spend their time, by op family.
 
     python benchmarks/profile_step.py [--model t2t_vit_cifar] [--batch-size 128] [--infer-batch 256]
-                                      [--repeats 3] [--threads N] [--backend c]
+                                      [--repeats 3] [--threads N] [--backend c] [--torch]
 
 Every op runs through the seam of minit2t.backends (Function.apply asks
 implementation(op) for the version to run); this script puts a profiling table
@@ -15,6 +15,10 @@ per image at inference, 3 times that for a training step (the backward runs two
 products per forward one). The machine's own GEMM rate is measured in the same run
 (the active backend's matmul at 1024^3, the same threads), so the distance to the
 limit is one number: achieved / GEMM rate.
+
+--torch also profiles the PyTorch transcription (tests/torch_t2t.py, same weights, same
+threads; in a checkout with torch installed) with torch.profiler: its wall time and the
+self time of its costliest aten ops, so the two can be compared op for op.
 """
 import argparse
 import os
@@ -118,6 +122,29 @@ def report(title, wall, seconds, opt_s, images, flops, rate):
           f"machine's GEMM rate ({rate:.1f} GFLOP/s at 1024^3)")
 
 
+def torch_report(model, x, y, xi, threads, repeats, top=8):
+    """The PyTorch transcription's step and inference: wall time and its costliest aten ops (self time)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from minit2t import speed
+    for title, fn, images in ((f"torch training step (batch {len(x)})", speed.torch_runners(model, x, y, threads)[0], len(x)),
+                              (f"torch inference (batch {len(xi)}, no_grad)",
+                               speed.torch_runners(model, xi, y[:1].repeat(len(xi)), threads)[1], len(xi))):
+        fn()                                                      # warm-up
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            t0 = time.perf_counter()
+            for _ in range(repeats):
+                fn()
+            wall = (time.perf_counter() - t0) / repeats
+        print(f"\n{title}: {wall * 1e3:.1f} ms for {images} images ({images / wall:.1f} images/s), "
+              f"torch {torch.__version__}, under the profiler")
+        ops = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)[:top]
+        for e in ops:
+            ms = e.self_cpu_time_total / 1e3 / repeats
+            print(f"  {e.key:<38} {ms:9.1f} ms {100 * ms / 1e3 / wall:6.1f}%")
+
+
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="t2t_vit_cifar")
@@ -126,6 +153,7 @@ def parse_args():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--backend", default=None)
+    parser.add_argument("--torch", action="store_true", help="profile the PyTorch transcription too")
     return parser.parse_args()
 
 
@@ -170,6 +198,8 @@ def main():
     report(f"inference (batch {args.infer_batch}, no_grad)", *run_profiled(infer, args.repeats), args.infer_batch,
            2 * macs * args.infer_batch, rate)
     print(f"\nmedian of {args.repeats} runs after a warm-up; the profiled wrappers add a few microseconds per op")
+    if args.torch:
+        torch_report(model, x, y, xi, args.threads, args.repeats)
 
 
 if __name__ == "__main__":
