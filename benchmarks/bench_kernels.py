@@ -35,9 +35,9 @@ sys.path.insert(0, ROOT)                                  # this checkout's mini
 # torch references are always there.
 BACKENDS = ["c", "opencl"]
 
-MATMUL_SHAPES = [  # (M, K, N)
+MATMUL_SHAPES = [  # (M, K, N); "T": A given transposed, as in a weight gradient g^T x
     (8192, 128, 384), (8192, 128, 256), (8192, 256, 128),
-    (32768, 288, 96), (131072, 27, 96), (1024, 1024, 1024),
+    (32768, 288, 96), (131072, 27, 96), (1024, 1024, 1024), (384, 8320, 128, "T"),
 ]
 WINDOW_SHAPES = [  # ((B, C, H, W), k, s, p)
     ((128, 3, 32, 32), 3, 1, 1), ((128, 32, 32, 32), 3, 2, 1),
@@ -86,8 +86,10 @@ def bench_matmul(backends, repeats):
           + "".join(f"{n + '/np':>10}" for n, _ in backends))
     ratios = {n: [] for n, _ in backends}
     rng = np.random.default_rng(0)
-    for m, k, n in MATMUL_SHAPES:
+    for m, k, n, *how in MATMUL_SHAPES:
         a = rng.standard_normal((m, k), dtype=np.float32)            # (M, K)
+        if how:
+            a = rng.standard_normal((k, m), dtype=np.float32).T      # (M, K), rows contiguous
         b = rng.standard_normal((k, n), dtype=np.float32)            # (K, N)
         out, ta, tb = np.empty((m, n), np.float32), torch.from_numpy(a), torch.from_numpy(b)
         tout = torch.empty((m, n))
@@ -97,7 +99,7 @@ def bench_matmul(backends, repeats):
         rates = [2.0 * m * k * n / t / 1e9 for t in times]
         for (name, _), t in zip(backends, times):
             ratios[name].append(times[-2] / t)
-        print(f"{m}x{k}x{n}".ljust(16) + "".join(f"{r:10.1f}" for r in rates)
+        print(f"{m}x{k}x{n}{' A^T' if how else ''}".ljust(16) + "".join(f"{r:10.1f}" for r in rates)
               + "".join(f"{ratios[nm][-1]:10.2f}" for nm, _ in backends))
     for name, rs in ratios.items():
         gmean = math.exp(sum(math.log(r) for r in rs) / len(rs))
@@ -146,7 +148,7 @@ def bench_opencl_transfers(be, repeats):
           + "".join(f"{h:>10}" for h in ("upload", "kernel", "download", "kernel %")))
     rng = np.random.default_rng(0)
     cases = [(f"matmul {m}x{k}x{n}", be.matmul, (rng.standard_normal((m, k), dtype=np.float32),
-              rng.standard_normal((k, n), dtype=np.float32))) for m, k, n in MATMUL_SHAPES]
+              rng.standard_normal((k, n), dtype=np.float32))) for m, k, n, *_ in MATMUL_SHAPES]
     cases += [(f"unfold {'x'.join(map(str, shape))} k{k}", be.unfold,
                (rng.standard_normal(shape, dtype=np.float32), k, s, p))
               for shape, k, s, p in WINDOW_SHAPES]
