@@ -86,6 +86,15 @@ pack_a(int64_t mb, int64_t kc, const float *a, int64_t rsa, int64_t csa, int mr,
     }
 }
 
+/* The last h < mr rows of a transposed A used in place (A[i, p] at
+ * a[i + p * csa]) -> dst, one packed sliver (kc, mr), zero past h: packed
+ * once per block, so the edge tiles of every sliver of B read it. */
+static void pack_a_tail(int64_t h, int64_t kc, const float *a, int64_t csa, int mr, float *dst)
+{
+    for (int64_t p = 0; p < kc; p++)
+        for (int64_t i = 0; i < mr; i++) dst[p * mr + i] = i < h ? a[i + p * csa] : 0.0f;
+}
+
 /* A tile cut by the edge of M or N: the top-left mr x nr of the MR x NR
  * micro-tile at c (row stride rsc), = (acc ? c : bias or 0) + A @ B. The
  * kernel writes a whole tile into `tile`; A rows past mr are zeros (packed
@@ -130,11 +139,8 @@ void gemm_block(const gemm_blocking *g, const gemm_problem *P, int64_t ic, int64
         a = ap;
     }
     int64_t full = mb / g->mr * g->mr;                        /* rows in whole slivers */
-    if (ps && !packed && full < mb) {                         /* a transposed A's last rows */
-        for (int64_t p = 0; p < kb; p++)                      /* packed once, zero-padded */
-            for (int64_t i = 0; i < g->mr; i++)
-                edge_a[p * g->mr + i] = full + i < mb ? a[full + i + p * ps] : 0.0f;
-    }
+    if (ps && !packed && full < mb)                           /* a transposed A's last rows */
+        pack_a_tail(mb - full, kb, a + full, ps, g->mr, edge_a);
     gemm_ukernel ukernel = ps ? g->ukernel_packed : g->ukernel_rows;
     const float *bias = pc == 0 && P->bias ? P->bias + jc : NULL;
     float *c = P->c + ic * P->rsc + jc;
@@ -147,8 +153,8 @@ void gemm_block(const gemm_blocking *g, const gemm_problem *P, int64_t ic, int64
             float *ct = c + ir * P->rsc + jr;                  /* tile (MR, NR) */
             if (mr < g->mr || nr < g->nr) {
                 int cut = ps && !packed && ir == full;         /* the packed last rows */
-                edge_tile(g, mr, nr, kb, cut ? edge_a : as, P->rsa, cut ? g->mr : ps, bs, ct, P->rsc, acc,
-                          bias ? bias + jr : NULL, edge_a);
+                edge_tile(g, mr, nr, kb, cut ? edge_a : as, P->rsa, cut ? g->mr : ps, bs, ct,
+                          P->rsc, acc, bias ? bias + jr : NULL, edge_a);
             } else {
                 ukernel(kb, as, ps ? ps : P->rsa, bs, ct, P->rsc, acc, bias ? bias + jr : NULL);
             }

@@ -325,7 +325,7 @@ class BandMix(ops.BandMix):
         return ck.band_dot(g, v, p.shape[-1]), ck.band_mix_t(p, g)    # (B, T, w), (B, T, d)
 
 
-OPS = {ops.Add: Add, ops.Concat: Concat, ops.MatMul: MatMul, ops.Linear: Linear, ops.LayerNorm: LayerNorm, ops.Softmax: Softmax,
-       ops.GELU: GELU, ops.Reshape: Reshape, ops.GetItem: GetItem, ops.Split: Split,
+OPS = {ops.Add: Add, ops.Concat: Concat, ops.MatMul: MatMul, ops.Linear: Linear, ops.LayerNorm: LayerNorm,
+       ops.Softmax: Softmax, ops.GELU: GELU, ops.Reshape: Reshape, ops.GetItem: GetItem, ops.Split: Split,
        ops.Unfold: Unfold, ops.Fold: Fold, ops.BandDot: BandDot, ops.BandMix: BandMix,
        ops.Attention: Attention}
