@@ -8,18 +8,7 @@
  * window's keys are neighbours in memory, so they stay in cache from one
  * query to the next: each of a, b, v is read from memory about once. */
 
-/* a . b over d floats. */
-static inline float band_dot_row(const float *a, const float *b, int64_t d)
-{
-    VF acc = VSET1(0.0f);
-    int64_t c = 0;
-    for (; c + VW <= d; c += VW) acc = VFMA(VLOAD(a + c), VLOAD(b + c), acc);
-    if (c < d) {
-        VTAIL m = VTAILMASK(d - c);
-        acc = VFMA(VLOADT(a + c, m, 0.0f), VLOADT(b + c, m, 0.0f), acc);
-    }
-    return VHSUM(acc);
-}
+#include "vmath.h"
 
 static void band_dot_fast(const float *a, const float *b, float *s, int64_t nb, int64_t T, int64_t d, int64_t w)
 {
@@ -29,7 +18,7 @@ static void band_dot_fast(const float *a, const float *b, float *s, int64_t nb, 
         int64_t i = r % T, base = r - i;
         for (int64_t t = 0; t < w; t++) {
             int64_t j = i - w / 2 + t;
-            s[r * w + t] = (j >= 0 && j < T) ? band_dot_row(a + r * d, b + (base + j) * d, d) : 0.0f;
+            s[r * w + t] = (j >= 0 && j < T) ? vdot(a + r * d, b + (base + j) * d, d) : 0.0f;
         }
     }
 }

@@ -65,6 +65,20 @@ static inline void copy_row(const float *src, int64_t s, float *dst, int64_t d, 
     }
 }
 
+/* Flat index q over dims n[0 .. nd) (the last fastest) -> its index idx
+ * and its offsets in src (strides s) and dst (strides d). */
+static inline void copy_unravel(int64_t q, const int64_t *n, const int64_t *s, const int64_t *d,
+                                int nd, int64_t *idx, int64_t *so, int64_t *dof)
+{
+    *so = *dof = 0;
+    for (int i = nd - 1; i >= 0; i--) {
+        idx[i] = q % n[i];
+        q /= n[i];
+        *so += idx[i] * s[i];
+        *dof += idx[i] * d[i];
+    }
+}
+
 /* The collapsed copy whose last two dims are a transpose: plane (ni, nj)
  * with src (i, j) at i + j * sj and dst (i, j) at i * di + j, under `outer`
  * leading indices (strides os, od: the dims before, merged by the caller).
@@ -78,12 +92,8 @@ static void copy_transposed(const float *src, float *dst, int64_t outer, const i
     int nt = minit2t_threads_for(2.0 * (double)outer * (double)ni * (double)nj);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t t = 0; t < outer * bands; t++) {
-        int64_t q = t / bands, i0 = t % bands * 8, so = 0, dof = 0;
-        for (int a = no - 1; a >= 0; a--) {                /* outer index q's offsets */
-            so += q % on[a] * os[a];
-            dof += q % on[a] * od[a];
-            q /= on[a];
-        }
+        int64_t idx[8], i0 = t % bands * 8, so, dof;
+        copy_unravel(t / bands, on, os, od, no, idx, &so, &dof);    /* the outer index's offsets */
         const float *sp = src + so + i0;
         float *dp = dst + dof + i0 * di;
         int64_t j = 0;
@@ -113,14 +123,8 @@ static void copy_strided_fast(const float *src, const int64_t *ss, float *dst, c
     int nt = minit2t_threads_for(2.0 * (double)rows * (double)n[k - 1]);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t t = 0; t < items; t++) {
-        int64_t idx[8] = {0}, r = t * per, end = MIN(rows, r + per), so = 0, dof = 0;
-        int64_t q = r;
-        for (int i = k - 2; i >= 0; i--) {           /* row r's index and offsets */
-            idx[i] = q % n[i];
-            q /= n[i];
-            so += idx[i] * s[i];
-            dof += idx[i] * d[i];
-        }
+        int64_t idx[8], r = t * per, end = MIN(rows, r + per), so, dof;
+        copy_unravel(r, n, s, d, k - 1, idx, &so, &dof);            /* row r's index and offsets */
         for (; r < end; r++) {
             copy_row(src + so, s[k - 1], dst + dof, d[k - 1], n[k - 1]);
             for (int i = k - 2; i >= 0; i--) {       /* next row */

@@ -41,11 +41,19 @@ static void add_arrays_fast(const float *a, const float *b, float *y, int64_t n)
     }
 }
 
-/* y (D,) = the sum of x's R rows (row stride sx): threads take chunks of
- * LN_CHUNK rows, each summed in row order into its own partial row; the
- * partials are then added in chunk order, so the result does not depend
- * on the thread count. Columns go 4 vectors at a time (the tail masked). */
-static void sum_chunk(const float *x, int64_t sx, int64_t rows, int64_t d, float *part)
+/* y (d,) = the sum of `chunks` partial rows part[c * stride .. + d), added in
+ * chunk order: how the chunked sums (sum_rows, layer norm's dw, db) end the
+ * same on any number of threads. */
+static void sum_chunks(const float *part, int64_t chunks, int64_t stride, int64_t d, float *y)
+{
+    for (int64_t j = 0; j < d; j++) y[j] = 0.0f;
+    for (int64_t c = 0; c < chunks; c++)
+        for (int64_t j = 0; j < d; j++) y[j] += part[c * stride + j];
+}
+
+/* One chunk of `rows` rows summed in row order into part (d,), columns 4
+ * vectors at a time (the tail masked). */
+static void sum_rows_chunk(const float *x, int64_t sx, int64_t rows, int64_t d, float *part)
 {
     int64_t j = 0;
     for (; j + 4 * VW <= d; j += 4 * VW) {
@@ -70,6 +78,10 @@ static void sum_chunk(const float *x, int64_t sx, int64_t rows, int64_t d, float
     }
 }
 
+/* y (D,) = the sum of x's R rows (row stride sx): threads take chunks of
+ * LN_CHUNK rows, each summed into its own partial row; the partials are
+ * then added in chunk order (sum_chunks), so the result does not depend on
+ * the thread count. */
 static void sum_rows_fast(const float *x, int64_t sx, float *y, int64_t r, int64_t d)
 {
     int64_t chunks = (r + LN_CHUNK - 1) / LN_CHUNK;
@@ -81,10 +93,8 @@ static void sum_rows_fast(const float *x, int64_t sx, float *y, int64_t r, int64
     int nt = minit2t_threads_for(2.0 * (double)r * (double)d);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t c = 0; c < chunks; c++)
-        sum_chunk(x + c * LN_CHUNK * sx, sx, MIN(LN_CHUNK, r - c * LN_CHUNK), d, part + c * d);
-    for (int64_t j = 0; j < d; j++) y[j] = 0.0f;
-    for (int64_t c = 0; c < chunks; c++)                 /* in chunk order */
-        for (int64_t j = 0; j < d; j++) y[j] += part[c * d + j];
+        sum_rows_chunk(x + c * LN_CHUNK * sx, sx, MIN(LN_CHUNK, r - c * LN_CHUNK), d, part + c * d);
+    sum_chunks(part, chunks, d, d, y);
     free(part);
 }
 
@@ -223,15 +233,8 @@ static void layer_norm_backward_fast(const float *g, int64_t sg, const float *x,
         for (int64_t i = c * LN_CHUNK; i < MIN(r, (c + 1) * LN_CHUNK); i++)
             ln_row_backward(g + i * sg, x + i * sx, w, mean[i], rstd[i], d, gx + i * d, pw, pb);
     }
-    for (int64_t j = 0; j < d; j++) {
-        float sw = 0.0f, sb = 0.0f;
-        for (int64_t c = 0; c < chunks; c++) {
-            sw += part[2 * c * d + j];
-            sb += part[(2 * c + 1) * d + j];
-        }
-        gw[j] = sw;
-        gb[j] = sb;
-    }
+    sum_chunks(part, chunks, 2 * d, d, gw);
+    sum_chunks(part + d, chunks, 2 * d, d, gb);
     free(part);
 }
 

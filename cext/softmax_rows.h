@@ -1,5 +1,5 @@
 /* One softmax row forward and backward in the vector vocabulary of
- * vec_avx2.h (vexp from vmath.h, included first): shared by fused_fast.h
+ * vec_avx2.h (vexp and vdot from vmath.h, included first): shared by fused_fast.h
  * (softmax over rows) and attention_fast.h (the rows of one head's
  * probabilities). n the row length; y may be x, gx may be g. */
 #ifndef MINIT2T_SOFTMAX_ROWS_H
@@ -36,14 +36,8 @@ static inline void softmax_row(const float *x, float *y, int64_t n)
 /* One row: gx = y (g - sum(g y)). */
 static inline void softmax_row_backward(const float *g, const float *y, float *gx, int64_t n)
 {
-    VF acc = VSET1(0.0f);
-    int64_t j = 0;
-    for (; j + VW <= n; j += VW) acc = VFMA(VLOAD(g + j), VLOAD(y + j), acc);
-    if (j < n) {
-        VTAIL m = VTAILMASK(n - j);
-        acc = VFMA(VLOADT(g + j, m, 0.0f), VLOADT(y + j, m, 0.0f), acc);
-    }
-    VF dot = VSET1(VHSUM(acc));
+    VF dot = VSET1(vdot(g, y, n));
+    int64_t j;
     for (j = 0; j + VW <= n; j += VW)
         VSTORE(gx + j, VMUL(VLOAD(y + j), VSUB(VLOAD(g + j), dot)));
     if (j < n) {

@@ -6,8 +6,7 @@
 #define MINIT2T_TRANSPOSE8_H
 
 /* The 8 x 8 tile dst[i * dd + j] = src[i + j * sj] (i, j < 8): 8 rows of
- * src, r[j] = src[j * sj .. + 8), transposed in registers (AVX2, which
- * both the AVX2 and the AVX-512 builds have). */
+ * src, r[j] = src[j * sj .. + 8), transposed in registers. */
 static inline void transpose8(const float *src, int64_t sj, float *dst, int64_t dd)
 {
     __m256 r[8], t[8];

@@ -1,9 +1,24 @@
-/* Vector exp and the normal CDF, written once for any vector width in the
- * vocabulary of vec_avx2.h (VF, VSET1, VFMA, VSEL, ...), which the
- * including file (fused_avx2.c / fused_avx512.c) has included first.
+/* Vector exp, the normal CDF and the dot product, written once for any
+ * vector width in the vocabulary of vec_avx2.h (VF, VSET1, VFMA, VSEL, ...),
+ * which the including file (fused_avx2.c / fused_avx512.c, ...) has
+ * included first.
  * Coefficients: least-squares fits of relative error on Chebyshev nodes
  * (float64), rounded to float32; measured against double precision they
  * stay within a few float32 ulps (see tests/test_fused.py). */
+
+/* a . b over n floats: a vector of partial sums (the tail masked), summed
+ * across lanes at the end. */
+static inline float vdot(const float *a, const float *b, int64_t n)
+{
+    VF acc = VSET1(0.0f);
+    int64_t j = 0;
+    for (; j + VW <= n; j += VW) acc = VFMA(VLOAD(a + j), VLOAD(b + j), acc);
+    if (j < n) {
+        VTAIL m = VTAILMASK(n - j);
+        acc = VFMA(VLOADT(a + j, m, 0.0f), VLOADT(b + j, m, 0.0f), acc);
+    }
+    return VHSUM(acc);
+}
 
 /* exp(x), lane by lane. r = x - n ln2 with |r| <= ln2 / 2 (ln2 split in a
  * high part exact in n * hi and a low part), exp(r) a degree-6 polynomial,

@@ -68,10 +68,17 @@ def _isa_from_env():
     return env and env.strip().lower()
 
 
-if lib is not None:                          # configured here, so that every path to the kernels sees it
+def _configure():
+    """Threads and the instruction set from the environment, read once, here where the module loads,
+    so that every path to the kernels (the backend or c_kernels alone) runs with them."""
     lib.minit2t_set_num_threads(_threads_from_env())
-    if _isa_from_env():
-        lib.minit2t_set_isa(ISAS.index(_isa_from_env()))
+    isa = _isa_from_env()
+    if isa:
+        lib.minit2t_set_isa(ISAS.index(isa))
+
+
+if lib is not None:
+    _configure()
 
 
 def _pool_bytes_from_env():

@@ -184,11 +184,8 @@ class Concat(shape.Concat):
     def forward(ctx, *arrays, axis=0):
         if not _f32(*arrays):
             return shape.Concat.forward(ctx, *arrays, axis=axis)
-        ctx.axis = axis = shape.check_concat(arrays, axis)
-        ctx.bounds = np.cumsum([x.shape[axis] for x in arrays])[:-1]
-        out_shape = list(arrays[0].shape)
-        out_shape[axis] = sum(x.shape[axis] for x in arrays)
-        return np.concatenate(arrays, axis=axis, out=ck.empty(tuple(out_shape)))
+        out_shape = shape.concat_setup(ctx, arrays, axis)
+        return np.concatenate(arrays, axis=ctx.axis, out=ck.empty(out_shape))
 
 
 class GELU(ops.GELU):

@@ -82,6 +82,16 @@ def _has_array_index(index):
     return any(isinstance(i, (list, np.ndarray)) for i in index)
 
 
+def concat_setup(ctx, arrays, axis):
+    """Checks the arrays (check_concat), keeps on ctx what the backward splits by (ctx.axis, ctx.bounds);
+    returns the output's shape."""
+    ctx.axis = axis = check_concat(arrays, axis)
+    ctx.bounds = np.cumsum([x.shape[axis] for x in arrays])[:-1]
+    shape = list(arrays[0].shape)
+    shape[axis] = sum(x.shape[axis] for x in arrays)
+    return tuple(shape)
+
+
 def check_concat(arrays, axis):
     """The axis as a non-negative int; ValueError unless the arrays agree on every other axis."""
     ref = arrays[0]
@@ -98,9 +108,8 @@ def check_concat(arrays, axis):
 class Concat(Function):
     @staticmethod
     def forward(ctx, *arrays, axis=0):
-        ctx.axis = axis = check_concat(arrays, axis)
-        ctx.bounds = np.cumsum([x.shape[axis] for x in arrays])[:-1]
-        return np.concatenate(arrays, axis=axis)
+        concat_setup(ctx, arrays, axis)
+        return np.concatenate(arrays, axis=ctx.axis)
 
     @staticmethod
     def backward(ctx, g):
