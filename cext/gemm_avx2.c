@@ -8,6 +8,7 @@
 #if MINIT2T_X86
 #pragma GCC target("avx2,fma")
 #include <immintrin.h>
+#include "transpose8.h"
 
 /* The micro-tile: MR x NR floats of C, NR = two vectors of VW floats. */
 enum { MR = 6, NR = 16, VW = 8 };
@@ -95,6 +96,20 @@ static void ukernel_avx2_packed(int64_t kc, const float *a, int64_t rsa, const f
     }
 }
 
+/* The blocking's pack_rows (gemm_blocking.h): 6-row slivers of A, 8 columns
+ * at a time through 8 x 8 register transposes (its 6 rows), the last kc % 8
+ * columns one float at a time. */
+static void pack_rows_avx2(int64_t rows, int64_t kc, const float *a, int64_t rsa, float *dst)
+{
+    int64_t k8 = kc / 8 * 8;
+    for (int64_t i0 = 0; i0 < rows; i0 += MR, a += MR * rsa, dst += kc * MR) {
+        for (int64_t p = 0; p < k8; p += 8)
+            transpose8_rows(a + p, rsa, 6, dst + p * MR, MR);                  /* rows 0-5 */
+        for (int64_t p = k8; p < kc; p++)
+            for (int i = 0; i < MR; i++) dst[p * MR + i] = a[i * rsa + p];
+    }
+}
+
 /* Block sizes, in floats: micro-tile MR x NR = 6 x 16; A block MC x KC =
  * 144 x 512 (288 KB) in L2; B sliver KC x NR = 512 x 16 (32 KB) in L1/L2;
  * B panel KC x NC up to 512 x 1536 (3 MB) in L3. A large KC means few
@@ -102,6 +117,7 @@ static void ukernel_avx2_packed(int64_t kc, const float *a, int64_t rsa, const f
 static const gemm_blocking blocking_avx2 = {
     .mr = MR, .nr = NR, .mc = 144, .kc = 512, .nc = 1536,
     .ukernel_rows = ukernel_avx2_rows, .ukernel_packed = ukernel_avx2_packed,
+    .pack_rows = pack_rows_avx2, .pack_wide = 0,
 };
 
 void sgemm_avx2(int64_t bt, int64_t m, int64_t n, int64_t k,

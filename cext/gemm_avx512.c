@@ -9,6 +9,7 @@
 #if MINIT2T_X86
 #pragma GCC target("avx512f,avx2,fma")
 #include <immintrin.h>
+#include "transpose8.h"
 
 /* The micro-tile: MR x NR floats of C, NR = two vectors of VW floats. */
 enum { MR = 12, NR = 32, VW = 16 };
@@ -97,12 +98,29 @@ static void ukernel_avx512_packed(int64_t kc, const float *a, int64_t rsa, const
     }
 }
 
+/* The blocking's pack_rows (gemm_blocking.h): 12-row slivers of A, 8 columns
+ * at a time through 8 x 8 register transposes (rows 0-7 and 8-11), the last kc % 8
+ * columns one float at a time. */
+static void pack_rows_avx512(int64_t rows, int64_t kc, const float *a, int64_t rsa, float *dst)
+{
+    int64_t k8 = kc / 8 * 8;
+    for (int64_t i0 = 0; i0 < rows; i0 += MR, a += MR * rsa, dst += kc * MR) {
+        for (int64_t p = 0; p < k8; p += 8) {
+            transpose8(a + p, rsa, dst + p * MR, MR);                          /* rows 0-7 */
+            transpose8_rows(a + 8 * rsa + p, rsa, 4, dst + p * MR + 8, MR);    /* rows 8-11 */
+        }
+        for (int64_t p = k8; p < kc; p++)
+            for (int i = 0; i < MR; i++) dst[p * MR + i] = a[i * rsa + p];
+    }
+}
+
 /* Block sizes, in floats: micro-tile MR x NR = 12 x 32; A block MC x KC =
  * 144 x 256 (144 KB) in L2; B sliver KC x NR = 256 x 32 (32 KB) in L1/L2;
  * B panel KC x NC up to 256 x 1536 (1.5 MB) in L3. */
 static const gemm_blocking blocking_avx512 = {
     .mr = MR, .nr = NR, .mc = 144, .kc = 256, .nc = 1536,
     .ukernel_rows = ukernel_avx512_rows, .ukernel_packed = ukernel_avx512_packed,
+    .pack_rows = pack_rows_avx512, .pack_wide = 64,
 };
 
 void sgemm_avx512(int64_t bt, int64_t m, int64_t n, int64_t k,

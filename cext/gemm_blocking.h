@@ -18,12 +18,21 @@ typedef void (*gemm_ukernel)(int64_t kc, const float *a, int64_t rsa,
                              const float *b, float *c, int64_t rsc, int acc,
                              const float *bias);
 
-/* One ISA's blocking: its micro-tile MR x NR, its cache blocks MC, KC, NC
- * and its micro-kernels for A in place / A packed. */
+/* Packs `rows` rows of A (a multiple of MR), columns contiguous (row
+ * stride rsa), kc columns, into slivers: dst[(i / MR) * kc * MR + p * MR +
+ * i % MR]. */
+typedef void (*gemm_pack_rows)(int64_t rows, int64_t kc, const float *a, int64_t rsa, float *dst);
+
+/* One ISA's blocking: its micro-tile MR x NR, its cache blocks MC, KC, NC,
+ * its micro-kernels for A in place / A packed, its packing of A's rows, and
+ * pack_wide: rows that could be read in place are packed all the same when
+ * the panel of B is wider than pack_wide columns (0: never; see PACK_A). */
 typedef struct {
     int mr, nr;
     int64_t mc, kc, nc;
     gemm_ukernel ukernel_rows, ukernel_packed;
+    gemm_pack_rows pack_rows;
+    int64_t pack_wide;
 } gemm_blocking;
 
 /* One product C = A @ B + bias; strides in floats. */
@@ -44,9 +53,19 @@ typedef struct {
  * the lines the kernel reads is a multiple of 2 KB: the micro-kernel reads
  * MR rows (or kc columns) at once, and lines 4 KB apart all fall in one
  * set of an 8-way L1 (1024^3 ran 5% slower in place than packed; a
- * transposed A packed first cost a weight gradient a fifth of its time). */
+ * transposed A packed first cost a weight gradient a fifth of its time).
+ * Rows with contiguous columns are packed too when the panel of B is wider
+ * than the ISA's pack_wide: one packed sliver streams from L2 as one run,
+ * where MR rows read in place are MR runs, and the packing (register
+ * transposes) costs less than that gains once enough slivers of B reuse
+ * it. Measured on an AMD EPYC, 1 thread: AVX-512 (12-row slivers) at
+ * 16640 x 128 x 128 89 GFLOP/s packed against 83 in place, but at 16384 x
+ * 32 x 32 (one sliver of B) 82 against 98, so pack_wide = 64; AVX2 (6 rows)
+ * gained at some shapes and lost at others (16384 x 288 x 96: 88 against
+ * 93), so pack_wide = 0. */
 #define A_COLUMNS(csa, rsa) ((rsa) == 1 && (csa) != 1 && (csa) % 512 != 0)
-#define PACK_A(csa, rsa) (!A_COLUMNS(csa, rsa) && ((csa) != 1 || (rsa) % 512 == 0))
+#define PACK_A(g, csa, rsa, nb) (!A_COLUMNS(csa, rsa) && ((csa) != 1 || (rsa) % 512 == 0 || \
+                                  ((g)->pack_wide && (nb) > (g)->pack_wide)))
 
 /* ---- gemm_threads.c: the entry of sgemm_avx2 / sgemm_avx512 and their
  * _bias twins (bias NULL: none); arguments as sgemm_bias. */

@@ -10,10 +10,11 @@
  *         zero-padded), read through B's row/col strides: a transposed B
  *         costs no copy of its own
  *       for ic in M step MC             A block  MC x KC, lives in L2
- *         A is used in place when its columns are contiguous, or its rows
- *         (a transposed A, read by the packed kernel with its column
- *         stride); otherwise, or when the lines read are a multiple of 2 KB
- *         apart (PACK_A), it is packed into slivers of MR rows first
+ *         A is packed into slivers of MR rows first, or used in place
+ *         when its columns are contiguous (unless the panel is wider than
+ *         the ISA's pack_wide), or when
+ *         its rows are (a transposed A, read by the packed kernel with its
+ *         column stride): PACK_A in gemm_blocking.h
  *         for jr in NC step NR          B sliver KC x NR, lives in L1
  *           for ir in MC step MR        micro-kernel: the MR x NR tile of C
  *                                       in registers, KC rank-1 updates
@@ -66,18 +67,26 @@ pack_a_cols(int64_t mb, int64_t kc, const float *a, int64_t csa, int mr, float *
 }
 
 /* A[0:mb, 0:kc] (strides rsa, csa) -> dst, slivers of mr rows:
- * dst[(i / mr) * kc * mr + p * mr + i % mr], zero past mb. Kept out of
- * line: inlined into gemm_block it measured about 1% slower. */
+ * dst[(i / mr) * kc * mr + p * mr + i % mr], zero past mb. Rows with
+ * contiguous columns go to the ISA's pack_rows in whole slivers. Kept out
+ * of line: inlined into gemm_block it measured about 1% slower. */
 static __attribute__((noinline)) void
-pack_a(int64_t mb, int64_t kc, const float *a, int64_t rsa, int64_t csa, int mr, float *dst)
+pack_a(const gemm_blocking *g, int64_t mb, int64_t kc, const float *a, int64_t rsa, int64_t csa,
+       float *dst)
 {
+    int mr = g->mr;
     if (rsa == 1) {
         if (mr == 6) pack_a_cols(mb, kc, a, csa, 6, dst);          /* AVX2 */
         else if (mr == 12) pack_a_cols(mb, kc, a, csa, 12, dst);   /* AVX-512 */
         else pack_a_cols(mb, kc, a, csa, mr, dst);
         return;
     }
-    for (int64_t i0 = 0; i0 < mb; i0 += mr, dst += kc * mr) {
+    int64_t i0 = 0;
+    if (csa == 1) {
+        i0 = mb / mr * mr;
+        g->pack_rows(i0, kc, a, rsa, dst);
+    }
+    for (dst += i0 * kc; i0 < mb; i0 += mr, dst += kc * mr) {
         int64_t h = MIN(mr, mb - i0);
         const float *src = a + i0 * rsa;
         for (int64_t i = 0; i < mr; i++)
@@ -132,10 +141,10 @@ void gemm_block(const gemm_blocking *g, const gemm_problem *P, int64_t ic, int64
                 float *ap, float *edge_a)
 {
     const float *a = P->a + ic * P->rsa + pc * P->csa;       /* A block (mb, kb) */
-    int packed = PACK_A(P->csa, P->rsa), acc = pc > 0;
+    int packed = PACK_A(g, P->csa, P->rsa, nb), acc = pc > 0;
     int64_t ps = packed ? g->mr : A_COLUMNS(P->csa, P->rsa) ? P->csa : 0;  /* see edge_tile */
     if (packed) {
-        pack_a(mb, kb, a, P->rsa, P->csa, g->mr, ap);
+        pack_a(g, mb, kb, a, P->rsa, P->csa, ap);
         a = ap;
     }
     int64_t full = mb / g->mr * g->mr;                        /* rows in whole slivers */

@@ -191,6 +191,18 @@ def test_attention_key_bias_every_level(c, B, N, h, d):
             assert_close(got, ref, 2e-6, 1e-6, f"{level} {what}")
 
 
+def _sgemm_views_every_level(c, a, b):
+    """sgemm at every ISA level on a 2-D view a (passed by its first element and strides) and b."""
+    (m, k), n = a.shape, b.shape[1]
+    want = a.astype(np.float64) @ b
+    for level in levels(c):
+        got = out((1, m, n))
+        getattr(c.lib, "sgemm_" + level)(1, m, n, k, c.ffi.cast("float *", a.ctypes.data),
+                                         c.strides(a, (None, 0, 1)), c.ptr(b), c.strides(b, (None, 0, 1)),
+                                         c.ptr(got), c.strides(got, (0, 1)))
+        np.testing.assert_allclose(got[0], want, rtol=1e-5, atol=4e-6 * (k + 1), err_msg=level)
+
+
 @pytest.mark.parametrize("r, dout, din, cut", [(600, 130, 70, 130), (300, 12, 33, 10), (300, 6, 20, 5),
                                                 (9000, 384, 128, 384), (257, 128, 5, 127)])
 def test_sgemm_transposed_a_every_level(c, r, dout, din, cut):
@@ -198,14 +210,17 @@ def test_sgemm_transposed_a_every_level(c, r, dout, din, cut):
     last rows (M not a multiple of the micro-tile) packed; a view cut short of g's rows ends where
     the array does, so no read may pass it."""
     g, x = f32(r, (r, dout)), f32(r + 1, (r, din))
-    a = g[:, :cut].T                                                 # (cut, r), strides (1, dout)
-    want = a.astype(np.float64) @ x
-    for level in levels(c):
-        got = out((1, cut, din))
-        getattr(c.lib, "sgemm_" + level)(1, cut, din, r, c.ffi.cast("float *", a.ctypes.data),
-                                         c.strides(a, (None, 0, 1)), c.ptr(x), c.strides(x, (None, 0, 1)),
-                                         c.ptr(got), c.strides(got, (0, 1)))
-        np.testing.assert_allclose(got[0], want, rtol=1e-5, atol=4e-6 * (r + 1), err_msg=level)
+    _sgemm_views_every_level(c, g[:, :cut].T, x)                    # A (cut, r), strides (1, dout)
+
+
+@pytest.mark.parametrize("m, k, n", [(150, 129, 100), (13, 7, 97), (24, 520, 65), (301, 27, 384),
+                                     (40, 300, 130), (20, 509, 40)])
+def test_sgemm_packed_rows_every_level(c, m, k, n):
+    """A with contiguous columns against a wide B, or with rows 2 KB apart (k = 509, every ISA): its rows
+    are packed through register transposes, 8 columns at a time and then the last k % 8 (in every K
+    block), and its last rows (m not a multiple of the micro-tile) one float at a time. A is a column
+    slice that ends where its array does, so no read may pass it."""
+    _sgemm_views_every_level(c, f32(m, (m, k + 3))[:, 3:], f32(m + 1, (k, n)))   # A's row stride k + 3
 
 
 @given(case=gemm_cases(), seed=seeds)
