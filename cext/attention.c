@@ -1,9 +1,9 @@
 /* Multi-head attention from the packed projection qkv, forward and backward
  * (ops.Attention), as the reference loops and the dispatchers. The fast
  * versions: attention_forward -> attention_forward_avx512
- * (attention_avx512.c) -> attention_forward_fast (attention_fast.h: one
- * head's products, softmax and mix in cache, threads over heads), and so
- * for the backward.
+ * (attention_avx512.c) -> attention_fast (attention_fast.h: threads over
+ * heads, each head's products, softmax and mix in cache), and so for the
+ * backward.
  *
  * Legend: B batch, N tokens, h heads, d = D / h head width, D = h * d.
  *   qkv   (B, N, 3, h, d)  q, k, v of head hh at [b, n, 0 | 1 | 2, hh]

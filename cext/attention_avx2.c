@@ -16,13 +16,13 @@
 int attention_forward_avx2(const float *qkv, const float *kbias, float *out, float *p,
                            int64_t B, int64_t N, int64_t h, int64_t d, float scale)
 {
-    return attention_forward_fast(qkv, kbias, out, p, B, N, h, d, scale);
+    return attention_fast(0, qkv, kbias, NULL, p, NULL, out, B, N, h, d, scale);
 }
 
 int attention_backward_avx2(const float *qkv, const float *p, const float *g, float *gqkv,
                            int64_t B, int64_t N, int64_t h, int64_t d, float scale)
 {
-    return attention_backward_fast(qkv, p, g, gqkv, B, N, h, d, scale);
+    return attention_fast(1, qkv, NULL, p, NULL, g, gqkv, B, N, h, d, scale);
 }
 
 #endif /* MINIT2T_X86; elsewhere not_x86.c defines these names */

@@ -194,7 +194,9 @@ static void one_head(int backward, int64_t u, const float *qkv, const float *kbi
                      out + gbase, p ? p + u * N * np : s, N, np, d, rs, D, scale, t);
 }
 
-/* Threads over the B * h heads. Each thread's scratch: the transposed k or
+/* The forward (backward = 0: kbias, p as attention_forward) or the backward
+ * (backward = 1: p_in, g as attention_backward), out the output (out or
+ * gqkv). Threads over the B * h heads. Each thread's scratch: the transposed k or
  * v, d x Np, and one head's gS (backward) or P (a forward that does not keep
  * it), N x Np. Returns -1, having computed nothing, when scratch ran out. */
 static int attention_fast(int backward, const float *qkv, const float *kbias, const float *p_in,
@@ -223,16 +225,4 @@ static int attention_fast(int backward, const float *qkv, const float *kbias, co
         }
     }
     return failed ? -1 : 0;
-}
-
-static int attention_forward_fast(const float *qkv, const float *kbias, float *out, float *p,
-                                  int64_t B, int64_t N, int64_t h, int64_t d, float scale)
-{
-    return attention_fast(0, qkv, kbias, NULL, p, NULL, out, B, N, h, d, scale);
-}
-
-static int attention_backward_fast(const float *qkv, const float *p, const float *g, float *gqkv,
-                                   int64_t B, int64_t N, int64_t h, int64_t d, float scale)
-{
-    return attention_fast(1, qkv, NULL, p, NULL, g, gqkv, B, N, h, d, scale);
 }
