@@ -8,14 +8,15 @@
 
 #if MINIT2T_X86
 #pragma GCC target("avx512f,avx2,fma")
-#include <immintrin.h>
+#include "vec_avx512.h"
 #include "transpose8.h"
 
 /* The micro-tile: MR x NR floats of C, NR = two vectors of VW floats. */
-enum { MR = 12, NR = 32, VW = 16 };
+enum { MR = 12, NR = 32 };
+#include "gemm_tile.h"
 
-/* The micro-kernels: the 12 x 32 tile of C, = (or +=, when acc) A @ B, plus
- * bias (NR floats, added to every row; NULL: none).
+/* The micro-kernels: the 12 x 32 tile of C, = (or +=, with GEMM_ACC in
+ * flags) A @ B, plus bias (NR floats, added to every row; NULL: none).
  *   a       A (12, kc): ukernel_avx512_rows takes 12 rows in place,
  *           A[i, p] at a[i*rsa + p]; ukernel_avx512_packed a packed sliver,
  *           A[i, p] at a[p*rsa + i] (rsa = 12 for a packed sliver; a transposed A
@@ -27,20 +28,13 @@ enum { MR = 12, NR = 32, VW = 16 };
  * p of B: acc[i][h] += A[i, p] * B[p, 16h : 16h + 16], h = 0, 1. The two
  * differ only in where they read A[i, p] (the broadcast line). */
 static void ukernel_avx512_rows(int64_t kc, const float *a, int64_t rsa, const float *b,
-                                float *c, int64_t rsc, int acc, const float *bias)
+                              float *c, int64_t rsc, int flags, const float *bias)
 {
     __m512 c0[MR], c1[MR];
-    __m512 z0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();             /* each row starts at */
-    __m512 z1 = bias ? _mm512_loadu_ps(bias + VW) : _mm512_setzero_ps();        /* the bias, or 0 */
     const float *ar[MR];                     /* the rows of A */
+    tile_start(bias, c, rsc, flags, c0, c1);
 #pragma GCC unroll 16
-    for (int i = 0; i < MR; i++) {
-        c0[i] = z0;
-        c1[i] = z1;
-        ar[i] = a + i * rsa;
-        __builtin_prefetch(c + i * rsc);     /* C rows: fetched during the loop */
-        __builtin_prefetch(c + i * rsc + NR - 1);
-    }
+    for (int i = 0; i < MR; i++) ar[i] = a + i * rsa;
 #pragma GCC unroll 4
     for (int64_t p = 0; p < kc; p++) {
         __m512 b0 = _mm512_loadu_ps(b + p * NR), b1 = _mm512_loadu_ps(b + p * NR + VW);
@@ -51,31 +45,14 @@ static void ukernel_avx512_rows(int64_t kc, const float *a, int64_t rsa, const f
             c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
         }
     }
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; i++) {
-        float *ci = c + i * rsc;
-        if (acc) {
-            c0[i] = _mm512_add_ps(c0[i], _mm512_loadu_ps(ci));
-            c1[i] = _mm512_add_ps(c1[i], _mm512_loadu_ps(ci + VW));
-        }
-        _mm512_storeu_ps(ci, c0[i]);
-        _mm512_storeu_ps(ci + VW, c1[i]);
-    }
+    tile_store(c, rsc, flags, c0, c1);
 }
 
 static void ukernel_avx512_packed(int64_t kc, const float *a, int64_t rsa, const float *b,
-                                  float *c, int64_t rsc, int acc, const float *bias)
+                                float *c, int64_t rsc, int flags, const float *bias)
 {
     __m512 c0[MR], c1[MR];
-    __m512 z0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();             /* each row starts at */
-    __m512 z1 = bias ? _mm512_loadu_ps(bias + VW) : _mm512_setzero_ps();        /* the bias, or 0 */
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; i++) {
-        c0[i] = z0;
-        c1[i] = z1;
-        __builtin_prefetch(c + i * rsc);     /* C rows: fetched during the loop */
-        __builtin_prefetch(c + i * rsc + NR - 1);
-    }
+    tile_start(bias, c, rsc, flags, c0, c1);
 #pragma GCC unroll 4
     for (int64_t p = 0; p < kc; p++) {
         __m512 b0 = _mm512_loadu_ps(b + p * NR), b1 = _mm512_loadu_ps(b + p * NR + VW);
@@ -86,16 +63,7 @@ static void ukernel_avx512_packed(int64_t kc, const float *a, int64_t rsa, const
             c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
         }
     }
-#pragma GCC unroll 16
-    for (int i = 0; i < MR; i++) {
-        float *ci = c + i * rsc;
-        if (acc) {
-            c0[i] = _mm512_add_ps(c0[i], _mm512_loadu_ps(ci));
-            c1[i] = _mm512_add_ps(c1[i], _mm512_loadu_ps(ci + VW));
-        }
-        _mm512_storeu_ps(ci, c0[i]);
-        _mm512_storeu_ps(ci + VW, c1[i]);
-    }
+    tile_store(c, rsc, flags, c0, c1);
 }
 
 /* The blocking's pack_rows (gemm_blocking.h): 12-row slivers of A, 8 columns

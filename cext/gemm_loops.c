@@ -23,6 +23,7 @@
  * into a zero-padded scratch tile and copied out. Every element of C is
  * summed in the same order however M and N are cut, which is what lets the
  * threads (gemm_threads.c) cut them as they like. */
+#include <stdint.h>
 #include <string.h>
 #include "gemm_blocking.h"
 
@@ -132,16 +133,27 @@ static void edge_tile(const gemm_blocking *g, int64_t mr, int64_t nr, int64_t kc
             c[i * rsc + j] = (acc ? c[i * rsc + j] : bias ? bias[j] : 0.0f) + tile[i * g->nr + j];
 }
 
+/* The micro-kernels' flags for the K block at pc: GEMM_ACC after the first
+ * (which starts from the bias), GEMM_STREAM in the last for a large C whose
+ * rows start on 64-byte lines (GEMM_STREAM_BYTES in gemm_blocking.h). */
+static int block_flags(const gemm_problem *P, int64_t pc, int64_t kb)
+{
+    int stream = pc + kb >= P->k && P->m * P->n * (int64_t)sizeof(float) >= GEMM_STREAM_BYTES &&
+                 (uintptr_t)P->c % 64 == 0 && P->rsc % 16 == 0;
+    return (pc > 0 ? GEMM_ACC : 0) | (stream ? GEMM_STREAM : 0);
+}
+
 /* The loops jr, ir over one A block (mb x kb) and the packed B panel
  * (kb x nb): one micro-kernel call per MR x NR tile of C. In the first K
  * block (pc = 0) the kernel starts each row of the tile at the bias, so
- * the bias costs no pass over C. */
+ * the bias costs no pass over C. Streamed stores are fenced at the end, so
+ * they are in memory before the threads meet. */
 void gemm_block(const gemm_blocking *g, const gemm_problem *P, int64_t ic, int64_t mb,
                 int64_t pc, int64_t kb, int64_t jc, int64_t nb, const float *bp,
                 float *ap, float *edge_a)
 {
     const float *a = P->a + ic * P->rsa + pc * P->csa;       /* A block (mb, kb) */
-    int packed = PACK_A(g, P->csa, P->rsa, nb), acc = pc > 0;
+    int packed = PACK_A(g, P->csa, P->rsa, nb), flags = block_flags(P, pc, kb);
     int64_t ps = packed ? g->mr : A_COLUMNS(P->csa, P->rsa) ? P->csa : 0;  /* see edge_tile */
     if (packed) {
         pack_a(g, mb, kb, a, P->rsa, P->csa, ap);
@@ -163,12 +175,15 @@ void gemm_block(const gemm_blocking *g, const gemm_problem *P, int64_t ic, int64
             if (mr < g->mr || nr < g->nr) {
                 int cut = ps && !packed && ir == full;         /* the packed last rows */
                 edge_tile(g, mr, nr, kb, cut ? edge_a : as, P->rsa, cut ? g->mr : ps, bs, ct,
-                          P->rsc, acc, bias ? bias + jr : NULL, edge_a);
+                          P->rsc, flags & GEMM_ACC, bias ? bias + jr : NULL, edge_a);
             } else {
-                ukernel(kb, as, ps ? ps : P->rsa, bs, ct, P->rsc, acc, bias ? bias + jr : NULL);
+                ukernel(kb, as, ps ? ps : P->rsa, bs, ct, P->rsc, flags, bias ? bias + jr : NULL);
             }
         }
     }
+#if MINIT2T_X86
+    if (flags & GEMM_STREAM) __builtin_ia32_sfence();
+#endif
 }
 
 int64_t gemm_balanced_kc(const gemm_blocking *g, int64_t k)

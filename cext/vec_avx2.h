@@ -3,7 +3,7 @@
  * copy_fast.h, which are written in these names only; vec_avx512.h is the
  * same list for AVX-512.
  *   VF, VW        the vector type, its number of floats
- *   VLOAD, VSTORE, VSET1; VADD, VSUB, VMUL, VDIV, VMIN, VMAX, VABS
+ *   VLOAD, VSTORE, VSET1; VSTREAM (a streaming store, p on a VF boundary); VADD, VSUB, VMUL, VDIV, VMIN, VMAX, VABS
  *   VFMA(a, b, c) = a*b + c   VFNMA(a, b, c) = c - a*b   VFMS(a, b, c) = a*b - c
  *   VROUND (to nearest)       VSCALE(x, n) = x * 2^n (n integral, as VF)
  *   VMASK  a lane mask: VLT, VGT (ordered), VNAN(a) (unordered lanes);
@@ -19,6 +19,7 @@
 #define VW 8
 #define VLOAD _mm256_loadu_ps
 #define VSTORE _mm256_storeu_ps
+#define VSTREAM _mm256_stream_ps
 #define VSET1 _mm256_set1_ps
 #define VADD _mm256_add_ps
 #define VSUB _mm256_sub_ps

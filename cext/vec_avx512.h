@@ -9,6 +9,7 @@
 #define VW 16
 #define VLOAD _mm512_loadu_ps
 #define VSTORE _mm512_storeu_ps
+#define VSTREAM _mm512_stream_ps
 #define VSET1 _mm512_set1_ps
 #define VADD _mm512_add_ps
 #define VSUB _mm512_sub_ps

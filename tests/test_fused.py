@@ -223,6 +223,27 @@ def test_sgemm_packed_rows_every_level(c, m, k, n):
     _sgemm_views_every_level(c, f32(m, (m, k + 3))[:, 3:], f32(m + 1, (k, n)))   # A's row stride k + 3
 
 
+@pytest.mark.parametrize("m, k, n, bias", [(8203, 64, 130, True), (16141, 520, 130, False)])
+def test_sgemm_streamed_c_every_level(c, m, k, n, bias):
+    """A C of 4 MB and more on 64-byte lines is written by streaming stores in its last K block (after
+    an ordinary one when k = 520 is two; each thread's slice of rows still 4 MB): the same products,
+    the bias, the tiles cut by M's and N's edges. Against float64, at the fast levels."""
+    a, b, bv = f32(m, (m, k)), f32(m + 1, (k, n)), f32(m + 2, n)
+    want = a.astype(np.float64) @ b + (bv if bias else 0.0)
+    n16 = (n + 15) // 16 * 16                                        # rows on 64-byte lines
+    for level in levels(c)[1:]:
+        raw = np.full(m * n16 + 16, np.nan, np.float32)
+        start = -raw.ctypes.data % 64 // 4
+        got = raw[start:start + m * n16].reshape(m, n16)[:, :n]
+        assert got.ctypes.data % 64 == 0 and got.nbytes >= 4 << 20
+        args = [1, m, n, k, c.ptr(a), c.strides(a, (None, 0, 1)), c.ptr(b), c.strides(b, (None, 0, 1))]
+        name = ("sgemm_bias_" if bias else "sgemm_") + level
+        getattr(c.lib, name)(*args, *([c.ptr(bv)] if bias else []), c.ffi.cast("float *", got.ctypes.data),
+                             c.strides(got[None], (0, 1)))
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=4e-6 * (k + 1), err_msg=level)
+        assert np.isnan(raw[start:start + m * n16].reshape(m, n16)[:, n:]).all(), level   # nothing past n
+
+
 @given(case=gemm_cases(), seed=seeds)
 def test_sgemm_bias_every_level(c, case, seed):
     a, b = case
