@@ -131,7 +131,7 @@ static void softmax_row_padded(float *x, const float *kb, int64_t N, int64_t np)
     VF vm = VSET1(VHMAX(mx));
     for (j = 0; j < np; j += VW) {
         VF s = scores_at(x, kb, j, N);
-        VF e = vexp(VSUB(s, vm));                                    /* pads: exp(-inf) = 0 */
+        VF e = vexp_nonpos(VSUB(s, vm));                             /* pads: exp(-inf) = 0 */
         VSTORE(x + j, e);
         acc = VADD(acc, e);
     }

@@ -1,5 +1,5 @@
 /* One softmax row forward and backward in the vector vocabulary of
- * vec_avx2.h (vexp and vdot from vmath.h, included first): shared by fused_fast.h
+ * vec_avx2.h (vexp_nonpos and vdot from vmath.h, included first): shared by fused_fast.h
  * (softmax over rows) and attention_fast.h (the rows of one head's
  * probabilities). n the row length; y may be x, gx may be g. */
 #ifndef MINIT2T_SOFTMAX_ROWS_H
@@ -15,13 +15,13 @@ static inline void softmax_row(const float *x, float *y, int64_t n)
     if (j < n) mx = VMAX(mx, VLOADT(x + j, VTAILMASK(n - j), ninf));
     VF vm = VSET1(VHMAX(mx)), acc = VSET1(0.0f);
     for (j = 0; j + VW <= n; j += VW) {
-        VF e = vexp(VSUB(VLOAD(x + j), vm));
+        VF e = vexp_nonpos(VSUB(VLOAD(x + j), vm));
         VSTORE(y + j, e);
         acc = VADD(acc, e);
     }
     if (j < n) {
         VTAIL m = VTAILMASK(n - j);
-        VF e = vexp(VSUB(VLOADT(x + j, m, ninf), vm));
+        VF e = vexp_nonpos(VSUB(VLOADT(x + j, m, ninf), vm));
         VSTORET(y + j, m, e);
         acc = VADD(acc, e);
     }

@@ -105,6 +105,25 @@ def test_softmax_every_level(c, r, n):
         np.testing.assert_allclose(gx, want_g, rtol=1e-5, atol=1e-6, err_msg=level)
 
 
+@pytest.mark.parametrize("n", [5, 16, 37])
+def test_softmax_special_rows_every_level(c, n):
+    """The exp of a score less its row's maximum (vexp_nonpos) at the edges: a NaN, +inf, every entry
+    -inf, -inf entries, entries 200 below the maximum (their exp is 0 in float32): NaN rows where the
+    reference has them, exact zeros where it has zeros."""
+    x = f32(n, (6, n), 4.0)
+    x[0, 1], x[1, 2], x[2, :] = np.nan, np.inf, -np.inf
+    x[3, ::2] = -np.inf
+    x[4, 1:] = x[4, 0] - 200.0
+    x[5, :] = -3e38                                                   # finite, all equal
+    with np.errstate(invalid="ignore"):
+        want = reference(ops.Softmax, x)
+    for level in levels(c):
+        y = out(x.shape)
+        getattr(c.lib, "softmax_forward_" + level)(c.ptr(x), c.ptr(y), *x.shape)
+        np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-7, err_msg=level)
+        assert (y[3, ::2] == 0).all() and (y[4, 1:] == 0).all(), level
+
+
 @pytest.mark.parametrize("B, T, d, w", [(1, 1, 1, 1), (2, 7, 3, 4), (1, 5, 17, 9), (2, 40, 64, 49),
                                         (1, 30, 33, 16), (2, 6, 8, 0), (1, 3, 9, 20)])
 def test_band_every_level(c, B, T, d, w):
