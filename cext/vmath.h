@@ -74,7 +74,7 @@ static inline VF vnormcdf(VF x, VF *pdf)
     VF ax = VMIN(VSET1(14.0f), VABS(x));
     VF h = VMUL(ax, ax);
     VF l = VFMS(ax, ax, h);
-    VF ez = VMUL(vexp(VMUL(h, VSET1(-0.5f))), VFNMA(l, VSET1(0.5f), VSET1(1.0f)));
+    VF ez = VMUL(vexp_nonpos(VMUL(h, VSET1(-0.5f))), VFNMA(l, VSET1(0.5f), VSET1(1.0f)));
     *pdf = VMUL(ez, VSET1(0.398942280f));                           /* exp(-z^2) / sqrt(2 pi) */
     VF z = VMUL(ax, VSET1(0.707106781f));
     h = VMUL(h, VSET1(0.5f));                                        /* z^2 */
