@@ -316,6 +316,21 @@ def test_c_output_pool_cap_release_and_order(c_backend):
     assert pool.held_bytes == size(sixth) + size(seventh)
 
 
+def test_c_output_pool_hands_out_the_last_freed_first(c_backend):
+    """Of the free buffers of one size, the one handed out last (the likeliest in cache) comes back."""
+    from minit2t.backends._cmem import OutputPool
+    pool = OutputPool(64 << 20)
+    bufs = [pool.empty((512 << 10,)) for _ in range(3)]                  # 3 x 2 MiB, handed out in turn
+    addresses = [x.ctypes.data for x in bufs]
+    del bufs[:]                                                          # all three free
+    again = pool.empty((512 << 10,))
+    assert again.ctypes.data == addresses[2]
+    other = pool.empty((512 << 10,))                                     # the next: handed out before it
+    assert other.ctypes.data == addresses[1]
+    del again
+    assert pool.empty((512 << 10,)).ctypes.data == addresses[2]          # freed again: back first
+
+
 def test_c_output_pool_size_from_environment(c_backend):
     code = "from minit2t.backends._cmem import pool; print(pool.max_bytes >> 20)"
     assert _run(code, MINIT2T_POOL_MIB="64").stdout.strip() == "64"

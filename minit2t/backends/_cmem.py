@@ -6,8 +6,12 @@ new page), which halve the write bandwidth, so outputs from 1 MiB up come from
 a pool of recycled buffers. A buffer is handed out again only when no Python
 object refers to it any more (every view, slice or reshape of an output
 holds a reference to its buffer), so memory a caller can still reach is
-never overwritten. Pooled outputs start on a 64-byte boundary. Smaller
-outputs are plain np.empty.
+never overwritten. Of the free buffers of the size asked for, the one
+handed out last comes back first: written most recently, it is the likeliest
+to be still in cache, where a store need not fetch its line from memory
+first (t2t_vit_cifar's inference at batch 256 ran about 2% faster than when
+the oldest came back first). Pooled outputs start on a 64-byte boundary.
+Smaller outputs are plain np.empty.
 
 The pool keeps up to $MINIT2T_POOL_MIB MiB of buffers (default: an eighth of
 the machine's memory, at most 2 GiB): a training step keeps every layer's
@@ -103,7 +107,7 @@ class OutputPool:
     def __init__(self, max_bytes):
         self.max_bytes = max_bytes
         self._bufs = collections.OrderedDict()   # key -> flat uint8 buffer, least recently handed out first
-        self._sizes = collections.defaultdict(list)  # nbytes -> keys of buffers of that size
+        self._sizes = collections.defaultdict(list)  # nbytes -> keys of that size, last handed out last
         self._keys = itertools.count()
         self._held = 0                           # bytes of all the buffers
         self._lock = threading.Lock()
@@ -122,14 +126,18 @@ class OutputPool:
         return sys.getrefcount(self._bufs[key]) <= 2
 
     def _take(self, nbytes):
-        """The key of a free buffer of nbytes, the most recently used now (a new one if none is free)."""
-        key = next((k for k in self._sizes[nbytes] if self._free(k)), None)
+        """The key of a free buffer of nbytes, the one handed out last (a new one if none is free), now the
+        most recently used."""
+        same = self._sizes[nbytes]
+        key = next((k for k in reversed(same) if self._free(k)), None)
         if key is None:
             key = next(self._keys)
             self._bufs[key] = np.empty(nbytes, np.uint8)
-            self._sizes[nbytes].append(key)
             self._held += nbytes
             self._shrink(self.max_bytes, keep=key)
+        else:
+            same.remove(key)
+        same.append(key)
         self._bufs.move_to_end(key)
         return key
 
