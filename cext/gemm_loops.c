@@ -143,11 +143,21 @@ static int block_flags(const gemm_problem *P, int64_t pc, int64_t kb)
     return (pc > 0 ? GEMM_ACC : 0) | (stream ? GEMM_STREAM : 0);
 }
 
+/* After a block written with GEMM_STREAM: its streaming stores made visible
+ * before anything that follows (the threads meet, another op reads C). */
+static void fence_streams(int flags)
+{
+#if MINIT2T_X86
+    if (flags & GEMM_STREAM) __builtin_ia32_sfence();
+#else
+    (void)flags;
+#endif
+}
+
 /* The loops jr, ir over one A block (mb x kb) and the packed B panel
  * (kb x nb): one micro-kernel call per MR x NR tile of C. In the first K
  * block (pc = 0) the kernel starts each row of the tile at the bias, so
- * the bias costs no pass over C. Streamed stores are fenced at the end, so
- * they are in memory before the threads meet. */
+ * the bias costs no pass over C. */
 void gemm_block(const gemm_blocking *g, const gemm_problem *P, int64_t ic, int64_t mb,
                 int64_t pc, int64_t kb, int64_t jc, int64_t nb, const float *bp,
                 float *ap, float *edge_a)
@@ -181,9 +191,7 @@ void gemm_block(const gemm_blocking *g, const gemm_problem *P, int64_t ic, int64
             }
         }
     }
-#if MINIT2T_X86
-    if (flags & GEMM_STREAM) __builtin_ia32_sfence();
-#endif
+    fence_streams(flags);
 }
 
 int64_t gemm_balanced_kc(const gemm_blocking *g, int64_t k)
