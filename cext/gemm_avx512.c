@@ -66,9 +66,9 @@ static void ukernel_avx512_packed(int64_t kc, const float *a, int64_t rsa, const
     tile_store(c, rsc, flags, c0, c1);
 }
 
-/* The blocking's pack_rows (gemm_blocking.h): 12-row slivers of A, 8 columns
- * at a time through 8 x 8 register transposes (rows 0-7 and 8-11), the last kc % 8
- * columns one float at a time. */
+/* The blocking's pack_rows (gemm_blocking.h): 12-row slivers of A, 8
+ * columns at a time through 8 x 8 register transposes (rows 0-7 and 8-11),
+ * the last kc % 8 columns one float at a time. */
 static void pack_rows_avx512(int64_t rows, int64_t kc, const float *a, int64_t rsa, float *dst)
 {
     int64_t k8 = kc / 8 * 8;

@@ -66,6 +66,10 @@ typedef struct {
  * 32 x 32 (one sliver of B) 82 against 98, so pack_wide = 64; AVX2 (6 rows)
  * gained at some shapes and lost at others (16384 x 288 x 96: 88 against
  * 93), so pack_wide = 0. */
+#define A_COLUMNS(csa, rsa) ((rsa) == 1 && (csa) != 1 && (csa) % 512 != 0)
+#define PACK_A(g, csa, rsa, nb) (!A_COLUMNS(csa, rsa) && ((csa) != 1 || (rsa) % 512 == 0 || \
+                                  ((g)->pack_wide && (nb) > (g)->pack_wide)))
+
 /* C is written by streaming (non-temporal) stores in its last K block when
  * it is larger than GEMM_STREAM_BYTES and its rows start on 64-byte lines:
  * a store that misses the cache otherwise reads the line from memory first,
@@ -76,10 +80,6 @@ typedef struct {
  * calls): inference 270-275 ms against 279-288, a training step 401-407
  * against 407-413. */
 #define GEMM_STREAM_BYTES (4 << 20)
-
-#define A_COLUMNS(csa, rsa) ((rsa) == 1 && (csa) != 1 && (csa) % 512 != 0)
-#define PACK_A(g, csa, rsa, nb) (!A_COLUMNS(csa, rsa) && ((csa) != 1 || (rsa) % 512 == 0 || \
-                                  ((g)->pack_wide && (nb) > (g)->pack_wide)))
 
 /* ---- gemm_threads.c: the entry of sgemm_avx2 / sgemm_avx512 and their
  * _bias twins (bias NULL: none); arguments as sgemm_bias. */

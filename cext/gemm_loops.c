@@ -10,11 +10,10 @@
  *         zero-padded), read through B's row/col strides: a transposed B
  *         costs no copy of its own
  *       for ic in M step MC             A block  MC x KC, lives in L2
- *         A is packed into slivers of MR rows first, or used in place
+ *         A is packed into slivers of MR rows first, or used in place:
  *         when its columns are contiguous (unless the panel is wider than
- *         the ISA's pack_wide), or when
- *         its rows are (a transposed A, read by the packed kernel with its
- *         column stride): PACK_A in gemm_blocking.h
+ *         the ISA's pack_wide), or its rows (a transposed A, read by the
+ *         packed kernel with its column stride); PACK_A in gemm_blocking.h
  *         for jr in NC step NR          B sliver KC x NR, lives in L1
  *           for ir in MC step MR        micro-kernel: the MR x NR tile of C
  *                                       in registers, KC rank-1 updates
