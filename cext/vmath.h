@@ -20,14 +20,20 @@ static inline float vdot(const float *a, const float *b, int64_t n)
     return VHSUM(acc);
 }
 
-/* exp(x), lane by lane, for x already in [-86.643, 88.7228]: r = x - n ln2
- * with |r| <= ln2 / 2 (ln2 split in a high part exact in n * hi and a low
- * part), exp(r) a degree-6 polynomial, then 2^n added to the exponent bits
- * (n in [-125, 128], so the exponent add stays normal). */
-static inline VF vexp_core(VF x)
+/* exp(x), lane by lane, for x <= 0 or NaN: every exp here is of a value
+ * never positive (a softmax's score less its row's maximum, -x^2 / 2 in
+ * the normal CDF), so no lane can overflow. r = x - n ln2 with |r| <= ln2
+ * / 2 (ln2 split in a high part exact in n * hi and a low part), exp(r) a
+ * degree-6 polynomial, then 2^n added to the exponent bits; n >= -125, so
+ * the exponent add stays normal: results below exp(-86.64) ~ 2.4e-38 (and
+ * -inf) give 0. NaN stays NaN: VMAX returns its second operand, x, for a
+ * NaN lane, and every step after keeps it. */
+static inline VF vexp_nonpos(VF x)
 {
-    VF n = VROUND(VMUL(x, VSET1(1.44269504f)));
-    VF r = VFNMA(n, VSET1(0.693145752f), x);
+    const VF lo = VSET1(-86.643f);
+    VF xc = VMAX(lo, x);
+    VF n = VROUND(VMUL(xc, VSET1(1.44269504f)));
+    VF r = VFNMA(n, VSET1(0.693145752f), xc);
     r = VFNMA(n, VSET1(1.42860682e-6f), r);
     VF p = VSET1(1.38368306e-3f);
     p = VFMA(p, r, VSET1(8.37481581e-3f));
@@ -36,28 +42,7 @@ static inline VF vexp_core(VF x)
     p = VFMA(p, r, VSET1(4.99999911e-1f));
     p = VFMA(p, r, VSET1(1.0f));
     p = VFMA(p, r, VSET1(1.0f));
-    return VSCALE(p, n);
-}
-
-/* exp(x), lane by lane: results below exp(-86.64) ~ 2.4e-38 flush to 0,
- * x > ln(FLT_MAX) gives inf, NaN stays NaN. */
-static inline VF vexp(VF x)
-{
-    const VF lo = VSET1(-86.643f), hi = VSET1(88.7228f);
-    VF e = vexp_core(VMIN(hi, VMAX(lo, x)));
-    e = VSEL(VLT(x, lo), e, VSET1(0.0f));
-    e = VSEL(VGT(x, hi), e, VSET1(__builtin_inff()));
-    return VSEL(VNAN(x), e, x);
-}
-
-/* exp(x) for x <= 0 or NaN, a softmax's score less its row's maximum:
- * vexp without the overflow lanes. -inf gives 0; NaN stays NaN (VMAX
- * returns its second operand, x, for a NaN lane, and every step after
- * keeps it). */
-static inline VF vexp_nonpos(VF x)
-{
-    const VF lo = VSET1(-86.643f);
-    return VSEL(VLT(x, lo), vexp_core(VMAX(lo, x)), VSET1(0.0f));
+    return VSEL(VLT(x, lo), VSCALE(p, n), VSET1(0.0f));
 }
 
 /* Phi(x) = P(X <= x) for X ~ N(0, 1), and in *pdf its density
