@@ -119,33 +119,59 @@ static inline VF scores_at(const float *x, const float *kb, int64_t j, int64_t N
     return kb ? VADD(s, VLOADT(kb + j, m, 0.0f)) : s;
 }
 
-/* One row of S (N scores, then pads to np), plus the key biases kb (N or
- * NULL) -> its probabilities in place, zeros past N. Whole vectors only:
- * np is a multiple of VW. */
-static void softmax_row_padded(float *x, const float *kb, int64_t N, int64_t np)
+/* R rows of S (x[r]: N scores, then pads to np), plus the key biases kb (N
+ * or NULL) -> their probabilities in place, zeros past N. Whole vectors
+ * only: np is a multiple of VW. Each row is a chain of dependent steps
+ * (its maximum, then its sum, each summed across lanes), which one row
+ * alone leaves mostly waiting, so two rows (R = 2) go side by side, each
+ * computed exactly as alone. Inlined with a constant R. */
+static inline __attribute__((always_inline)) void
+softmax_rows_padded(const int R, float *const *x, const float *kb, int64_t N, int64_t np)
 {
     const float ninf = -__builtin_inff();
-    int64_t j;
-    VF mx = VSET1(ninf), acc = VSET1(0.0f);
-    for (j = 0; j < N; j += VW) mx = VMAX(mx, scores_at(x, kb, j, N));
-    VF vm = VSET1(VHMAX(mx));
-    for (j = 0; j < np; j += VW) {
-        VF s = scores_at(x, kb, j, N);
-        VF e = vexp_nonpos(VSUB(s, vm));                             /* pads: exp(-inf) = 0 */
-        VSTORE(x + j, e);
-        acc = VADD(acc, e);
+    VF mx[2], vm[2], acc[2], inv[2];
+    for (int r = 0; r < R; r++) mx[r] = VSET1(ninf), acc[r] = VSET1(0.0f);
+    for (int64_t j = 0; j < N; j += VW)
+        for (int r = 0; r < R; r++) mx[r] = VMAX(mx[r], scores_at(x[r], kb, j, N));
+    for (int r = 0; r < R; r++) vm[r] = VSET1(VHMAX(mx[r]));
+    for (int64_t j = 0; j < np; j += VW)
+        for (int r = 0; r < R; r++) {
+            VF e = vexp_nonpos(VSUB(scores_at(x[r], kb, j, N), vm[r]));   /* pads: exp(-inf) = 0 */
+            VSTORE(x[r] + j, e);
+            acc[r] = VADD(acc[r], e);
+        }
+    for (int r = 0; r < R; r++) inv[r] = VSET1(1.0f / VHSUM(acc[r]));
+    for (int64_t j = 0; j < np; j += VW)
+        for (int r = 0; r < R; r++) VSTORE(x[r] + j, VMUL(VLOAD(x[r] + j), inv[r]));
+}
+
+/* softmax_rows_padded over the N rows of p (row stride np), two at a time
+ * (attention forward on an AMD EPYC, 2 threads, 256 images of 65 tokens, 4
+ * heads of 32: 4.6 ms against 4.9 one row at a time; the backward's rows
+ * taken two at a time measured 3% slower, so they go one by one). */
+static void softmax_head(float *p, const float *kb, int64_t N, int64_t np)
+{
+    int64_t i = 0;
+    for (; i + 1 < N; i += 2) {
+        float *const rows[2] = {p + i * np, p + (i + 1) * np};
+        softmax_rows_padded(2, rows, kb, N, np);
     }
-    VF inv = VSET1(1.0f / VHSUM(acc));
-    for (j = 0; j < np; j += VW) VSTORE(x + j, VMUL(VLOAD(x + j), inv));
+    if (i < N) {
+        float *const row[1] = {p + i * np};
+        softmax_rows_padded(1, row, kb, N, np);
+    }
 }
 
 /* Ask for the rows of the next head (N rows of d floats at stride rs from
  * x): its q, k, v are scattered over qkv, one short run per token, which
- * the hardware prefetcher does not follow. */
+ * the hardware prefetcher does not follow. Into L2 (locality 1), not L1:
+ * this head's own q, k, v and P fill L1 while the next head's arrive
+ * (attention forward on an AMD EPYC, 2 threads, 256 images of 65 tokens,
+ * 4 heads of 32: 5.05 ms against 5.3 into L1). */
 static void prefetch_rows(const float *x, int64_t N, int64_t d, int64_t rs)
 {
     for (int64_t j = 0; j < N; j++)
-        for (int64_t c = 0; c < d; c += 16) __builtin_prefetch(x + j * rs + c);
+        for (int64_t c = 0; c < d; c += 16) __builtin_prefetch(x + j * rs + c, 0, 1);
 }
 
 /* One head: P = softmax(q k^T * scale + kb) row by row into p (N, np), o = P v.
@@ -156,7 +182,7 @@ static void forward_head(const float *q, const float *k, const float *v, const f
 {
     transpose_rows(k, N, np, d, rs, kt);                             /* (d, np) */
     small_gemm(N, np, d, q, rs, 1, kt, np, p, np, scale);            /* S (N, np) */
-    for (int64_t i = 0; i < N; i++) softmax_row_padded(p + i * np, kb, N, np);
+    softmax_head(p, kb, N, np);                                      /* P (N, np) */
     small_gemm(N, d, N, p, np, 1, v, rs, o, ro, 1.0f);               /* O (N, d) */
 }
 
