@@ -174,7 +174,7 @@ static void prefetch_rows(const float *x, int64_t N, int64_t d, int64_t rs)
         for (int64_t c = 0; c < d; c += 16) __builtin_prefetch(x + j * rs + c, 0, 1);
 }
 
-/* One head: P = softmax(q k^T * scale + kb) row by row into p (N, np), o = P v.
+/* One head: P = softmax(q k^T * scale + kb), each row over the keys, into p (N, np); o = P v.
  * q, k, v rows at stride rs, o's at ro; kb N key biases or NULL; kt scratch (d, np). */
 static void forward_head(const float *q, const float *k, const float *v, const float *kb,
                          float *o, float *p, int64_t N, int64_t np, int64_t d, int64_t rs,
