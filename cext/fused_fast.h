@@ -7,7 +7,15 @@
  * Rows are independent, so threads take runs of rows (or of elements);
  * layer norm's weight / bias gradients are summed per fixed chunk of rows
  * and the chunks added in order, so the result is the same on any number
- * of threads. */
+ * of threads.
+ *
+ * The forward outputs of the sum, GELU and layer norm are written by
+ * streaming stores when they are STREAM_BYTES or more and start on a
+ * 64-byte line, as the GEMM writes its C (gemm_blocking.h): a store that
+ * misses the cache reads its line from memory first, and an output this
+ * large has left the caches before the op that reads it runs (t2t_vit_cifar's
+ * inference at batch 256, AMD EPYC, 2 threads, the builds with and without
+ * in one process in turn: README, Speed). */
 #include <math.h>
 #include <stdlib.h>
 #include "vmath.h"
@@ -15,6 +23,21 @@
 
 #define BLOCK 4096          /* elements per work item of the GELU loops */
 #define LN_CHUNK 32         /* rows per partial sum of layer norm's dw, db */
+#define STREAM_BYTES (4 << 20)
+
+/* Whether an output y of n floats is written by streaming stores (see above). */
+static inline int streamed(const float *y, int64_t n)
+{
+    return n * (int64_t)sizeof(float) >= STREAM_BYTES && (uintptr_t)y % 64 == 0;
+}
+
+/* v into y (a whole vector): a streaming store with `stream` (y on a vector
+ * boundary); the caller then fences (_mm_sfence) before the threads meet. */
+static inline void store_out(float *y, VF v, int stream)
+{
+    if (stream) VSTREAM(y, v);
+    else VSTORE(y, v);
+}
 
 static inline VF gelu_v(VF x)
 {
@@ -31,13 +54,14 @@ static inline VF gelu_grad_v(VF g, VF x)
 /* y = a + b: memory-bound, so threads take blocks of 16 * BLOCK floats. */
 static void add_arrays_fast(const float *a, const float *b, float *y, int64_t n)
 {
-    int nt = minit2t_threads_for(3.0 * (double)n);
+    int nt = minit2t_threads_for(3.0 * (double)n), stream = streamed(y, n);
     int64_t blocks = (n + 16 * BLOCK - 1) / (16 * BLOCK);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t t = 0; t < blocks; t++) {
         int64_t i = t * 16 * BLOCK, end = MIN(n, i + 16 * BLOCK);
-        for (; i + VW <= end; i += VW) VSTORE(y + i, VADD(VLOAD(a + i), VLOAD(b + i)));
+        for (; i + VW <= end; i += VW) store_out(y + i, VADD(VLOAD(a + i), VLOAD(b + i)), stream);
         for (; i < end; i++) y[i] = a[i] + b[i];
+        if (stream) _mm_sfence();
     }
 }
 
@@ -100,21 +124,22 @@ static void sum_rows_fast(const float *x, int64_t sx, float *y, int64_t r, int64
 
 static void gelu_forward_fast(const float *x, float *y, int64_t n)
 {
-    int nt = minit2t_threads_for(40.0 * (double)n);
+    int nt = minit2t_threads_for(40.0 * (double)n), stream = streamed(y, n);
     int64_t blocks = (n + BLOCK - 1) / BLOCK;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t t = 0; t < blocks; t++) {
         int64_t i = t * BLOCK, end = MIN(n, i + BLOCK);
         for (; i + 2 * VW <= end; i += 2 * VW) {         /* two independent chains */
             VF a = gelu_v(VLOAD(x + i)), b = gelu_v(VLOAD(x + i + VW));
-            VSTORE(y + i, a);
-            VSTORE(y + i + VW, b);
+            store_out(y + i, a, stream);
+            store_out(y + i + VW, b, stream);
         }
-        for (; i + VW <= end; i += VW) VSTORE(y + i, gelu_v(VLOAD(x + i)));
+        for (; i + VW <= end; i += VW) store_out(y + i, gelu_v(VLOAD(x + i)), stream);
         if (i < end) {
             VTAIL m = VTAILMASK(end - i);
             VSTORET(y + i, m, gelu_v(VLOADT(x + i, m, 0.0f)));
         }
+        if (stream) _mm_sfence();
     }
 }
 
@@ -136,9 +161,10 @@ static void gelu_backward_fast(const float *g, const float *x, float *gx, int64_
 /* ---- layer norm ----------------------------------------------------------- */
 
 /* One row: y = (x - mu) * rstd * w + b; returns mu, rstd. Tail lanes load
- * mu, so they add nothing to the variance. */
-static void ln_row(const float *x, const float *w, const float *b, float eps,
-                   int64_t d, float *y, float *mean, float *rstd)
+ * mu, so they add nothing to the variance. y's whole vectors by streaming
+ * stores with `stream` (D a multiple of VW). */
+static inline void ln_row(const float *x, const float *w, const float *b, float eps,
+                          int64_t d, float *y, float *mean, float *rstd, int stream)
 {
     VF acc = VSET1(0.0f);
     int64_t j = 0;
@@ -158,7 +184,7 @@ static void ln_row(const float *x, const float *w, const float *b, float eps,
     VF vr = VSET1(rs);
     for (j = 0; j + VW <= d; j += VW) {
         VF xh = VMUL(VSUB(VLOAD(x + j), vm), vr);
-        VSTORE(y + j, VFMA(xh, VLOAD(w + j), VLOAD(b + j)));
+        store_out(y + j, VFMA(xh, VLOAD(w + j), VLOAD(b + j)), stream);
     }
     if (j < d) {
         VTAIL m = VTAILMASK(d - j);
@@ -174,9 +200,14 @@ static void layer_norm_forward_fast(const float *x, int64_t sx, const float *w,
                                     float *rstd, int64_t r, int64_t d)
 {
     int nt = minit2t_threads_for(10.0 * (double)r * (double)d);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t i = 0; i < r; i++)
-        ln_row(x + i * sx, w, b, eps, d, y + i * d, mean + i, rstd + i);
+    int stream = streamed(y, r * d) && d % VW == 0;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+#pragma omp for schedule(static) nowait
+        for (int64_t i = 0; i < r; i++)
+            ln_row(x + i * sx, w, b, eps, d, y + i * d, mean + i, rstd + i, stream);
+        if (stream) _mm_sfence();
+    }
 }
 
 /* One row of the backward: gx = rstd (g w - mean(g w) - xh mean(g w xh)),
@@ -258,3 +289,4 @@ static void softmax_backward_fast(const float *g, const float *y, float *gx, int
 
 #undef BLOCK
 #undef LN_CHUNK
+#undef STREAM_BYTES

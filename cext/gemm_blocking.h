@@ -95,10 +95,12 @@ void gemm_threaded(const gemm_blocking *g, int64_t bt, int64_t m, int64_t n,
 void gemm_loops(const gemm_blocking *g, const gemm_problem *P);
 
 /* C[ic:+mb, jc:+nb] (+)= A[ic:+mb, pc:+kb] @ bp, the packed B panel
- * (kb, nb); ap (for a packed A block) and edge_a: scratch of this thread. */
+ * (kb, nb); ap (for a packed A block) and edge_a: scratch of this thread;
+ * A[next_ic:+next_mb, pc:+kb] asked for into L2 meanwhile (next_ic < 0:
+ * nothing). */
 void gemm_block(const gemm_blocking *g, const gemm_problem *P, int64_t ic, int64_t mb,
                 int64_t pc, int64_t kb, int64_t jc, int64_t nb, const float *bp,
-                float *ap, float *edge_a);
+                float *ap, float *edge_a, int64_t next_ic, int64_t next_mb);
 
 /* B[0:kc, 0:nb] (strides rsb, csb) -> dst: slivers of nr columns (kc, nr). */
 void gemm_pack_b(int64_t kc, int64_t nb, const float *b, int64_t rsb,

@@ -24,10 +24,11 @@ static inline float vdot(const float *a, const float *b, int64_t n)
  * never positive (a softmax's score less its row's maximum, -x^2 / 2 in
  * the normal CDF), so no lane can overflow. r = x - n ln2 with |r| <= ln2
  * / 2 (ln2 split in a high part exact in n * hi and a low part), exp(r) a
- * degree-6 polynomial, then 2^n added to the exponent bits; n >= -125, so
- * the exponent add stays normal: results below exp(-86.64) ~ 2.4e-38 (and
- * -inf) give 0. NaN stays NaN: VMAX returns its second operand, x, for a
- * NaN lane, and every step after keeps it. */
+ * degree-6 polynomial, then times 2^n (VSCALE_OR_0: on AVX-512 one
+ * vscalefps, on AVX2 2^n added to the exponent bits); n >= -125, so the
+ * result stays normal: results below exp(-86.64) ~ 2.4e-38 (and -inf) give
+ * 0. NaN stays NaN: VMAX returns its second operand, x, for a NaN lane,
+ * every step after keeps it, and VNLT keeps the lane. */
 static inline VF vexp_nonpos(VF x)
 {
     const VF lo = VSET1(-86.643f);
@@ -42,18 +43,22 @@ static inline VF vexp_nonpos(VF x)
     p = VFMA(p, r, VSET1(4.99999911e-1f));
     p = VFMA(p, r, VSET1(1.0f));
     p = VFMA(p, r, VSET1(1.0f));
-    return VSEL(VLT(x, lo), VSCALE(p, n), VSET1(0.0f));
+    return VSCALE_OR_0(p, n, VNLT(x, lo));
 }
 
 /* Phi(x) = P(X <= x) for X ~ N(0, 1), and in *pdf its density
- * phi(x) = exp(-x^2 / 2) / sqrt(2 pi). With z = |x| / sqrt 2:
- *   z < 0.8:  Phi = 1/2 + 1/2 erf(x / sqrt 2), erf(z) = z * P(z^2)
- *   z >= 0.8: erfc(z) = exp(-z^2) t W(t), t = 1 / (1 + z/2), and
- *             Phi = erfc(z) / 2 for x < 0, 1 - erfc(z) / 2 for x > 0,
- * so the lower tail keeps its relative accuracy (no 1 + erf cancellation).
- * exp(-z^2) = exp(-x^2 / 2) is exp(-h/2) (1 - l/2) with x^2 = h + l split
- * exactly by an FMA: a rounded z would cost 2 z^2 ulps of erfc(z) in the
- * tail. |x| is capped at 14, where Phi is 0 or 1 in float32. */
+ * phi(x) = exp(-x^2 / 2) / sqrt(2 pi). One formula for every x, with
+ * z = |x| / sqrt 2 and t = 1 / (1 + z/2):
+ *   erfc(z) = exp(-z^2) t W(t),  W a degree-8 polynomial fitted on the t
+ *   of 0 <= z <= 14 / sqrt 2 (relative error 7e-8 with its float32
+ *   coefficients, which hold W / 2),
+ *   Phi = erfc(z) / 2 for x < 0, 1 - erfc(z) / 2 for x >= 0,
+ * so the lower tail keeps its relative accuracy (no 1 + erf cancellation),
+ * and no lane evaluates a second branch. exp(-z^2) = exp(-x^2 / 2) is
+ * exp(-h/2) (1 - l/2) with x^2 = h + l split exactly by an FMA: a rounded
+ * z would cost 2 z^2 ulps of erfc(z) in the tail. |x| is capped at 14,
+ * where Phi is 0 or 1 in float32. NaN stays NaN (VMIN returns its second
+ * operand, |x|, for a NaN lane). */
 static inline VF vnormcdf(VF x, VF *pdf)
 {
     VF ax = VMIN(VSET1(14.0f), VABS(x));
@@ -61,28 +66,16 @@ static inline VF vnormcdf(VF x, VF *pdf)
     VF l = VFMS(ax, ax, h);
     VF ez = VMUL(vexp_nonpos(VMUL(h, VSET1(-0.5f))), VFNMA(l, VSET1(0.5f), VSET1(1.0f)));
     *pdf = VMUL(ez, VSET1(0.398942280f));                           /* exp(-z^2) / sqrt(2 pi) */
-    VF z = VMUL(ax, VSET1(0.707106781f));
-    h = VMUL(h, VSET1(0.5f));                                        /* z^2 */
-    VF s = VSET1(-6.53547584e-4f);                                   /* erf(z) / z */
-    s = VFMA(s, h, VSET1(5.08517260e-3f));
-    s = VFMA(s, h, VSET1(-2.68208347e-2f));
-    s = VFMA(s, h, VSET1(1.12831138e-1f));
-    s = VFMA(s, h, VSET1(-3.76126021e-1f));
-    s = VFMA(s, h, VSET1(1.12837911f));
-    VF erf = VMUL(VMUL(x, VSET1(0.707106781f)), s);
-    VF small = VFMA(erf, VSET1(0.5f), VSET1(0.5f));
-    VF t = VDIV(VSET1(1.0f), VFMA(z, VSET1(0.5f), VSET1(1.0f)));
-    VF w = VSET1(-5.32479845e-2f);                                   /* erfc(z) e^{z^2} / t */
-    w = VFMA(w, t, VSET1(2.69708455e-1f));
-    w = VFMA(w, t, VSET1(-4.74816948e-1f));
-    w = VFMA(w, t, VSET1(2.77242631e-1f));
-    w = VFMA(w, t, VSET1(-3.15749571e-2f));
-    w = VFMA(w, t, VSET1(2.06058875e-1f));
-    w = VFMA(w, t, VSET1(2.42105067e-1f));
-    w = VFMA(w, t, VSET1(2.82517374e-1f));
-    w = VFMA(w, t, VSET1(2.82078564e-1f));
-    VF half = VMUL(VMUL(ez, t), VMUL(w, VSET1(0.5f)));             /* erfc(z) / 2 */
-    VF large = VSEL(VLT(x, VSET1(0.0f)), VSUB(VSET1(1.0f), half), half);
-    VF out = VSEL(VLT(z, VSET1(0.8f)), large, small);
-    return VSEL(VNAN(x), out, x);
+    VF t = VDIV(VSET1(1.0f), VFMA(ax, VSET1(0.353553391f), VSET1(1.0f)));
+    VF w = VSET1(-2.951927483e-02f);                                 /* erfc(z) e^{z^2} / (2 t) */
+    w = VFMA(w, t, VSET1(1.422130316e-01f));
+    w = VFMA(w, t, VSET1(-2.434451729e-01f));
+    w = VFMA(w, t, VSET1(1.388557106e-01f));
+    w = VFMA(w, t, VSET1(-1.318968460e-02f));
+    w = VFMA(w, t, VSET1(1.012910381e-01f));
+    w = VFMA(w, t, VSET1(1.215652078e-01f));
+    w = VFMA(w, t, VSET1(1.411858052e-01f));
+    w = VFMA(w, t, VSET1(1.410433203e-01f));
+    VF half = VMUL(ez, VMUL(t, w));                                  /* erfc(z) / 2 */
+    return VSEL(VLT(x, VSET1(0.0f)), VSUB(VSET1(1.0f), half), half);
 }

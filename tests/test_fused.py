@@ -149,6 +149,37 @@ def test_add_every_level(c, n):
         np.testing.assert_array_equal(y, a + b, err_msg=level)
 
 
+def _on_line(n, offset):
+    """n NaNs starting `offset` floats past a 64-byte boundary."""
+    raw = np.full(n + 32, np.nan, np.float32)
+    start = -raw.ctypes.data % 64 // 4 + offset
+    return raw[start:start + n]
+
+
+@pytest.mark.parametrize("offset", [0, 1])
+def test_streamed_outputs_every_level(c, offset):
+    """Outputs of 4 MiB and more that start on a 64-byte line (offset 0) are written by streaming stores
+    (fused_fast.h), the others (offset 1) by plain ones: the sum, GELU and layer norm give the same values
+    either way, through the thread blocks, the last partial block and the masked tail."""
+    r, d = 8195, 128                                                 # 4.2 MB of rows
+    n = r * d + 13                                                   # and a tail past whole vectors
+    a, b = f32(1, n, 3.0), f32(2, n)
+    x, w, bias = a[:r * d].reshape(r, d), f32(3, d), f32(4, d)
+    want_gelu, want_ln = reference(ops.GELU, a), reference(ops.LayerNorm, x, w, bias, eps=1e-5)
+    assert n * 4 >= 4 << 20
+    for level in levels(c):
+        y = _on_line(n, offset)
+        getattr(c.lib, "add_arrays_" + level)(c.ptr(a), c.ptr(b), c.ptr(y), n)
+        np.testing.assert_array_equal(y, a + b, err_msg=level)
+        y = _on_line(n, offset)
+        getattr(c.lib, "gelu_forward_" + level)(c.ptr(a), c.ptr(y), n)
+        np.testing.assert_allclose(y, want_gelu, rtol=1e-6, atol=1e-37, err_msg=level)
+        y, mean, rstd = _on_line(r * d, offset).reshape(r, d), out(r), out(r)
+        getattr(c.lib, "layer_norm_forward_" + level)(c.ptr(x), d, c.ptr(w), c.ptr(bias), 1e-5, c.ptr(y),
+                                                      c.ptr(mean), c.ptr(rstd), r, d)
+        np.testing.assert_allclose(y, want_ln, rtol=1e-5, atol=1e-5, err_msg=level)
+
+
 @pytest.mark.parametrize("r, d", [(1, 1), (0, 5), (31, 7), (33, 16), (65, 17), (1000, 64), (8320, 130)])
 def test_sum_rows_every_level(c, r, d):
     """sum_rows: the rows' sum (Linear's bias gradient), across row chunks, vector runs and tails, from a
