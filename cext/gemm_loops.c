@@ -14,7 +14,7 @@
  *         when its columns are contiguous (unless the panel is wider than
  *         the ISA's pack_wide), or its rows (a transposed A, read by the
  *         packed kernel with its column stride); PACK_A in gemm_blocking.h
- *         (meanwhile the next A block to pack is asked for into L2)
+ *         (meanwhile the next A block is asked for into L2)
  *         for jr in NC step NR          B sliver KC x NR, lives in L1
  *           for ir in MC step MR        micro-kernel: the MR x NR tile of C
  *                                       in registers, KC rank-1 updates
@@ -174,16 +174,18 @@ static inline void prefetch_a_lines(a_prefetch *f, int64_t lines)
 /* The loops jr, ir over one A block (mb x kb) and the packed B panel
  * (kb x nb): one micro-kernel call per MR x NR tile of C. In the first K
  * block (pc = 0) the kernel starts each row of the tile at the bias, so
- * the bias costs no pass over C. When A is packed, its rows [next_ic,
- * next_ic + next_mb) (next_ic < 0: none), the block this thread will
- * likely pack next, are asked for into L2 meanwhile, spread over the
- * calls: A is usually the output of the op before, written by streaming
- * stores, so without this the packing of every block would wait on
- * memory (AMD EPYC, 16640 x 128 x 128: 96-102 GFLOP/s against 87-91 on
- * one thread; t2t_vit_cifar's inference at batch 256, 2 threads, the
- * builds with and without in one process in turn: 264-274 ms against
- * 276-285). An A read in place is left to the hardware prefetcher: asked
- * for as well, 65536 x 32 x 32 (a T2T layer) ran 9% slower. */
+ * the bias costs no pass over C. Rows [next_ic, next_ic + next_mb) of A
+ * (next_ic < 0: none), the block this thread will likely take next, are
+ * asked for into L2 meanwhile, spread over the calls: A is usually the
+ * output of the op before, written by streaming stores, so without this
+ * every block would start by waiting on memory (AMD EPYC, AVX-512,
+ * 16640 x 128 x 128: 96-102 GFLOP/s against 87-91 on one thread;
+ * t2t_vit_cifar's inference at batch 256, 2 threads, the builds with and
+ * without in one process in turn: 264-274 ms against 276-285; with the
+ * AVX2 kernels, which read A in place, 326 against 336). Not for an A
+ * read in place beside one or two slivers of B, or with K < 64 (the T2T
+ * layers' 65536 x 32 x 32 and, with AVX2, 65536 x 27 x 96): there the
+ * hardware prefetcher keeps up, and asking as well ran 4-10% slower. */
 void gemm_block(const gemm_blocking *g, const gemm_problem *P, int64_t ic, int64_t mb,
                 int64_t pc, int64_t kb, int64_t jc, int64_t nb, const float *bp,
                 float *ap, float *edge_a, int64_t next_ic, int64_t next_mb)
@@ -201,7 +203,8 @@ void gemm_block(const gemm_blocking *g, const gemm_problem *P, int64_t ic, int64
     gemm_ukernel ukernel = ps ? g->ukernel_packed : g->ukernel_rows;
     a_prefetch pf = {P->a + pc * P->csa, P->rsa, kb, next_ic, next_ic + next_mb, 0};
     int64_t per_call = 0;                                     /* lines asked for per call */
-    if (packed && P->csa == 1 && next_ic >= 0 && next_mb > 0)
+    int in_place_ok = nb > 2 * g->nr && kb >= 64;             /* see above */
+    if ((packed || in_place_ok) && P->csa == 1 && next_ic >= 0 && next_mb > 0)
         per_call = ceil_div(next_mb * ceil_div(kb, 16), ceil_div(nb, g->nr) * ceil_div(mb, g->mr));
     const float *bias = pc == 0 && P->bias ? P->bias + jc : NULL;
     float *c = P->c + ic * P->rsc + jc;
