@@ -1,7 +1,11 @@
 """`python -m minit2t bench`: images/s of a model, training and inference, beside the PyTorch
 transcription with the same weights; without torch it says why in one line. Tiny batches, one run:
 this checks the plumbing and the report, not the speed (never a timed assertion)."""
+import os
 import re
+import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -67,3 +71,23 @@ def test_bench_refuses_bad_flags():
         cli_main(["bench", "--batch-size", "0"])
     with pytest.raises(SystemExit):
         cli_main(["bench", "--model", "resnet50"])
+
+
+def test_ab_builds_times_builds_in_turn(tmp_path):
+    """benchmarks/ab_builds.py with two copies of the installed build, one round on one thread: a line
+    per build with its time and its ratios to the first; a missing build is a one-line refusal."""
+    cext = pytest.importorskip("minit2t._cext", reason="the C extension is not built")
+    builds = [str(tmp_path / name) for name in ("a.so", "b.so")]
+    for path in builds:
+        shutil.copy(cext.__file__, path)
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "ab_builds.py")
+    env = dict(os.environ, MINIT2T_NUM_THREADS="1")
+    run = subprocess.run([sys.executable, script, *builds, "--rounds", "1"], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert run.returncode == 0, run.stderr
+    rows = [line for line in run.stdout.splitlines() if line.strip().startswith(str(tmp_path))]
+    assert len(rows) == 2 and all(re.search(r"\d+\.\d ms .*\d\.\d{3} \(medians\)", row) for row in rows), run.stdout
+    assert "1.000 (medians), 1.000" in rows[0]
+    missing = subprocess.run([sys.executable, script, str(tmp_path / "none.so"), builds[0]], capture_output=True,
+                             text=True, env=env, timeout=600)
+    assert missing.returncode != 0 and "no build at" in missing.stderr and missing.stderr.count("\n") == 1
