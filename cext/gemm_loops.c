@@ -185,7 +185,7 @@ static inline void prefetch_a_lines(a_prefetch *f, int64_t lines)
  * AVX2 kernels, which read A in place, 326 against 336). Not for an A
  * read in place beside one or two slivers of B, or with K < 64 (the T2T
  * layers' 65536 x 32 x 32 and, with AVX2, 65536 x 27 x 96): there the
- * hardware prefetcher keeps up, and asking as well ran 4-10% slower. */
+ * hardware prefetcher keeps up, and asking as well ran 3-10% slower. */
 void gemm_block(const gemm_blocking *g, const gemm_problem *P, int64_t ic, int64_t mb,
                 int64_t pc, int64_t kb, int64_t jc, int64_t nb, const float *bp,
                 float *ap, float *edge_a, int64_t next_ic, int64_t next_mb)
