@@ -5,11 +5,12 @@
  *   VF, VW        the vector type, its number of floats
  *   VLOAD, VSTORE, VSET1; VSTREAM (a streaming store, p on a VF boundary); VADD, VSUB, VMUL, VDIV, VMIN, VMAX, VABS
  *   VFMA(a, b, c) = a*b + c   VFNMA(a, b, c) = c - a*b   VFMS(a, b, c) = a*b - c
- *   VROUND (to nearest)       VSCALE(x, n) = x * 2^n (n integral, as VF)
- *   VMASK  a lane mask: VLT, VGT (ordered), VNLT (not less: true for NaN),
- *          VNAN(a) (unordered lanes); VSEL(m, a, b) = m ? b : a, lane by lane;
- *          VSCALE_OR_0(x, n, m) = m ? x * 2^n : 0 (x * 2^n normal; AVX-512
- *          computes it in one instruction, vscalefps)
+ *   VROUND (to nearest)
+ *   VMASK  a lane mask: VLT, VGT (ordered), VNLT (not less: true for NaN);
+ *          VSEL(m, a, b) = m ? b : a, lane by lane;
+ *          VSCALE_OR_0(x, n, m) = m ? x * 2^n : 0 (n integral, as VF, and
+ *          x * 2^n normal: here 2^n added to x's exponent bits; AVX-512 does
+ *          it in one instruction, vscalefps)
  *   VTAIL  the mask of the first n < VW lanes, VTAILMASK(n): VLOADT(p, m,
  *          fill) loads them (fill elsewhere), VSTORET(p, m, v) stores them
  *   VHSUM, VHMAX  the sum / max of the lanes, as a float */
@@ -34,14 +35,12 @@
 #define VFNMA _mm256_fnmadd_ps
 #define VFMS _mm256_fmsub_ps
 #define VROUND(x) _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-#define VSCALE(x, n) _mm256_castsi256_ps(_mm256_add_epi32(_mm256_castps_si256(x), \
-                                         _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23)))
-#define VSCALE_OR_0(x, n, keep) _mm256_and_ps(keep, VSCALE(x, n))
+#define VSCALE_OR_0(x, n, keep) _mm256_and_ps(keep, _mm256_castsi256_ps(_mm256_add_epi32( \
+                                    _mm256_castps_si256(x), _mm256_slli_epi32(_mm256_cvtps_epi32(n), 23))))
 #define VMASK __m256
 #define VLT(a, b) _mm256_cmp_ps(a, b, _CMP_LT_OQ)
 #define VNLT(a, b) _mm256_cmp_ps(a, b, _CMP_NLT_UQ)
 #define VGT(a, b) _mm256_cmp_ps(a, b, _CMP_GT_OQ)
-#define VNAN(a) _mm256_cmp_ps(a, a, _CMP_UNORD_Q)
 #define VSEL(m, a, b) _mm256_blendv_ps(a, b, m)
 #define VTAIL __m256i
 #define VTAILMASK(n) _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n)), \

@@ -22,14 +22,11 @@
 #define VFNMA _mm512_fnmadd_ps
 #define VFMS _mm512_fmsub_ps
 #define VROUND(x) _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-#define VSCALE(x, n) _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(x), \
-                                         _mm512_slli_epi32(_mm512_cvtps_epi32(n), 23)))
 #define VSCALE_OR_0(x, n, keep) _mm512_maskz_scalef_ps(keep, x, n)
 #define VMASK __mmask16
 #define VLT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ)
 #define VNLT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_NLT_UQ)
 #define VGT(a, b) _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ)
-#define VNAN(a) _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q)
 #define VSEL(m, a, b) _mm512_mask_blend_ps(m, a, b)
 #define VTAIL __mmask16
 #define VTAILMASK(n) ((__mmask16)((1u << (n)) - 1u))
