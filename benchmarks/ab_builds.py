@@ -12,8 +12,9 @@ A build is a copy of minit2t/_cext.abi3.so, e.g. the one of an older commit:
 Every build is loaded beside the installed one (its own module name), and the C backend's kernels
 are pointed at each in turn: every round runs the model twice with each build, so a minute in
 which the shared machine is slow hits every build alike. Prints each build's median time (ms) and,
-against the first build, the ratio of medians and the median of the per-round ratios: a gain of a
-few percent, lost between two separate runs, shows in both. What is timed is
+against the first build, the ratio of medians and the median of the paired calls' ratios (the k-th
+call of the first build over the k-th of this one, both in the same round): a gain of a few percent,
+lost between two separate runs, shows in both. What is timed is
 minit2t.speed's inference (batch 256, no_grad) or training step (batch 128), as `python -m
 minit2t bench` runs them; the thread count and MINIT2T_ISA apply to every build.
 """

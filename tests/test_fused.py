@@ -282,16 +282,15 @@ def test_sgemm_streamed_c_every_level(c, m, k, n, bias):
     want = a.astype(np.float64) @ b + (bv if bias else 0.0)
     n16 = (n + 15) // 16 * 16                                        # rows on 64-byte lines
     for level in levels(c)[1:]:
-        raw = np.full(m * n16 + 16, np.nan, np.float32)
-        start = -raw.ctypes.data % 64 // 4
-        got = raw[start:start + m * n16].reshape(m, n16)[:, :n]
+        lines = _on_line(m * n16, 0).reshape(m, n16)
+        got = lines[:, :n]
         assert got.ctypes.data % 64 == 0 and got.nbytes >= 4 << 20
         args = [1, m, n, k, c.ptr(a), c.strides(a, (None, 0, 1)), c.ptr(b), c.strides(b, (None, 0, 1))]
         name = ("sgemm_bias_" if bias else "sgemm_") + level
         getattr(c.lib, name)(*args, *([c.ptr(bv)] if bias else []), c.ffi.cast("float *", got.ctypes.data),
                              c.strides(got[None], (0, 1)))
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=4e-6 * (k + 1), err_msg=level)
-        assert np.isnan(raw[start:start + m * n16].reshape(m, n16)[:, n:]).all(), level   # nothing past n
+        assert np.isnan(lines[:, n:]).all(), level                   # nothing past n
 
 
 @given(case=gemm_cases(), seed=seeds)
