@@ -141,7 +141,7 @@ def cmd_table(args):
 
 
 def markdown(rows):
-    """The README's table: a line per model, the seeds' mean and range where there are several."""
+    """The table of docs/paper.md: a line per model, the seeds' mean and range where there are several."""
     lines = [f"| model | what differs | params | MACs | images/s (rates) | steps in {BUDGET_MIN} min | "
              f"steps' wall time | test accuracy |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for model in dict.fromkeys(r["model"] for r in rows.values()):
