@@ -20,6 +20,7 @@ try:
     from minit2t.backends import get_backend
     ob = get_backend("opencl")
     from minit2t.backends import _opencl_runtime as rtm
+    from minit2t.backends import opencl_kernels as okn    # the kernels' options: gemm_kernel, BLOCKED, MAX_Z
 except (ImportError, RuntimeError) as e:                # no pyopencl, no platform
     pytest.skip(f"OpenCL backend unavailable: {e}", allow_module_level=True)
 
@@ -34,7 +35,7 @@ def gemm_bound(a, b):
 
 @pytest.fixture(params=KERNELS)
 def kernel(request, monkeypatch):
-    monkeypatch.setattr(ob, "gemm_kernel", request.param)
+    monkeypatch.setattr(okn, "gemm_kernel", request.param)
     return request.param
 
 
@@ -42,11 +43,11 @@ def kernel(request, monkeypatch):
 @pytest.mark.parametrize("which", KERNELS)
 def test_matmul_both_kernels(which, case):
     a, b = case
-    old, ob.gemm_kernel = ob.gemm_kernel, which
+    old, okn.gemm_kernel = okn.gemm_kernel, which
     try:
         got = ob.matmul(a, b)
     finally:
-        ob.gemm_kernel = old
+        okn.gemm_kernel = old
     want = np.matmul(a.astype(np.float64), b)
     assert got.dtype == np.float32 and got.shape == want.shape
     assert np.all(np.abs(got - want) <= gemm_bound(a, b))
@@ -80,7 +81,7 @@ def test_float64_goes_to_numpy_exactly():
 
 
 def test_bad_gemm_kernel_option(monkeypatch):
-    monkeypatch.setattr(ob, "gemm_kernel", "fast")
+    monkeypatch.setattr(okn, "gemm_kernel", "fast")
     with pytest.raises(ValueError, match="'auto', 'blocked' or 'tiled'"):
         ob.matmul(np.ones((2, 2), np.float32), np.ones((2, 2), np.float32))
 
@@ -92,7 +93,7 @@ def test_programs_built_once_per_options(kernel, monkeypatch):
     ob.matmul(a, a.T)
     assert rtm._KERNELS == built                          # same kernel objects, no rebuild
     if kernel == "blocked":                               # new -D options: a new program
-        monkeypatch.setattr(ob, "BLOCKED", {"RM": 4, "NB": 8, "GROUP": (4, 4)})
+        monkeypatch.setattr(okn, "BLOCKED", {"RM": 4, "NB": 8, "GROUP": (4, 4)})
         got = ob.matmul(a, a.T)
         assert np.all(np.abs(got - a.astype(np.float64) @ a.T) <= gemm_bound(a, a.T))
         assert len(rtm._KERNELS) > len(built)
@@ -169,8 +170,8 @@ def test_no_platform_is_a_clear_error(tmp_path):
 
 def test_grid_launched_in_slabs(monkeypatch):
     """Dimension 2 of a grid split over several launches gives the same result."""
-    monkeypatch.setattr(ob, "MAX_Z", 5)
-    monkeypatch.setattr(ob, "gemm_kernel", "tiled")
+    monkeypatch.setattr(okn, "MAX_Z", 5)
+    monkeypatch.setattr(okn, "gemm_kernel", "tiled")
     a, b = make_array(8, (7, 9, 4), np.float32), make_array(9, (7, 4, 3), np.float32)
     assert np.all(np.abs(ob.matmul(a, b) - np.matmul(a.astype(np.float64), b)) <= gemm_bound(a, b))
     x = make_array(10, (2, 3, 6, 5), np.float32)                  # 54 rows of cols, 6 images

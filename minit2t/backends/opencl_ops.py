@@ -1,6 +1,6 @@
 """The OpenCL backend's versions of MatMul, Linear, Unfold and Fold: the same math
 as minit2t/ops, with the products and the windows computed by the OpenCL kernels
-(opencl_backend.matmul, unfold, fold: float32 on the device, float64 in NumPy).
+(opencl_kernels.matmul, unfold, fold: float32 on the device, float64 in NumPy).
 
 Legend: M/K/N matrix sides, Bt flattened batch, R rows, Din/Dout linear features,
 "..." batch dims. Each class replaces the op it subclasses (opencl_backend.OPS).
@@ -8,7 +8,7 @@ Legend: M/K/N matrix sides, Bt flattened batch, R rows, Din/Dout linear features
 import numpy as np
 
 from minit2t import ops
-from minit2t.backends import opencl_backend as ocl   # its kernels (it imports this module last)
+from minit2t.backends import opencl_kernels as ocl
 from minit2t.ops import conv, linear, matmul
 
 
