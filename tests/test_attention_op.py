@@ -3,7 +3,8 @@
 The op against a torch transcription of the formula (forward and the gradient of the packed qkv,
 float64 and float32) and float64 finite differences; bad input refused in one line; nn's
 Attention and the T2T layer's TokenAttention giving the same output and gradients on their fused
-and step-by-step paths, and taking the step-by-step one whenever the probabilities are watched.
+and step-by-step paths, and the speed policy (backends.fusion.may_fuse_attention) sending them the
+step-by-step way whenever the probabilities are watched or changed.
 
 Legend: B batch, N tokens, h heads, d head dim, D = h * d, Din / E the T2T layer's widths.
 """
@@ -19,7 +20,9 @@ import minit2t.nn.functional as F                             # noqa: E402
 import strategies as S                                        # noqa: E402
 from helpers import F64, assert_close, check_against_torch, numerical_grad_check  # noqa: E402
 from minit2t import ops                                       # noqa: E402
+from minit2t.backends.fusion import may_fuse_attention        # noqa: E402
 from minit2t.models.token_transformer import TokenAttention  # noqa: E402
+from minit2t.nn.layers import Softmax                         # noqa: E402
 from minit2t.nn.transformer import Attention                  # noqa: E402
 
 
@@ -186,26 +189,38 @@ class _OwnProbabilities(Attention):
         return super().probabilities(q, k, size)
 
 
+class _SameSteps(Attention):
+    """A subclass that keeps Attention's steps: the fused op still stands for them."""
+
+
+class _ScaledSoftmax(Softmax):
+    def forward(self, x):
+        return super().forward(x * 2.0)
+
+
 @pytest.mark.parametrize("name", sorted(LAYERS))
 def test_watched_probabilities_take_the_step_by_step_path(name):
     layer = LAYERS[name][0]()
-    fused_ok = (lambda: layer._fused_ok(None)) if name == "Attention" else layer._fused_ok
-    assert fused_ok()
+    assert may_fuse_attention(layer)
     for module in (layer.softmax, layer.attn_drop):
         for register in (module.register_forward_hook, module.register_forward_pre_hook):
             handle = register(lambda *args: None)
-            assert not fused_ok()
+            assert not may_fuse_attention(layer)
             handle.remove()
-            assert fused_ok()
+            assert may_fuse_attention(layer)
     layer.attn_drop.p = 0.1
-    assert not fused_ok()                                            # dropout on the probabilities
+    assert not may_fuse_attention(layer)                             # dropout on the probabilities
     layer.eval()
-    assert fused_ok()                                                # ... only while training
+    assert may_fuse_attention(layer)                                 # ... only while training
+    layer.softmax = _ScaledSoftmax(axis=-1)                          # a softmax of another kind
+    assert not may_fuse_attention(layer)
 
 
 def test_attention_size_and_subclasses_take_the_step_by_step_path():
     layer = Attention(8, num_heads=2)
-    assert layer._fused_ok(None) and not layer._fused_ok(np.ones((1, 3)))
-    assert not _OwnProbabilities(8, num_heads=2)._fused_ok(None)
+    assert may_fuse_attention(layer) and may_fuse_attention(layer, None)
+    assert not may_fuse_attention(layer, np.ones((1, 3)))
+    assert not may_fuse_attention(_OwnProbabilities(8, num_heads=2))
+    assert may_fuse_attention(_SameSteps(8, num_heads=2))
     layer.mix = lambda attn, v: None                                 # an instance's own step
-    assert not layer._fused_ok(None)
+    assert not may_fuse_attention(layer)

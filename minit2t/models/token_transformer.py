@@ -6,16 +6,21 @@ Its attention projects Din -> E for q, k and v, so the residual around the
 attention cannot be the input (width Din); the release uses v (width E) instead.
 The scale comes from the *input* width: (Din / heads) ** -0.5.
 """
+from minit2t.backends.fusion import may_fuse_attention
 from minit2t.nn import functional as F
 from minit2t.nn.layers import Dropout, DropPath, Identity, LayerNorm, Linear, Softmax
 from minit2t.nn.module import Module
-from minit2t.nn.transformer import Mlp, probabilities_unobserved
+from minit2t.nn.transformer import Mlp
 
 
 class TokenAttention(Module):
     """One-head attention Din -> E with v as the skip. The probabilities (B, 1, T, T) are the output
     of `softmax`; when nothing watches or changes them (no hook on `softmax` or `attn_drop`, no
-    attention dropout), forward runs the same attention as one op, F.attention."""
+    attention dropout), forward runs the same attention as one op, F.attention (the backend's speed
+    policy decides: minit2t.backends.fusion.may_fuse_attention)."""
+
+    fused_steps = ()                                                 # the steps are forward's own lines
+    fused_layers = {"softmax": Softmax, "attn_drop": Dropout}        # F.attention stands for these
 
     def __init__(self, dim, num_heads=1, in_dim=None, qkv_bias=False, qk_scale=None,
                  attn_drop=0.0, proj_drop=0.0):
@@ -33,7 +38,7 @@ class TokenAttention(Module):
     def forward(self, x):                                            # (B, T, Din)
         B, T, _ = x.shape
         E = self.in_dim
-        if self._fused_ok():
+        if may_fuse_attention(self):
             qkv = self.qkv(x)                                        # (B, T, 3E)
             x = self.proj_drop(self.proj(F.attention(qkv, self.num_heads, self.scale)))  # (B, T, E)
             return qkv[..., 2 * E:] + x                              # (B, T, E) value skip: v
@@ -44,11 +49,6 @@ class TokenAttention(Module):
         x = (attn @ v).transpose(1, 2).reshape(B, T, E)              # (B, T, E)
         x = self.proj_drop(self.proj(x))
         return v.reshape(B, T, E) + x                                # (B, T, E) value skip
-
-    def _fused_ok(self):
-        """Whether forward may run the fused op: it never hands out the probabilities, so a hook on
-        them or dropout acting on them takes the step-by-step path."""
-        return probabilities_unobserved(self.softmax, self.attn_drop)
 
 
 class TokenTransformer(Module):

@@ -10,6 +10,7 @@ from numbers import Real
 
 import numpy as np
 
+from minit2t.backends.fusion import may_fuse_attention
 from minit2t.nn import functional as F
 from minit2t.nn.layers import GELU, Dropout, DropPath, Identity, LayerNorm, Linear, Softmax
 from minit2t.nn.module import Module, Parameter
@@ -17,7 +18,6 @@ from minit2t.nn.shunted import ShuntedAttention
 from minit2t.tensor import Tensor
 
 ATTENTIONS = ("standard", "shunted")
-STEPS = ("heads", "probabilities", "mix")                            # Attention's step-by-step path
 
 
 def _check_tokens(x, dim, what):
@@ -47,8 +47,12 @@ class Attention(Module):
 
     The attention probabilities (B, h, N, N) are the output of the `softmax` sub-module,
     where a forward hook sees them (minit2t.analysis.attention_maps). When nothing needs them
-    (no `size`, no hook on `softmax` or `attn_drop`, no attention dropout), forward runs the
-    same attention as one op, F.attention, which never hands them out."""
+    (no `size`, no hook on `softmax` or `attn_drop`, no attention dropout, no step of a subclass),
+    forward runs the same attention as one op, F.attention, which never hands them out; the
+    backend's speed policy decides (minit2t.backends.fusion.may_fuse_attention)."""
+
+    fused_steps = ("heads", "probabilities", "mix")                  # what F.attention stands for
+    fused_layers = {"softmax": Softmax, "attn_drop": Dropout}        # ... with these sub-modules
 
     def __init__(self, dim, num_heads=8, qkv_bias=False, qk_scale=None, attn_drop=0.0, proj_drop=0.0):
         super().__init__()
@@ -64,19 +68,11 @@ class Attention(Module):
 
     def forward(self, x, size=None):                                 # (B, N, D)
         _check_tokens(x, self.dim, "Attention")
-        if self._fused_ok(size):
+        if may_fuse_attention(self, size):
             x = F.attention(self.qkv(x), self.num_heads, self.scale)  # (B, N, D)
             return self.proj_drop(self.proj(x))
         q, k, v = self.heads(x)                                      # (B, h, N, d) each
         return self.mix(self.probabilities(q, k, size), v)           # (B, N, D)
-
-    def _fused_ok(self, size):
-        """Whether forward may run the fused op. It never hands out the probabilities, so anything
-        that watches or changes them takes the step-by-step path: ToMe's `size`, a hook, attention
-        dropout, or a subclass (or instance) with its own heads, probabilities or mix."""
-        methods = [getattr(getattr(self, name), "__func__", None) for name in STEPS]   # the functions run
-        own = any(m is not getattr(Attention, name) for m, name in zip(methods, STEPS))
-        return size is None and not own and probabilities_unobserved(self.softmax, self.attn_drop)
 
     def heads(self, x):                                              # (B, N, D)
         """q, k, v split into heads."""
@@ -97,15 +93,6 @@ class Attention(Module):
         """The heads' weighted sums of v, concatenated and projected."""
         x = concat_heads(self.attn_drop(attn) @ v)                   # (B, N, D)
         return self.proj_drop(self.proj(x))
-
-
-def probabilities_unobserved(softmax, attn_drop):
-    """True when nothing watches or changes the attention probabilities: `softmax` and `attn_drop`
-    are the plain layers, neither is hooked, and the dropout drops nothing (p = 0 or eval mode).
-    Only then may the fused op (F.attention), which never hands them out, stand for the two."""
-    plain = type(softmax) is Softmax and type(attn_drop) is Dropout
-    hooked = any(m._forward_pre_hooks or m._forward_hooks for m in (softmax, attn_drop))
-    return plain and not hooked and (attn_drop.p == 0 or not attn_drop.training)
 
 
 def concat_heads(x):                                                 # (B, h, N, d)

@@ -9,6 +9,7 @@ tokens and the TokenState (sizes, sources) and returns fewer tokens, updating th
 """
 import numpy as np
 
+from minit2t.backends.fusion import may_fuse_attention
 from minit2t.nn import functional as F
 from minit2t.nn.module import Module
 from minit2t.nn.transformer import Block, scaled
@@ -33,7 +34,7 @@ class ReducingBlock(Module):
         A block that needs only the class token's row of them (probabilities="cls": EViT) may get
         that row alone, (B, h, 1, N), and one that needs none (False: ToMe, MCTF's second pass)
         gets None; then the attention itself runs as one op, when nothing watches it."""
-        if probabilities is not True and self.attn._fused_ok(None):
+        if probabilities is not True and may_fuse_attention(self.attn):
             return self._attend_fused(x, state, probabilities == "cls")
         q, k, v = self.attn.heads(self.norm1(x))                     # (B, h, N, d) each
         attn = self.attn.probabilities(q, k, state.size if self.prop else None)  # (B, h, N, N)
