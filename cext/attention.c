@@ -1,9 +1,8 @@
 /* Multi-head attention from the packed projection qkv, forward and backward
  * (ops.Attention), as the reference loops and the dispatchers. The fast
  * versions: attention_forward -> attention_forward_avx512
- * (attention_avx512.c) -> attention_fast (attention_fast.h: threads over
- * heads, each head's products, softmax and mix in cache), and so for the
- * backward.
+ * (attention_fast.c) -> attention_heads (threads over heads, each head's
+ * products, softmax and mix in cache), and so for the backward.
  *
  * Legend: B batch, N tokens, h heads, d = D / h head width, D = h * d.
  *   qkv   (B, N, 3, h, d)  q, k, v of head hh at [b, n, 0 | 1 | 2, hh]
@@ -125,20 +124,18 @@ int attention_backward_ref(const float *qkv, const float *p, const float *g, flo
     return 0;
 }
 
+/* ---- dispatchers: the best ISA of this CPU (DISPATCH, runtime.h) --------- */
+
 int attention_forward(const float *qkv, const float *kbias, float *out, float *p,
                       int64_t B, int64_t N, int64_t h, int64_t d, float scale)
 {
     int isa = minit2t_isa();
-    if (isa == ISA_AVX512) return attention_forward_avx512(qkv, kbias, out, p, B, N, h, d, scale);
-    if (isa == ISA_AVX2) return attention_forward_avx2(qkv, kbias, out, p, B, N, h, d, scale);
-    return attention_forward_ref(qkv, kbias, out, p, B, N, h, d, scale);
+    return DISPATCH(isa, attention_forward, (qkv, kbias, out, p, B, N, h, d, scale));
 }
 
 int attention_backward(const float *qkv, const float *p, const float *g, float *gqkv,
                        int64_t B, int64_t N, int64_t h, int64_t d, float scale)
 {
     int isa = minit2t_isa();
-    if (isa == ISA_AVX512) return attention_backward_avx512(qkv, p, g, gqkv, B, N, h, d, scale);
-    if (isa == ISA_AVX2) return attention_backward_avx2(qkv, p, g, gqkv, B, N, h, d, scale);
-    return attention_backward_ref(qkv, p, g, gqkv, B, N, h, d, scale);
+    return DISPATCH(isa, attention_backward, (qkv, p, g, gqkv, B, N, h, d, scale));
 }

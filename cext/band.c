@@ -1,7 +1,7 @@
 /* Band products: each query's window of keys (local attention, Scatterbrain's
  * sparse part), as the reference loops and the dispatchers. The fast
- * versions: band_dot -> band_dot_avx512 (band_avx512.c) -> band_dot_fast
- * (band_fast.h: the vector loop over d, threads over rows), and so for each.
+ * versions: band_dot -> band_dot_avx512 (band_fast.c: the vector loop over
+ * d, threads over rows), and so for each.
  *
  * Legend: B batch, T tokens, d width, w window; slot t of query i holds key
  * j = i + lo + t, lo = -floor(w/2) (minit2t/ops/band.py); keys outside
@@ -60,28 +60,22 @@ void band_mix_t_ref(const float *p, const float *a, float *y, int64_t nb, int64_
     }
 }
 
-/* ---- dispatchers: the best ISA of this CPU ------------------------------- */
+/* ---- dispatchers: the best ISA of this CPU (DISPATCH, runtime.h) --------- */
 
 void band_dot(const float *a, const float *b, float *s, int64_t nb, int64_t T, int64_t d, int64_t w)
 {
     int isa = minit2t_isa();
-    if (isa == ISA_AVX512) band_dot_avx512(a, b, s, nb, T, d, w);
-    else if (isa == ISA_AVX2) band_dot_avx2(a, b, s, nb, T, d, w);
-    else band_dot_ref(a, b, s, nb, T, d, w);
+    DISPATCH(isa, band_dot, (a, b, s, nb, T, d, w));
 }
 
 void band_mix(const float *p, const float *v, float *y, int64_t nb, int64_t T, int64_t d, int64_t w)
 {
     int isa = minit2t_isa();
-    if (isa == ISA_AVX512) band_mix_avx512(p, v, y, nb, T, d, w);
-    else if (isa == ISA_AVX2) band_mix_avx2(p, v, y, nb, T, d, w);
-    else band_mix_ref(p, v, y, nb, T, d, w);
+    DISPATCH(isa, band_mix, (p, v, y, nb, T, d, w));
 }
 
 void band_mix_t(const float *p, const float *a, float *y, int64_t nb, int64_t T, int64_t d, int64_t w)
 {
     int isa = minit2t_isa();
-    if (isa == ISA_AVX512) band_mix_t_avx512(p, a, y, nb, T, d, w);
-    else if (isa == ISA_AVX2) band_mix_t_avx2(p, a, y, nb, T, d, w);
-    else band_mix_t_ref(p, a, y, nb, T, d, w);
+    DISPATCH(isa, band_mix_t, (p, a, y, nb, T, d, w));
 }

@@ -1,8 +1,7 @@
-/* The fast strided copy, written once in the vector vocabulary of
- * vec_avx2.h and compiled per ISA: included by fused_avx2.c and
- * fused_avx512.c, whose copy_strided_avx2 / _avx512 call copy_strided_fast.
- * Arguments as in minit2t.h: dst[i] = src[i] over an nd-dim shape, element
- * strides ss, ds.
+/* The fast strided copy, copy_strided_avx2 / _avx512 (FAST(copy_strided),
+ * the last function here): part of the template fused_fast.c, which
+ * includes it at its end. Arguments as in minit2t.h: dst[i] = src[i] over
+ * an nd-dim shape, element strides ss, ds.
  *
  * The dims are taken in dst's memory order (sorted by its strides); dims of
  * size 1 are dropped and a dim is merged into the next one when
@@ -104,8 +103,8 @@ static void copy_transposed(const float *src, float *dst, int64_t outer, const i
     }
 }
 
-static void copy_strided_fast(const float *src, const int64_t *ss, float *dst, const int64_t *ds,
-                              const int64_t *shape, int64_t nd)
+void FAST(copy_strided)(const float *src, const int64_t *ss, float *dst, const int64_t *ds,
+                        const int64_t *shape, int64_t nd)
 {
     int64_t n[8], s[8], d[8], rows = 1;
     for (int64_t i = 0; i < nd; i++)

@@ -1,8 +1,8 @@
 /* Fused elementwise kernels: GELU, layer norm and softmax, each forward
- * and backward, and the strided copy, as the reference loops and the
- * dispatchers. The fast versions: gelu_forward -> gelu_forward_avx512
- * (fused_avx512.c) -> gelu_forward_fast (fused_fast.h: the vector loop),
- * and so for each kernel; copy_strided_fast is in copy_fast.h, exp and the
+ * and backward, the strided copy, the sum of two arrays and row sums, as
+ * the reference loops and the dispatchers. The fast versions:
+ * gelu_forward -> gelu_forward_avx512 (fused_fast.c: the vector loop), and
+ * so for each kernel; copy_strided_avx512 is in copy_fast.h, exp and the
  * normal CDF in vmath.h.
  *
  * Legend: n elements; R rows of D (layer norm) or N (softmax) floats.
@@ -133,47 +133,37 @@ void sum_rows_ref(const float *x, int64_t sx, float *y, int64_t r, int64_t d)
     }
 }
 
-/* ---- dispatchers: the best ISA of this CPU ------------------------------- */
+/* ---- dispatchers: the best ISA of this CPU (DISPATCH, runtime.h) --------- */
 
 void add_arrays(const float *a, const float *b, float *y, int64_t n)
 {
     int isa = minit2t_isa();
-    if (isa == ISA_AVX512) add_arrays_avx512(a, b, y, n);
-    else if (isa == ISA_AVX2) add_arrays_avx2(a, b, y, n);
-    else add_arrays_ref(a, b, y, n);
+    DISPATCH(isa, add_arrays, (a, b, y, n));
 }
 
 void sum_rows(const float *x, int64_t sx, float *y, int64_t r, int64_t d)
 {
     int isa = minit2t_isa();
-    if (isa == ISA_AVX512) sum_rows_avx512(x, sx, y, r, d);
-    else if (isa == ISA_AVX2) sum_rows_avx2(x, sx, y, r, d);
-    else sum_rows_ref(x, sx, y, r, d);
+    DISPATCH(isa, sum_rows, (x, sx, y, r, d));
 }
 
 void gelu_forward(const float *x, float *y, int64_t n)
 {
     int isa = minit2t_isa();
-    if (isa == ISA_AVX512) gelu_forward_avx512(x, y, n);
-    else if (isa == ISA_AVX2) gelu_forward_avx2(x, y, n);
-    else gelu_forward_ref(x, y, n);
+    DISPATCH(isa, gelu_forward, (x, y, n));
 }
 
 void gelu_backward(const float *g, const float *x, float *gx, int64_t n)
 {
     int isa = minit2t_isa();
-    if (isa == ISA_AVX512) gelu_backward_avx512(g, x, gx, n);
-    else if (isa == ISA_AVX2) gelu_backward_avx2(g, x, gx, n);
-    else gelu_backward_ref(g, x, gx, n);
+    DISPATCH(isa, gelu_backward, (g, x, gx, n));
 }
 
 void layer_norm_forward(const float *x, int64_t sx, const float *w, const float *b,
                         float eps, float *y, float *mean, float *rstd, int64_t r, int64_t d)
 {
     int isa = minit2t_isa();
-    if (isa == ISA_AVX512) layer_norm_forward_avx512(x, sx, w, b, eps, y, mean, rstd, r, d);
-    else if (isa == ISA_AVX2) layer_norm_forward_avx2(x, sx, w, b, eps, y, mean, rstd, r, d);
-    else layer_norm_forward_ref(x, sx, w, b, eps, y, mean, rstd, r, d);
+    DISPATCH(isa, layer_norm_forward, (x, sx, w, b, eps, y, mean, rstd, r, d));
 }
 
 void layer_norm_backward(const float *g, int64_t sg, const float *x, int64_t sx,
@@ -181,32 +171,24 @@ void layer_norm_backward(const float *g, int64_t sg, const float *x, int64_t sx,
                          float *gx, float *gw, float *gb, int64_t r, int64_t d)
 {
     int isa = minit2t_isa();
-    if (isa == ISA_AVX512) layer_norm_backward_avx512(g, sg, x, sx, w, mean, rstd, gx, gw, gb, r, d);
-    else if (isa == ISA_AVX2) layer_norm_backward_avx2(g, sg, x, sx, w, mean, rstd, gx, gw, gb, r, d);
-    else layer_norm_backward_ref(g, sg, x, sx, w, mean, rstd, gx, gw, gb, r, d);
+    DISPATCH(isa, layer_norm_backward, (g, sg, x, sx, w, mean, rstd, gx, gw, gb, r, d));
 }
 
 void copy_strided(const float *src, const int64_t *ss, float *dst, const int64_t *ds,
                   const int64_t *shape, int64_t nd)
 {
     int isa = minit2t_isa();
-    if (isa == ISA_AVX512) copy_strided_avx512(src, ss, dst, ds, shape, nd);
-    else if (isa == ISA_AVX2) copy_strided_avx2(src, ss, dst, ds, shape, nd);
-    else copy_strided_ref(src, ss, dst, ds, shape, nd);
+    DISPATCH(isa, copy_strided, (src, ss, dst, ds, shape, nd));
 }
 
 void softmax_forward(const float *x, float *y, int64_t r, int64_t n)
 {
     int isa = minit2t_isa();
-    if (isa == ISA_AVX512) softmax_forward_avx512(x, y, r, n);
-    else if (isa == ISA_AVX2) softmax_forward_avx2(x, y, r, n);
-    else softmax_forward_ref(x, y, r, n);
+    DISPATCH(isa, softmax_forward, (x, y, r, n));
 }
 
 void softmax_backward(const float *g, const float *y, float *gx, int64_t r, int64_t n)
 {
     int isa = minit2t_isa();
-    if (isa == ISA_AVX512) softmax_backward_avx512(g, y, gx, r, n);
-    else if (isa == ISA_AVX2) softmax_backward_avx2(g, y, gx, r, n);
-    else softmax_backward_ref(g, y, gx, r, n);
+    DISPATCH(isa, softmax_backward, (g, y, gx, r, n));
 }

@@ -51,12 +51,8 @@ void sgemm(int64_t bt, int64_t m, int64_t n, int64_t k,
            const int64_t *sb, float *c, const int64_t *sc)
 {
     int isa = minit2t_isa();
-    if (isa == ISA_SCALAR || (double)m * (double)n * (double)k < TINY_GEMM)
-        sgemm_ref(bt, m, n, k, a, sa, b, sb, c, sc);
-    else if (isa == ISA_AVX512)
-        sgemm_avx512(bt, m, n, k, a, sa, b, sb, c, sc);
-    else
-        sgemm_avx2(bt, m, n, k, a, sa, b, sb, c, sc);
+    if ((double)m * (double)n * (double)k < TINY_GEMM) isa = ISA_SCALAR;
+    DISPATCH(isa, sgemm, (bt, m, n, k, a, sa, b, sb, c, sc));
 }
 
 void sgemm_bias(int64_t bt, int64_t m, int64_t n, int64_t k,
@@ -64,10 +60,6 @@ void sgemm_bias(int64_t bt, int64_t m, int64_t n, int64_t k,
                 const int64_t *sb, const float *bias, float *c, const int64_t *sc)
 {
     int isa = minit2t_isa();
-    if (isa == ISA_SCALAR || (double)m * (double)n * (double)k < TINY_GEMM)
-        sgemm_bias_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);
-    else if (isa == ISA_AVX512)
-        sgemm_bias_avx512(bt, m, n, k, a, sa, b, sb, bias, c, sc);
-    else
-        sgemm_bias_avx2(bt, m, n, k, a, sa, b, sb, bias, c, sc);
+    if ((double)m * (double)n * (double)k < TINY_GEMM) isa = ISA_SCALAR;
+    DISPATCH(isa, sgemm_bias, (bt, m, n, k, a, sa, b, sb, bias, c, sc));
 }

@@ -1,8 +1,9 @@
 /* The AVX2 + FMA GEMM: its micro-kernels, its block sizes, and sgemm_avx2 /
  * sgemm_bias_avx2 (arguments as sgemm / sgemm_bias in minit2t.h). The
  * twin of gemm_avx512.c (read that first) with 8-float vectors: a 6 x 16
- * tile in 12 of the 16 ymm registers. Only this file is compiled for AVX2,
- * and sgemm dispatches to it only on CPUs that have it (runtime.c). */
+ * tile in 12 of the 16 ymm registers. Of the GEMM's files only this one is
+ * compiled for AVX2, and sgemm dispatches to it only on CPUs that have it
+ * (runtime.c). */
 #include "gemm_blocking.h"
 
 #if MINIT2T_X86
@@ -102,4 +103,4 @@ void sgemm_bias_avx2(int64_t bt, int64_t m, int64_t n, int64_t k,
     gemm_threaded(&blocking_avx2, bt, m, n, k, a, sa, b, sb, bias, c, sc);
 }
 
-#endif /* MINIT2T_X86; elsewhere not_x86.c defines these names */
+#endif /* MINIT2T_X86; elsewhere the dispatchers call only sgemm_ref */

@@ -1,9 +1,9 @@
 /* The AVX-512 GEMM: its micro-kernels, its block sizes, and sgemm_avx512 /
  * sgemm_bias_avx512 (arguments as sgemm / sgemm_bias in minit2t.h). The
  * loops around the micro-kernel are in gemm_loops.c, the threads in
- * gemm_threads.c; gemm_avx2.c is this file's twin for AVX2 + FMA. Only
- * this file is compiled for AVX-512F, and sgemm dispatches to it only on
- * CPUs that have it (runtime.c). */
+ * gemm_threads.c; gemm_avx2.c is this file's twin for AVX2 + FMA. Of the
+ * GEMM's files only this one is compiled for AVX-512F, and sgemm
+ * dispatches to it only on CPUs that have it (runtime.c). */
 #include "gemm_blocking.h"
 
 #if MINIT2T_X86
@@ -108,4 +108,4 @@ void sgemm_bias_avx512(int64_t bt, int64_t m, int64_t n, int64_t k,
     gemm_threaded(&blocking_avx512, bt, m, n, k, a, sa, b, sb, bias, c, sc);
 }
 
-#endif /* MINIT2T_X86; elsewhere not_x86.c defines these names */
+#endif /* MINIT2T_X86; elsewhere the dispatchers call only sgemm_ref */

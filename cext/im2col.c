@@ -1,8 +1,8 @@
 /* unfold (im2col) and fold (col2im): the reference loops and the
  * dispatchers. The fast versions:
- *   unfold -> unfold_avx512 (im2col_avx512.c) -> unfold_fast (im2col_fast.h:
- *   threads over planes) -> unfold_one (one plane: split into phases, copy
- *   runs out); fold likewise, and im2col_avx2.c for AVX2.
+ *   unfold -> unfold_avx512 (im2col_fast.c: threads over planes)
+ *          -> unfold_one (one plane: split into phases, copy runs out);
+ *   fold likewise, and unfold_avx2, fold_avx2 for AVX2.
  *
  * Legend: B batch (nb), C channels (nc), H/W height/width, k kernel,
  * s stride, p padding, Ho/Wo = (H/W + 2p - k) / s + 1, L = Ho * Wo.
@@ -65,9 +65,7 @@ void unfold(const float *x, const int64_t *sx, float *cols, int64_t nb,
 {
     int isa = minit2t_isa();
     if (sx[3] != 1) isa = ISA_SCALAR;      /* fast path: unit column stride */
-    if (isa == ISA_AVX512) unfold_avx512(x, sx, cols, nb, nc, h, w, k, s, p);
-    else if (isa == ISA_AVX2) unfold_avx2(x, sx, cols, nb, nc, h, w, k, s, p);
-    else unfold_ref(x, sx, cols, nb, nc, h, w, k, s, p);
+    DISPATCH(isa, unfold, (x, sx, cols, nb, nc, h, w, k, s, p));
 }
 
 void fold(const float *cols, const int64_t *scol, float *x, int64_t nb,
@@ -75,7 +73,5 @@ void fold(const float *cols, const int64_t *scol, float *x, int64_t nb,
 {
     int isa = minit2t_isa();
     if (scol[2] != 1) isa = ISA_SCALAR;    /* fast path: unit column stride */
-    if (isa == ISA_AVX512) fold_avx512(cols, scol, x, nb, nc, h, w, k, s, p);
-    else if (isa == ISA_AVX2) fold_avx2(cols, scol, x, nb, nc, h, w, k, s, p);
-    else fold_ref(cols, scol, x, nb, nc, h, w, k, s, p);
+    DISPATCH(isa, fold, (cols, scol, x, nb, nc, h, w, k, s, p));
 }

@@ -1,9 +1,9 @@
-/* Runs of floats for the fast unfold / fold (im2col_fast.h): copy, zero,
+/* Runs of floats for the fast unfold / fold (im2col_fast.c): copy, zero,
  * add, blocks of runs, and the splits of a row into its column phases at
  * stride 2 and 4 and their inverses; n is a run length.
  *
- * AVX2 intrinsics (256-bit), in both builds: im2col_avx512.c includes this
- * file too, on purpose. The runs are rows of Wo or W floats, a few vectors
+ * AVX2 intrinsics (256-bit), in both builds: the AVX-512 build of
+ * im2col_fast.c includes this file too, on purpose. The runs are rows of Wo or W floats, a few vectors
  * long; the 8-float shuffles of the phase splits are what stride 2 and 4
  * need, and an AVX-512 CPU runs them as they are.
  *

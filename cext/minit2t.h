@@ -12,7 +12,8 @@
  *   name_avx512  the same with AVX-512F
  *   name         the dispatcher: the best ISA of this CPU (see minit2t_isa),
  *                falling back to name_ref for what the fast path does not take
- * The fast versions must only be called on a CPU that has the instructions.
+ * The fast versions must only be called on a CPU that has the instructions
+ * (where they are not compiled, off x86-64, they are the references).
  * Where the kernels are and in what order to read them: README.md.
  * Callers validate arguments: sizes >= 0, k >= 1, s >= 1, p >= 0, and
  * pointers that cover every element the strides reach.
@@ -65,7 +66,7 @@ void sgemm_bias(int64_t bt, int64_t m, int64_t n, int64_t k,
  * x has strides sx = {batch, channel, row, col}; cols is contiguous.
  * cols[b, (c*k + i)*k + j, oh*Wo + ow] = x[b, c, oh*s - p + i, ow*s - p + j]
  * (0 where that falls in the padding).
- * Blocking of the fast versions (im2col_fast.h): one (b, c) plane per work
+ * Blocking of the fast versions (im2col_fast.c): one (b, c) plane per work
  * item, split into its s*s stride phases in a per-thread scratch buffer. */
 void unfold_ref(const float *x, const int64_t *sx, float *cols, int64_t nb,
                 int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p);
@@ -88,7 +89,7 @@ void fold_avx512(const float *cols, const int64_t *scol, float *x, int64_t nb,
 void fold(const float *cols, const int64_t *scol, float *x, int64_t nb,
           int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p);
 
-/* ---- fused elementwise kernels (fused.c; fast versions fused_fast.h) ----
+/* ---- fused elementwise kernels (fused.c; fast versions fused_fast.c) ----
  * Legend: n elements; R rows of D (layer norm) or N (softmax) floats.
  * The fast versions split rows (GELU: blocks of 4096 elements) over threads
  * and run each row as vectors of 8 (AVX2) / 16 (AVX-512) floats.

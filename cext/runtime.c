@@ -1,9 +1,11 @@
 /* Run-time choices: instruction set, thread count and scratch memory.
  *
- * The library is compiled for baseline x86-64; only the *_avx2.c and
- * *_avx512.c files are compiled for those ISAs (GCC target pragmas), and
- * the dispatchers call them only when this CPU (and OS) supports them,
- * so one build runs on any x86-64. Other CPUs run the references. */
+ * The library is compiled for baseline x86-64; only the AVX2 / AVX-512
+ * versions (gemm_avx2.c, gemm_avx512.c and the *_fast.c templates, compiled
+ * once per ISA: fast_isa.h) are compiled for those ISAs, by GCC target
+ * pragmas, and the dispatchers call them only when this CPU (and OS)
+ * supports them, so one build runs on any x86-64. Other CPUs run the
+ * references. */
 #include <stdlib.h>
 #include "runtime.h"
 #if defined(_OPENMP) && defined(__unix__)

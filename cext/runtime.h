@@ -7,11 +7,12 @@
 #include <stdint.h>
 #include "minit2t.h"
 
-/* MINIT2T_X86 is 1 where the AVX2 / AVX-512 files are compiled: x86-64
+/* MINIT2T_X86 is 1 where the AVX2 / AVX-512 versions are compiled: x86-64
  * with GCC or clang (their target pragmas and intrinsics). Elsewhere, or
  * when built with -DMINIT2T_PORTABLE (a check of that build on x86), it is
- * 0: those files compile to nothing and not_x86.c supplies every _avx2 /
- * _avx512 name, running the references. */
+ * 0: the vectorised files compile to nothing, the dispatchers call only the
+ * references (DISPATCH), and the module's _avx2 / _avx512 names are the
+ * references too (build.py). */
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(MINIT2T_PORTABLE)
 #define MINIT2T_X86 1
 #else
@@ -21,6 +22,19 @@
 /* The levels of minit2t_isa: which version of a kernel the dispatchers call. */
 enum { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
 
+/* A dispatcher's call: name_avx512, name_avx2 or name_ref by the level isa
+ * (a variable: it is read twice), with args, the parenthesised arguments;
+ * its value is that call's. E.g.
+ *     int isa = minit2t_isa();
+ *     DISPATCH(isa, band_dot, (a, b, s, nb, T, d, w));
+ * Where the fast versions are not compiled it calls name_ref, always. */
+#if MINIT2T_X86
+#define DISPATCH(isa, name, args) ((isa) == ISA_AVX512 ? name##_avx512 args \
+                                   : (isa) == ISA_AVX2 ? name##_avx2 args : name##_ref args)
+#else
+#define DISPATCH(isa, name, args) ((void)(isa), name##_ref args)
+#endif
+
 #define MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MAX(a, b) ((a) > (b) ? (a) : (b))
 
@@ -28,7 +42,7 @@ static inline int64_t ceil_div(int64_t x, int64_t y) { return (x + y - 1) / y; }
 
 /* The per-thread scratch buffers, one per slot, so that buffers used at the
  * same time never share one. Sizes in floats (Legend of gemm_loops.c and
- * im2col_fast.h, attention_fast.h). */
+ * im2col_fast.c, attention_fast.c). */
 enum scratch_slot {
     SCRATCH_B_PANEL,    /* GEMM: the packed B panel, KC x NC (shared by a team) */
     SCRATCH_A_BLOCK,    /* GEMM: a packed A block, (MC + MR) x KC per thread */

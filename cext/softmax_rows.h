@@ -1,6 +1,6 @@
 /* One softmax row forward and backward in the vector vocabulary of
- * vec_avx2.h (vexp_nonpos and vdot from vmath.h, included first): shared by fused_fast.h
- * (softmax over rows) and attention_fast.h (the rows of one head's
+ * vec_avx2.h (vexp_nonpos and vdot from vmath.h, included first): shared by fused_fast.c
+ * (softmax over rows) and attention_fast.c (the rows of one head's
  * probabilities). n the row length; y may be x, gx may be g. */
 #ifndef MINIT2T_SOFTMAX_ROWS_H
 #define MINIT2T_SOFTMAX_ROWS_H

@@ -1,5 +1,5 @@
 /* An 8 x 8 transpose in registers, for the strided copy (copy_fast.h),
- * attention's transposed k and v (attention_fast.h) and the GEMM's packing
+ * attention's transposed k and v (attention_fast.c) and the GEMM's packing
  * of A (gemm_avx2.c, gemm_avx512.c). AVX2 intrinsics, which
  * both the AVX2 and the AVX-512 builds have; the including file has
  * included immintrin.h (vec_avx2.h / vec_avx512.h). */

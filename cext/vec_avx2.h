@@ -1,7 +1,7 @@
-/* The vector vocabulary of the fused kernels for AVX2 + FMA: 8 floats per
- * __m256. fused_avx2.c includes it before vmath.h, fused_fast.h and
- * copy_fast.h, which are written in these names only; vec_avx512.h is the
- * same list for AVX-512.
+/* The vector vocabulary of the fast kernels for AVX2 + FMA: 8 floats per
+ * __m256. fast_isa.h includes it first in the AVX2 build of each template
+ * (fused_fast.c, band_fast.c, ...), which are written in these names (with
+ * vmath.h, copy_fast.h, ...); vec_avx512.h is the same list for AVX-512.
  *   VF, VW        the vector type, its number of floats
  *   VLOAD, VSTORE, VSET1; VSTREAM (a streaming store, p on a VF boundary); VADD, VSUB, VMUL, VDIV, VMIN, VMAX, VABS
  *   VFMA(a, b, c) = a*b + c   VFNMA(a, b, c) = c - a*b   VFMS(a, b, c) = a*b - c

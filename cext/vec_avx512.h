@@ -1,6 +1,6 @@
-/* The vector vocabulary of the fused kernels for AVX-512F: 16 floats per
+/* The vector vocabulary of the fast kernels for AVX-512F: 16 floats per
  * __m512, masks in __mmask16. The names and their meaning: vec_avx2.h.
- * fused_avx512.c includes it before vmath.h, fused_fast.h and copy_fast.h. */
+ * fast_isa.h includes it first in the AVX-512 build of each template. */
 #ifndef MINIT2T_VEC_H
 #define MINIT2T_VEC_H
 #include <immintrin.h>

@@ -1,7 +1,7 @@
 /* Vector exp, the normal CDF and the dot product, written once for any
  * vector width in the vocabulary of vec_avx2.h (VF, VSET1, VFMA, VSEL, ...),
- * which the including file (fused_avx2.c / fused_avx512.c, ...) has
- * included first.
+ * which the including template (fused_fast.c, ..., through fast_isa.h)
+ * has included first.
  * Coefficients: least-squares fits of relative error on Chebyshev nodes
  * (float64), rounded to float32; measured against double precision they
  * stay within a few float32 ulps (see tests/test_fused.py). */

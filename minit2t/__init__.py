@@ -20,6 +20,7 @@ from minit2t.reduction import reduce_tokens
 from minit2t import approx
 from minit2t.approx import swap_t2t_attention
 from minit2t.random import manual_seed
+from minit2t.profile import count_macs
 
 __version__ = "0.1.0"
 
@@ -37,12 +38,6 @@ def cat(tensors, axis=0):
 def count_params(model):
     """Every parameter's size, trained or fixed (the paper counts the sinusoid pos_embed too)."""
     return int(sum(p.size for p in model.parameters()))
-
-
-def count_macs(model, input_size):
-    """Multiply-accumulates of one forward pass at `input_size` (C, H, W); see minit2t.profile."""
-    from minit2t.profile import count_macs as _count
-    return _count(model, input_size)
 
 
 __all__ = ["Tensor", "available_backends", "cat", "count_macs", "count_params", "create_model", "data",

@@ -2,33 +2,27 @@
 
 Everything is a plain array (numbers, or JSON text as a 0-d string array), written atomically
 with mt.save and read back through minit2t.io's checked reader, so no pickle is involved either way.
-Nothing read is trusted: the metadata is checked (types, ranges, the model config's sizes against
-the weights' shapes: hub.check_model_config) before it is used, and the arrays' shapes before they
-are read. Every failure is one LoadError line naming the file.
+Nothing read is trusted: the metadata is checked before it is used (the run config by the recipe's
+declarations, minit2t.recipe; the model config by the model's, with its sizes against the weights'
+shapes, minit2t.models.config), and the arrays' shapes before they are read. Every failure is one
+LoadError line naming the file. Above this module: runs (a run's folder), hub (models from files).
 """
 import json
-import math
 
 import numpy as np
 
 from minit2t import random
 from minit2t.io import (CHECKPOINT, CHECKPOINT_KEYS, PREFIX, LoadError, model_shapes, read_arrays, read_headers,
                         save, weights_kind)
+from minit2t.models.config import check_model_config, config_to_json
 from minit2t.optim import optimizer_state_from_arrays, optimizer_state_to_arrays
+from minit2t.options import Invalid, need, number, whole
+from minit2t.recipe import check_run_config, same_model_kwargs
+from minit2t.reduction.spec import SpecError, parse_spec
 
 MAX_TEXT = 1 << 24                   # 16 MiB of JSON metadata at most
 EMA_PREFIX = "ema."                  # the weights' average (train --ema): ema.<weight name>, ema.updates
-CONFIG_KEYS = ("img_size", "tokens_type", "in_chans", "num_classes", "embed_dim", "depth", "num_heads", "mlp_ratio",
-               "qkv_bias", "qk_scale", "drop_rate", "attn_drop_rate", "drop_path_rate", "token_dim", "soft_split")
 HISTORY_KEYS = ("train_loss", "train_acc", "test_acc", "images_per_s", "lr", "wall_s")
-RUN_CHECKS = {"epochs": ("int", 1), "batch_size": ("int", 1), "seed": ("int", 0), "lr": ("pos",),
-              "min_lr": ("num",), "weight_decay": ("num",), "warmup_epochs": ("num",),
-              "label_smoothing": ("num",), "clip_grad": ("num",)}
-
-
-class Invalid(ValueError):
-    """A bad field; the reader adds the file's name."""
-
 
 def _text(obj):
     return np.array(json.dumps(obj))
@@ -45,7 +39,7 @@ def save_checkpoint(path, model, optimizer, schedule, epoch, history, run_config
     arrays["epoch"] = np.array(epoch)
     arrays["rng"] = _text(random.get_state())
     arrays["history"] = _text(history)
-    arrays["model_config"] = _text(_jsonable(model.config))
+    arrays["model_config"] = _text(config_to_json(model.config))
     arrays["run_config"] = _text(run_config)
     save(arrays, path)
 
@@ -94,62 +88,26 @@ def check_meta(meta, shapes):
     _check_schedule(meta["schedule"], meta["epoch"], run["epochs"], run.get("steps"))
     _check_history(meta["history"], meta["epoch"])
     _check_rng(meta["rng"])
-    from minit2t.hub import check_model_config, soft_split
-    meta["model_config"] = config = check_model_config(meta["model_config"], shapes)
-    for key, value in run.get("model_kwargs", {}).items():
-        if (soft_split(value) if key == "soft_split" else value) != config[key]:
-            raise Invalid(f"run config model_kwargs {key}={value!r} but the model config has {config[key]!r}")
+    meta["model_config"] = config = check_saved_model_config(meta["model_config"], shapes)
+    same_model_kwargs(run, config)
     return meta
 
 
-def check_run_config(run):
-    """The run settings a checkpoint resumes with, checked (the keys train reads). Raises Invalid."""
-    from minit2t.models import list_models
-    run = need(run, dict, "run config")
-    missing = [k for k in ("model", "mixup", "backend", "train_subset", *RUN_CHECKS) if k not in run]
-    if missing:
-        raise Invalid(f"run config lacks {missing}")
-    one_of(run["model"], list_models(), "run config model")
-    for key, (kind, *lo) in RUN_CHECKS.items():
-        if kind == "int":
-            whole(run[key], f"run config {key}", lo[0], 10 ** 9)
-        else:
-            number(run[key], f"run config {key}", strict=kind == "pos")
-    need(run["mixup"], bool, "run config mixup")
-    if run["backend"] is not None:
-        one_of(run["backend"], ("numpy", "c", "opencl"), "run config backend")
-    if run["train_subset"] is not None:
-        whole(run["train_subset"], "run config train_subset", 1, 10 ** 9)
-    if "crop_padding" in run:
-        whole(run["crop_padding"], "run config crop_padding", 0, 16)
-    if "train_images" in run:
-        whole(run["train_images"], "run config train_images", 1, 10 ** 9)
-    if run.get("data") is not None:
-        need(run["data"], str, "run config data")
-    if run.get("reduce") is not None:
-        from minit2t.hub import check_reduce
-        check_reduce(run["reduce"], "run config reduce")
-    _check_recipe(run)
-    from minit2t.hub import CONFIG_OPTIONS
-    kwargs = need(run.get("model_kwargs", {}), dict, "run config model_kwargs")
-    if not set(kwargs) <= set(CONFIG_KEYS) | set(CONFIG_OPTIONS):
-        raise Invalid(f"run config model_kwargs has unknown keys {sorted(kwargs)}")
-    return run
-
-
-def _check_recipe(run):
-    """The recipe settings (absent in runs saved before them: their defaults)."""
-    one_of(run.get("aug", "basic"), ("basic", "3aug"), "run config aug")
-    one_of(run.get("pad_mode", "zero"), ("zero", "reflect"), "run config pad_mode")
-    if run.get("layer_scale") is not None:
-        from minit2t.hub import LAYER_SCALE_MAX
-        number(run["layer_scale"], "run config layer_scale", hi=LAYER_SCALE_MAX, strict=True)
-    number(run.get("drop_path", 0.0), "run config drop_path", hi=1.0)
-    need(run.get("drop_path_uniform", False), bool, "run config drop_path_uniform")
-    if run.get("ema") is not None:
-        number(run["ema"], "run config ema", hi=1.0, strict=True)
-    if run.get("steps") is not None:
-        whole(run["steps"], "run config steps", 1, 10 ** 12)
+def check_saved_model_config(config, shapes=None):
+    """A model config as a file stores it: the model's options (models.config.check_model_config), and the
+    token reduction a reduced model was saved with ("reduce": a spec minit2t.reduction parses, which needs
+    the standard attention). Raises Invalid."""
+    config = check_model_config(config, shapes, also=("reduce",))
+    reduce = config.get("reduce")
+    if reduce is None:
+        return config
+    try:
+        parse_spec(need(reduce, str, "model config reduce"))
+    except SpecError as exc:
+        raise Invalid(f"model config reduce: {exc}") from None
+    if config["attention"] != "standard":
+        raise Invalid(f"model config reduce needs attention 'standard', got {config['attention']!r}")
+    return config
 
 
 def _check_schedule(sched, epoch, epochs, steps=None):
@@ -262,35 +220,3 @@ def from_text(arr, what):
         raise
     except (ValueError, RecursionError) as exc:
         raise Invalid(f"{what} is not readable JSON ({type(exc).__name__})") from None
-
-
-def need(value, kind, what):
-    if not isinstance(value, kind):
-        raise Invalid(f"{what} must be a {kind.__name__}, got {type(value).__name__}")
-    return value
-
-
-def whole(value, what, lo, hi):
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise Invalid(f"{what} must be a whole number from {lo} to {hi}, got {value!r}")
-    return value
-
-
-def number(value, what, lo=0.0, hi=math.inf, strict=False):
-    """A finite number in [lo, hi) (above lo when strict); hi=inf for no upper bound."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < lo or (strict and value == lo) or (hi != math.inf and value >= hi):
-        bounds = f"{'above' if strict else 'at least'} {lo:g}" + (f" and below {hi:g}" if hi != math.inf else "")
-        raise Invalid(f"{what} must be a finite number {bounds}, got {value!r}")
-    return value
-
-
-def one_of(value, choices, what):
-    if value not in choices or not isinstance(value, str):
-        raise Invalid(f"{what} must be one of {list(choices)}, got {value!r}")
-    return value
-
-
-def _jsonable(config):
-    return {k: (list(map(list, v)) if k == "soft_split" else v) for k, v in config.items()}
-

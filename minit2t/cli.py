@@ -4,11 +4,19 @@ import argparse
 import sys
 import time
 
+from minit2t import backends, data, recipe, speed
+from minit2t.approx import parse_attention_spec, swap_t2t_attention
+from minit2t.convert import convert
+from minit2t.export import export_run
+from minit2t.hub import load_model, pretrained
 from minit2t.models import VARIANTS, create_model, list_models
+from minit2t.models.zoo import CIFAR_INPUT, CIFAR_VARIANTS
+from minit2t.profile import count_macs, summary
+from minit2t.reduction import reduce_tokens
+from minit2t.train import evaluate, run
 
 
 def cmd_summary(args):
-    from minit2t.profile import count_macs, summary
     if args.name == "all":
         print(f"{'model':<22}{'params':>10}{'MACs':>10}")
         size = args.img_size or 224
@@ -26,7 +34,6 @@ def cmd_summary(args):
 
 
 def cmd_convert(args):
-    from minit2t.convert import convert
     state = convert(args.src, args.dst)
     if args.model:
         model = create_model(args.model, **({"num_classes": args.num_classes} if args.num_classes else {}))
@@ -39,12 +46,10 @@ def cmd_convert(args):
 
 
 def cmd_train(args):
-    from minit2t.runs import DEFAULTS, RUN_KEYS
-    from minit2t.train import run
-    given = {key: getattr(args, key) for key in RUN_KEYS if getattr(args, key) is not None}   # on the command line
+    given = {key: getattr(args, key) for key in recipe.RUN_KEYS if getattr(args, key) is not None}   # as given
     if "steps" in given and "epochs" in given:
         raise ValueError(f"--epochs {given['epochs']} and --steps {given['steps']}: give one (--steps sets the epochs)")
-    history = run({**DEFAULTS, **given}, args.data, args.out, resume=args.resume, init=args.init,
+    history = run({**recipe.DEFAULTS, **given}, args.data, args.out, resume=args.resume, init=args.init,
                   overwrite=args.overwrite, given=given, download=True if args.download else None)
     if history:
         if "ema_test_acc" in history[-1]:
@@ -53,28 +58,20 @@ def cmd_train(args):
 
 
 def cmd_eval(args):
-    from minit2t import backends, data
-    from minit2t.train import evaluate
     if args.backend:
         backends.set_backend(args.backend)
     if args.t2t_attention:                                   # a bad spec: one line before any loading
-        from minit2t.approx import parse_attention_spec
         parse_attention_spec(args.t2t_attention)
     if args.ema and not args.checkpoint:
         raise ValueError("--ema scores the weights' average of a training checkpoint: give --checkpoint FILE")
     if args.pretrained:
-        from minit2t.hub import pretrained
         model = pretrained(args.pretrained)
     else:                                                    # any minit2t weights file
-        from minit2t.hub import load_model
-        from minit2t.models.zoo import CIFAR_INPUT, CIFAR_VARIANTS
         cifar = {} if args.model in CIFAR_VARIANTS else CIFAR_INPUT
         model, _ = load_model(args.checkpoint, args.model, ema=args.ema, **cifar)
     if args.reduce:
-        from minit2t.reduction import reduce_tokens
         reduce_tokens(model, args.reduce)
     if args.t2t_attention:
-        from minit2t.approx import swap_t2t_attention
         swap_t2t_attention(model, args.t2t_attention)
     images, labels = data.load_cifar10(args.data, split="test", download_if_missing=True if args.download else None)
     start = time.perf_counter()
@@ -89,14 +86,12 @@ def cmd_eval(args):
 
 
 def cmd_export(args):
-    from minit2t.export import export_run
     paths = export_run(args.checkpoint, args.out, ema=args.ema, overwrite=args.overwrite)
     what = "the weights' average" if args.ema else "the weights"
     print(f"wrote {', '.join(paths)} ({what} of {args.checkpoint})")
 
 
 def cmd_bench(args):
-    from minit2t import speed
     rows, why_not, threads = speed.bench(args.model, args.batch_size, args.infer_batch, args.repeats, args.threads)
     print("\n".join(speed.report(args.model, rows, why_not, threads, args.repeats)))
 
@@ -105,64 +100,30 @@ def _bench_parser(sub):
     p = sub.add_parser("bench", help="images/s of a model, training and inference, beside PyTorch when at hand")
     p.add_argument("--model", default="t2t_vit_cifar", choices=list_models(), metavar="NAME",
                    help="a zoo model (default t2t_vit_cifar)")
-    p.add_argument("--batch-size", type=_positive(int), default=128, help="of a training step (default 128)")
-    p.add_argument("--infer-batch", type=_positive(int), default=256, help="of inference (default 256)")
-    p.add_argument("--repeats", type=_positive(int), default=5, help="timed runs of each (default 5)")
-    p.add_argument("--threads", type=_positive(int), default=None, help="default: every core this process may use")
+    p.add_argument("--batch-size", type=_positive, default=128, help="of a training step (default 128)")
+    p.add_argument("--infer-batch", type=_positive, default=256, help="of inference (default 256)")
+    p.add_argument("--repeats", type=_positive, default=5, help="timed runs of each (default 5)")
+    p.add_argument("--threads", type=_positive, default=None, help="default: every core this process may use")
     p.set_defaults(fn=cmd_bench)
 
 
 def _train_parser(sub):
-    from minit2t.runs import DEFAULTS as D                 # the run settings are None unless given
     p = sub.add_parser("train", help="train a T2T-ViT on CIFAR-10")
     p.add_argument("--data", default=None, help=DATA_HELP)
     p.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
-    p.add_argument("--model", default=None, choices=list_models(), help=f"default: {D['model']}")
-    p.add_argument("--epochs", type=_positive(int), default=None, help=f"default: {D['epochs']}")
-    p.add_argument("--steps", type=_positive(int), default=None, metavar="N",
-                   help="instead of --epochs, a budget of N optimizer steps: the schedule spans them and the last "
-                        "epoch ends when they are done")
-    p.add_argument("--batch-size", type=_positive(int), default=None, help=f"default: {D['batch_size']}")
-    p.add_argument("--lr", type=_positive(float), default=None, help=f"default: {D['lr']:g}")
-    p.add_argument("--min-lr", type=float, default=None, help=f"default: {D['min_lr']:g}")
-    p.add_argument("--weight-decay", type=float, default=None, help=f"default: {D['weight_decay']:g}")
-    p.add_argument("--warmup-epochs", type=float, default=None, help=f"default: {D['warmup_epochs']:g}")
-    p.add_argument("--label-smoothing", type=float, default=None, help=f"default: {D['label_smoothing']:g}")
-    p.add_argument("--clip-grad", type=float, default=None,
-                   help=f"max gradient norm (0: no clipping; default {D['clip_grad']:g})")
-    p.add_argument("--mixup", action="store_true", default=None, help="mixup/cutmix as in the release's recipe")
-    p.add_argument("--crop-padding", type=int, default=None, choices=range(0, 17), metavar="P",
-                   help=f"random crop from images zero-padded by P pixels (0: no crop; default {D['crop_padding']})")
-    p.add_argument("--pad-mode", default=None, choices=["zero", "reflect"],
-                   help=f"how the random crop pads (reflect: DeiT III's simple random crop; default {D['pad_mode']})")
-    p.add_argument("--aug", default=None, choices=["basic", "3aug"],
-                   help="basic: crop and flip; 3aug: also DeiT III's 3-Augment (grayscale, solarize or blur, then "
-                        f"colour jitter 0.3); default {D['aug']}")
-    p.add_argument("--layer-scale", type=_positive(float), default=None, metavar="INIT",
-                   help="LayerScale in every block, its gammas starting at INIT (e.g. 1e-4; default: none)")
-    p.add_argument("--drop-path", type=_rate, default=None, metavar="R",
-                   help=f"stochastic depth: the last block's rate (default {D['drop_path']:g})")
-    p.add_argument("--drop-path-uniform", action="store_true", default=None,
-                   help="every block drops its branches at the --drop-path rate (DeiT III), not a linear ramp")
-    p.add_argument("--ema", type=_decay, default=None, metavar="DECAY",
-                   help="also keep an exponential moving average of the weights (e.g. 0.999 a step), evaluated "
-                        "after every epoch and saved in the checkpoint (eval --ema scores it)")
-    p.add_argument("--seed", type=int, default=None, help=f"default: {D['seed']}")
-    p.add_argument("--backend", default=None, choices=["numpy", "c", "opencl"])
-    p.add_argument("--train-subset", type=_positive(int), default=None, metavar="N",
-                   help="train on N images only (a seeded random subset)")
+    for option in recipe.RECIPE:                             # each None unless given: minit2t/recipe.py
+        option.add_flag(p, help=TRAIN_HELP.get(option.name))
     p.add_argument("--out", required=True, metavar="DIR", help="checkpoints, metrics.jsonl, curves.png")
-    run = p.add_mutually_exclusive_group()
-    run.add_argument("--resume", action="store_true",
-                     help="continue the run in DIR from DIR/last.npz, with the settings it was started with: "
-                          "--epochs may change (the warm-up + cosine schedule is recomputed over the new length "
-                          "and said in a line) and --backend may change; any other setting given that differs "
-                          "from the run's is refused, naming each. Without a checkpoint in DIR a new run starts")
-    run.add_argument("--overwrite", action="store_true",
-                     help="start a new run in DIR, removing the run there (last.npz, metrics.jsonl, curves.png); "
-                          "a DIR that holds a run is an error without --resume or --overwrite")
-    p.add_argument("--reduce", default=None, metavar="SPEC",
-                   help=REDUCE_HELP + "; fine-tunes with it (MCTF: with its consistency loss)")
+    changeable = " and ".join(recipe.flag(k) for k in recipe.CHANGEABLE_ON_RESUME)
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true",
+                       help="continue the run in DIR from DIR/last.npz, with the settings it was started with: "
+                            f"{changeable} may change (a new --epochs: the warm-up + cosine schedule is recomputed "
+                            "over the new length and said in a line); any other setting given that differs from "
+                            "the run's is refused, naming each. Without a checkpoint in DIR a new run starts")
+    group.add_argument("--overwrite", action="store_true",
+                       help="start a new run in DIR, removing the run there (last.npz, metrics.jsonl, curves.png); "
+                            "a DIR that holds a run is an error without --resume or --overwrite")
     p.add_argument("--init", default=None, metavar="SPEC",
                    help="start from these model weights: pretrained:NAME or any minit2t weights file "
                         "(a fresh optimiser and schedule; not with --resume)")
@@ -174,8 +135,8 @@ def _train_parser(sub):
     which.add_argument("--checkpoint", metavar="FILE", help="a training checkpoint, shipped model or state dict")
     which.add_argument("--pretrained", metavar="NAME")
     p.add_argument("--model", choices=list_models(), help="the model of a plain state dict (other files name theirs)")
-    p.add_argument("--backend", default=None, choices=["numpy", "c", "opencl"])
-    p.add_argument("--reduce", default=None, metavar="SPEC", help=REDUCE_HELP)
+    recipe.OPTIONS["backend"].add_flag(p)
+    recipe.OPTIONS["reduce"].add_flag(p)
     p.add_argument("--t2t-attention", default=None, metavar="SPEC",
                    help="replace the T2T module's attention: exact, local:window=98, performer:features=49, "
                         "scatterbrain:window=49,features=24, lsh:bucket=49,hashes=2 (options: minit2t.approx.spec)")
@@ -193,39 +154,29 @@ def _train_parser(sub):
     p.set_defaults(fn=cmd_export)
 
 
-REDUCE_HELP = ("token reduction in the backbone blocks: tome:r=8, evit:keep=0.7, mctf:r=8 (options: "
-               "minit2t.reduction.spec), or none")
+TRAIN_HELP = {"reduce": recipe.OPTIONS["reduce"].help + "; fine-tunes with it (MCTF: with its consistency loss)"}
 DATA_HELP = ("CIFAR-10 archive or folder (default: $MINIT2T_DATA, else a copy in the cache folder, else the "
              "2,500-image sample shipped with minit2t, said in a line)")
 DOWNLOAD_HELP = ("when no CIFAR-10 is given or found, download the official archive (170 MB, MD5-checked) into "
                  "$MINIT2T_CACHE or ~/.cache/minit2t instead of using the sample")
 
 
-def _positive(kind):
-    def parse(text):
-        value = kind(text)
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-    return parse
-
-
-def _rate(text):
-    value = float(text)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be a rate in [0, 1), got {text}")
+def _positive(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
     return value
 
 
-def _decay(text):
-    value = float(text)
-    if not 0.0 < value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be a decay in (0, 1), e.g. 0.999, got {text}")
-    return value
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, its errors in one line (the command, then what was wrong), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (--help lists the options)\n")
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m minit2t", description="T2T-ViT in NumPy and C")
+    parser = Parser(prog="python -m minit2t", description="T2T-ViT in NumPy and C")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("summary", help="per-layer table: output shape, params, MACs")
     p.add_argument("name", help="a model name, or 'all' for the paper's table",

@@ -2,8 +2,9 @@
 
 Runs lose nothing and surprise no one: DIR is checked writable before anything else; a run
 already in DIR is continued only with resume=True and replaced only with overwrite=True;
-on resume, `epochs` may change (the schedule is recomputed and said) and `backend` may change,
-while any other setting that differs from the saved run is refused, naming each one; Ctrl-C
+on resume, the settings minit2t.recipe declares changeable may change (`epochs`: the schedule is
+recomputed and said; `backend`), while any other setting that differs from the saved run is refused,
+naming each one; Ctrl-C
 (KeyboardInterrupt) becomes Interrupted, whose message says where the run stopped and how to
 resume; temporary files left by a killed save are removed at the next start or save; a
 folder the run created stays only if something was written into it. minit2t.train runs the
@@ -18,16 +19,9 @@ import tempfile
 import time
 
 from minit2t.checkpoint import read_checkpoint_meta
+from minit2t.recipe import CHANGEABLE_ON_RESUME, DEFAULTS, flag
 
 CHECKPOINT = "last.npz"
-RUN_KEYS = ("model", "epochs", "batch_size", "lr", "min_lr", "weight_decay", "warmup_epochs", "label_smoothing",
-            "clip_grad", "mixup", "seed", "backend", "train_subset", "crop_padding", "reduce", "aug", "pad_mode",
-            "layer_scale", "drop_path", "drop_path_uniform", "ema", "steps")
-DEFAULTS = dict(model="t2t_vit_cifar", epochs=30, batch_size=128, lr=1e-3, min_lr=1e-5, weight_decay=0.05,
-                warmup_epochs=2.0, label_smoothing=0.1, clip_grad=1.0, mixup=False, seed=0, backend=None,
-                train_subset=None, crop_padding=4, reduce=None, aug="basic", pad_mode="zero", layer_scale=None,
-                drop_path=0.0, drop_path_uniform=False, ema=None, steps=None)
-CHANGEABLE_ON_RESUME = ("epochs", "backend")       # every other setting of a resumed run stays as saved
 OUTPUTS = (CHECKPOINT, "metrics.jsonl", "curves.png")
 STALE_TEMPS = (".tmp-*.npz", "metrics.jsonl.tmp", "curves.png.tmp.png")   # what a killed save leaves behind
 _STARTED = time.time()                             # temporary files older than this are no one's
@@ -127,10 +121,6 @@ def progress_of(path):
         return ""
 
 
-def _flag(key):
-    return "--" + key.replace("_", "-") if key in RUN_KEYS else key
-
-
 def resumed_config(saved, cfg, given, done, path):
     """The settings a resumed run continues with: the saved run's, with a different epochs or backend
     from `given` (default: cfg) applied; any other setting given that differs is refused, naming each."""
@@ -145,7 +135,7 @@ def resumed_config(saved, cfg, given, done, path):
         if key in CHANGEABLE_ON_RESUME:
             out[key] = value
         else:
-            refused.append(f"{_flag(key)} {value} (the run's: {old})")
+            refused.append(f"{flag(key)} {value} (the run's: {old})")
     if refused:
         raise ValueError(f"--resume continues {path} with the settings it was started with, and these differ: "
                          f"{', '.join(refused)}; drop them to resume, or start a new run (--overwrite, or "

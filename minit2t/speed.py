@@ -18,6 +18,8 @@ import time
 
 import numpy as np
 
+import minit2t as mt
+
 PAUSE_S = 0.05                     # longer than GNU OpenMP's spin after a parallel region
 WARMUP = 2
 
@@ -33,7 +35,6 @@ def cpu_name():
 
 def minit2t_runners(model, x, y):
     """(train step, inference) of a minit2t model on the batch x (B, C, H, W), labels y (B,)."""
-    import minit2t as mt
     opt = mt.optim.AdamW(mt.optim.param_groups_for_weight_decay(model, 0.05), lr=1e-4)
 
     def step():
@@ -98,7 +99,6 @@ def alternate(calls, repeats):
 def bench(name, batch_size=128, infer_batch=256, repeats=5, threads=None, seed=0):
     """Rows (what, batch, {framework: images/s}) for the zoo model `name`, and why torch was left out
     (None when it was measured)."""
-    import minit2t as mt
     if threads is None:
         threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     mt.set_num_threads(threads)
@@ -122,7 +122,6 @@ def bench(name, batch_size=128, infer_batch=256, repeats=5, threads=None, seed=0
 
 def report(name, rows, why_not, threads, repeats):
     """The lines `python -m minit2t bench` prints."""
-    import minit2t as mt
     backend = mt.get_backend()
     isa = f" ({backend.isa()})" if hasattr(backend, "isa") else ""
     lines = [f"{name}: {cpu_name()}, {threads} threads, backend {backend.name}{isa}"]

@@ -6,17 +6,18 @@ backward -> gradient clipping -> AdamW step -> schedule step. After every epoch:
 accuracy, a line in DIR/metrics.jsonl, DIR/curves.png, and DIR/last.npz (atomic), from
 which --resume continues to exactly the weights an uninterrupted run ends with.
 
-The run's folder and settings (an existing run never overwritten without a flag, the rules of
---resume, Ctrl-C, temporary files) are minit2t.runs'.
+The recipe's options are declared in minit2t.recipe; the run's folder (an existing run never
+overwritten without a flag, the rules of --resume, Ctrl-C, temporary files) is minit2t.runs'.
 """
 import math
 import os
 import sys
 import time
 
-from minit2t import backends, data, optim, random, reduction, runs
+from minit2t import backends, data, optim, random, recipe, reduction, runs
 from minit2t.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
 from minit2t.evaluation import NonFiniteOutput, check_finite_outputs, evaluate, predict  # noqa: F401
+from minit2t.hub import init_from, init_source
 from minit2t.models import create_model
 from minit2t.models.zoo import CIFAR_INPUT, CIFAR_VARIANTS
 from minit2t.nn.functional import cross_entropy
@@ -98,7 +99,7 @@ def build(cfg, steps_per_epoch):
     """Model, optimiser (no decay on biases, norms, cls_token, pos_embed) and warm-up + cosine schedule."""
     random.manual_seed(cfg["seed"])
     cifar = {} if cfg["model"] in CIFAR_VARIANTS else CIFAR_INPUT
-    model = create_model(cfg["model"], **{**cifar, **recipe_model_kwargs(cfg), **cfg.get("model_kwargs", {})})
+    model = create_model(cfg["model"], **{**cifar, **recipe.model_kwargs(cfg), **cfg.get("model_kwargs", {})})
     if cfg.get("reduce"):
         reduction.reduce_tokens(model, cfg["reduce"])                 # ToMe, EViT or MCTF in the blocks
     groups = optim.param_groups_for_weight_decay(model, cfg["weight_decay"])
@@ -107,19 +108,6 @@ def build(cfg, steps_per_epoch):
     warmup = min(int(cfg["warmup_epochs"] * steps_per_epoch), total - 1)
     sched = optim.WarmupCosine(opt, warmup_steps=warmup, total_steps=total, min_lr=cfg["min_lr"])
     return model, opt, sched
-
-
-def recipe_model_kwargs(cfg):
-    """The model options a run's settings ask for (DeiT III's LayerScale and stochastic depth), only
-    those that differ from the model's defaults, so that a default run builds the default model."""
-    out = {}
-    if cfg.get("layer_scale"):
-        out["layer_scale_init"] = cfg["layer_scale"]
-    if cfg.get("drop_path"):
-        out["drop_path_rate"] = cfg["drop_path"]
-    if cfg.get("drop_path_uniform"):
-        out["drop_path_uniform"] = True
-    return out
 
 
 def load_data(data_path, cfg, download=None):
@@ -171,7 +159,7 @@ def run(cfg, data_path, out_dir, resume=False, init=None, overwrite=False, given
     path = os.path.join(out_dir, runs.CHECKPOINT)
     where = {"epoch": 0, "step": 0, "steps": 0, "saved": None}    # for the message of an interrupted run
     try:
-        cfg, saved = runs.open_run(out_dir, {**runs.DEFAULTS, **cfg}, resume, overwrite, given)
+        cfg, saved = runs.open_run(out_dir, {**recipe.DEFAULTS, **cfg}, resume, overwrite, given)
         where["saved"] = saved["epoch"] if saved else None
         runs.remove_stale_temps(out_dir)
         if cfg["backend"]:
@@ -182,7 +170,6 @@ def run(cfg, data_path, out_dir, resume=False, init=None, overwrite=False, given
             cfg["epochs"] = runs.epochs_for_steps(cfg["steps"], len(loader))
         model, opt, sched = build(cfg, len(loader))
         if init:
-            from minit2t.hub import init_from
             init_from(model, init)
         ema = optim.EMA(model, cfg["ema"]) if cfg.get("ema") else None   # after --init: it averages from there
         if overwrite and os.path.exists(path):
@@ -202,7 +189,6 @@ def _check_flags(resume, overwrite, init):
     if resume and overwrite:
         raise ValueError("--resume continues the run in --out and --overwrite replaces it: use one of them")
     if init:
-        from minit2t.hub import init_source
         init_source(init)                                     # a bad spec or file is refused before the data is read
 
 

@@ -8,7 +8,9 @@ import pytest
 
 import minit2t as mt
 from minit2t import runs, train
-from minit2t.checkpoint import Invalid, check_run_config, load_checkpoint
+from minit2t.checkpoint import load_checkpoint
+from minit2t.options import Invalid
+from minit2t.recipe import check_run_config
 from minit2t.cli import main as cli_main
 from helpers import killed_at_step, run_config
 

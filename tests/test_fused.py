@@ -159,7 +159,7 @@ def _on_line(n, offset):
 @pytest.mark.parametrize("offset", [0, 1])
 def test_streamed_outputs_every_level(c, offset):
     """Outputs of 4 MiB and more that start on a 64-byte line (offset 0) are written by streaming stores
-    (fused_fast.h), the others (offset 1) by plain ones: the sum, GELU and layer norm give the same values
+    (fused_fast.c), the others (offset 1) by plain ones: the sum, GELU and layer norm give the same values
     either way, through the thread blocks, the last partial block and the masked tail."""
     r, d = 8195, 128                                                 # 4.2 MB of rows
     n = r * d + 13                                                   # and a tail past whole vectors

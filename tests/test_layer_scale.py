@@ -10,7 +10,8 @@ import pytest
 
 import minit2t as mt
 from minit2t import hub
-from minit2t.checkpoint import Invalid
+from minit2t.checkpoint import check_saved_model_config
+from minit2t.options import Invalid
 from minit2t.io import SHIPPED, LoadError, read_headers
 from minit2t.models.zoo import CIFAR_SOFT_SPLIT
 from minit2t.nn import Block, DropPath, LayerScale
@@ -188,7 +189,7 @@ def test_export_and_load_round_trip_the_options(tmp_path):
 def test_a_config_saved_before_the_options_means_the_defaults():
     config = {k: v for k, v in mt.create_model(NAME, **TINY).config.items()
               if k not in ("layer_scale_init", "drop_path_uniform")}
-    checked = hub.check_model_config(config)
+    checked = check_saved_model_config(config)
     assert (checked["layer_scale_init"], checked["drop_path_uniform"]) == (None, False)
     stored = json.loads(str(mt.load(SHIPPED_FILE)["config"]))
     assert "layer_scale_init" not in stored and "drop_path_uniform" not in stored   # a file saved before them
@@ -198,12 +199,12 @@ def test_a_config_saved_before_the_options_means_the_defaults():
 
 
 @pytest.mark.parametrize("key, value, words", [
-    ("layer_scale_init", 0, "None or a number above 0 and at most 1000"),
-    ("layer_scale_init", -1e-4, "None or a number above 0"),
+    ("layer_scale_init", 0, "None or a finite number above 0 and at most 1000"),
+    ("layer_scale_init", -1e-4, "None or a finite number above 0"),
     ("layer_scale_init", 1e4, "at most 1000"),
-    ("layer_scale_init", "1e-4", "None or a number"),
-    ("layer_scale_init", True, "None or a number"),
-    ("layer_scale_init", math.nan, "None or a number"),
+    ("layer_scale_init", "1e-4", "None or a finite number"),
+    ("layer_scale_init", True, "None or a finite number"),
+    ("layer_scale_init", math.nan, "None or a finite number"),
     ("drop_path_uniform", "yes", "True or False"),
     ("drop_path_uniform", 1, "True or False"),
     ("drop_path_uniform", None, "True or False"),
@@ -211,7 +212,7 @@ def test_a_config_saved_before_the_options_means_the_defaults():
 def test_a_bad_saved_option_is_refused_in_one_line(key, value, words):
     config = {**mt.create_model(NAME, **TINY).config, key: value}
     with pytest.raises(Invalid, match=words) as info:
-        hub.check_model_config(config)
+        check_saved_model_config(config)
     message = str(info.value)
     assert "\n" not in message and f"model config {key}" in message and message.endswith(f"got {value!r}")
 
@@ -220,7 +221,7 @@ def test_an_unknown_key_is_still_refused():
     config = {**mt.create_model(NAME, **TINY).config, "layer_scale": 1e-4}
     with pytest.raises(Invalid, match=r"maybe attention, drop_path_uniform, layer_scale_init, reduce, sr_ratio\), "
                                          r"got .*'layer_scale'"):
-        hub.check_model_config(config)
+        check_saved_model_config(config)
 
 
 @pytest.mark.parametrize("kw, config_value, words", [

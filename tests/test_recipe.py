@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import minit2t as mt
-from minit2t import optim, runs, train
+from minit2t import optim, recipe, runs, train
 from minit2t.checkpoint import load_checkpoint
 from minit2t.cli import main as cli_main
 from minit2t.hub import load_model
@@ -145,11 +145,12 @@ def test_recipe_flags_reach_the_model_data_and_saved_run(dataset, tmp_path, monk
 def test_a_default_run_builds_the_default_model():
     model, _, _ = train.build(run_config(), 10)
     assert model.state_dict().keys() == tiny().state_dict().keys()
-    assert train.recipe_model_kwargs(run_config()) == {}
+    assert recipe.model_kwargs(run_config()) == {}
 
 
 def test_bad_recipe_values_in_a_saved_run_are_refused(dataset, tmp_path):
-    from minit2t.checkpoint import Invalid, check_run_config
+    from minit2t.options import Invalid
+    from minit2t.recipe import check_run_config
     out = str(tmp_path / "run")
     train.run(run_config(epochs=1), dataset, out)
     run = load_checkpoint(os.path.join(out, runs.CHECKPOINT))["run_config"]

@@ -8,9 +8,10 @@ import pytest
 
 import minit2t as mt
 from minit2t import runs, train
-from minit2t.checkpoint import Invalid
+from minit2t.checkpoint import check_saved_model_config
+from minit2t.options import Invalid
 from minit2t.cli import main as cli_main
-from minit2t.hub import check_model_config, export_pretrained, load_model
+from minit2t.hub import export_pretrained, load_model
 from minit2t.reduction import ReducedT2T_ViT, reduce_tokens, training_loss, uses_consistency
 from helpers import CIFAR, TINY, run_config, shipped_score
 
@@ -37,7 +38,7 @@ def test_the_spec_is_saved_with_the_weights_and_rebuilds_the_reduced_model(tmp_p
 def test_a_bad_saved_spec_is_refused_in_one_line(spec, words):
     config = {**mt.create_model("t2t_vit_cifar", **TINY).config, "reduce": spec}
     with pytest.raises(Invalid, match=words) as info:
-        check_model_config(config)
+        check_saved_model_config(config)
     assert "\n" not in str(info.value) and "reduce" in str(info.value)
 
 
@@ -53,7 +54,9 @@ def test_eval_reduce_prints_images_per_second_then_accuracy_last(dataset, tmp_pa
 
 
 def test_eval_reduce_with_a_bad_spec_is_one_line(dataset, tmp_path, capsys):
-    assert cli_main(["eval", "--data", dataset, "--pretrained", "t2t_vit_cifar", "--reduce", "tome:q=1"]) == 2
+    with pytest.raises(SystemExit) as stop:                      # the parser refuses it, before any loading
+        cli_main(["eval", "--data", dataset, "--pretrained", "t2t_vit_cifar", "--reduce", "tome:q=1"])
+    assert stop.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad option 'q=1'" in err[0] and "expected r=" in err[0]
 

@@ -13,7 +13,8 @@ import pytest
 import minit2t as mt
 from minit2t import hub
 from minit2t.analysis import attention_maps, capture
-from minit2t.checkpoint import Invalid
+from minit2t.checkpoint import check_saved_model_config
+from minit2t.options import Invalid
 from minit2t.io import SHIPPED, LoadError
 from minit2t.models.zoo import CIFAR_VARIANTS
 from minit2t.nn import Attention, Block, DepthwiseConv2d, ShuntedAttention
@@ -196,8 +197,8 @@ def test_bad_tokens(n_tokens, sr_ratio, words):
     (dict(sr_ratio=16), ["divisible by sr_ratio 16", "8x8"]),
     (dict(sr_ratio=6), ["divisible by sr_ratio 6", "8x8"]),
     (dict(num_heads=5, embed_dim=20), ["even num_heads", "got 5"]),
-    (dict(attention="shifted"), ["attention must be one of ('standard', 'shunted')", "'shifted'"]),
-    (dict(attention="standard", sr_ratio=3), ["sr_ratio an even int >= 2", "got 3"]),   # saved either way
+    (dict(attention="shifted"), ["attention must be one of ['standard', 'shunted']", "'shifted'"]),
+    (dict(attention="standard", sr_ratio=3), ["sr_ratio must be an even whole number", "got 3"]),   # saved either way
 ])
 def test_bad_model_arguments(kw, words):
     with pytest.raises(ValueError) as info:
@@ -222,7 +223,7 @@ def test_export_and_load_round_trip(tmp_path):
 def test_a_config_without_attention_is_standard():
     config = {k: v for k, v in mt.create_model("t2t_vit_cifar", **SMALL).config.items()
               if k not in ("attention", "sr_ratio")}
-    checked = hub.check_model_config(config)
+    checked = check_saved_model_config(config)
     assert (checked["attention"], checked["sr_ratio"]) == ("standard", 2)
     assert type(hub.model_from_config(config).blocks[0].attn) is Attention
     model = mt.pretrained("t2t_vit_cifar_8ep")                       # a file saved before the option
@@ -241,10 +242,10 @@ def test_a_config_without_attention_is_standard():
 def test_a_bad_saved_config_is_refused_in_one_line(over, words):
     config = {**mt.create_model(NAME, **SMALL).config, **over}
     if words is None:
-        hub.check_model_config(config)
+        check_saved_model_config(config)
         return
     with pytest.raises(Invalid) as info:
-        hub.check_model_config(config)
+        check_saved_model_config(config)
     _one_line(info, words)
 
 

@@ -17,6 +17,7 @@ from minit2t.approx.lsh import lsh, lsh_n_buckets, lsh_rotations
 from minit2t.approx.performer import performer
 from minit2t.approx.scatterbrain import scatterbrain
 from minit2t.approx.spec import AttentionSpecError, layer_options, parse_attention_spec
+from minit2t.models.token_transformer import TokenAttention, TokenTransformer
 from minit2t.nn.module import Module
 
 LAYERS = ("attention1", "attention2")
@@ -76,7 +77,6 @@ class ApproxTokenAttention(Module):
 
 def swap_t2t_attention(model, spec):
     """Replace the attention of model.tokens_to_token.attention1/2 in place; returns model."""
-    from minit2t.models.token_transformer import TokenAttention, TokenTransformer
     t2t = getattr(model, "tokens_to_token", model)
     kind = getattr(t2t, "tokens_type", None)
     if kind == "performer":

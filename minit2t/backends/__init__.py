@@ -29,6 +29,7 @@ _MODULES = {
     "c": "minit2t.backends.c_backend",
     "opencl": "minit2t.backends.opencl_backend",
 }
+BACKENDS = tuple(_MODULES)                      # the names a user may choose
 _loaded = {}
 _active = None
 

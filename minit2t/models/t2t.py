@@ -14,9 +14,12 @@ into non-overlapping p x p patches, p = H / sqrt N, each projected by one Linear
 cls token + fixed sinusoid positions, `depth` pre-norm blocks (LayerScale in them optional, their
 attention the release's or shunted self-attention), LayerNorm, linear head.
 """
+import inspect
+
 import numpy as np
 
 from minit2t import ops
+from minit2t.models.config import MODEL_OPTIONS, RELEASE_SOFT_SPLIT, TOKENS_TYPES, model_config, split_sizes
 from minit2t.models.token_performer import TokenPerformer
 from minit2t.models.token_transformer import TokenTransformer
 from minit2t.nn import init
@@ -25,9 +28,6 @@ from minit2t.nn.module import Module, Parameter
 from minit2t.nn.shunted import check_grid, check_shunted, check_sr_ratio
 from minit2t.nn.transformer import ATTENTIONS, Block
 from minit2t.tensor import Tensor
-
-RELEASE_SOFT_SPLIT = ((7, 4, 2), (3, 2, 1), (3, 2, 1))
-TOKENS_TYPES = ("performer", "transformer", "convolution", "hard")
 
 __all__ = ["T2TModule", "T2T_ViT", "TokenPerformer", "TokenTransformer", "get_sinusoid_encoding"]
 
@@ -40,17 +40,6 @@ def get_sinusoid_encoding(n_position, d_hid):
     table[:, 0::2] = np.sin(table[:, 0::2])
     table[:, 1::2] = np.cos(table[:, 1::2])
     return table[None].astype(np.float32)                                   # (1, n, d)
-
-
-def split_sizes(img_size, soft_split):
-    """Side of the token grid after each soft split: [H0, H1, H2]."""
-    sides, side = [], img_size
-    for k, s, p in soft_split:
-        side = (side + 2 * p - k) // s + 1
-        if side < 1:
-            raise ValueError(f"soft split (k={k}, s={s}, p={p}) leaves no tokens for img_size {img_size}")
-        sides.append(side)
-    return sides
 
 
 def drop_path_rates(rate, depth, uniform=False):
@@ -143,6 +132,8 @@ class T2TModule(Module):
 class T2T_ViT(Module):
     """T2T module + cls token + sinusoid positions + deep-narrow transformer + head.
 
+    T2T_ViT(**options): the options, their defaults and valid ranges are MODEL_OPTIONS (models/config.py).
+
     Two options of DeiT III's recipe, both off by default (the release's model): `layer_scale_init`, a
     number > 0, gives every backbone block LayerScale (blocks.i.ls1.gamma, blocks.i.ls2.gamma, all that
     value at init); `drop_path_uniform` gives every block drop_path_rate, not 0 .. drop_path_rate rising.
@@ -150,29 +141,24 @@ class T2T_ViT(Module):
     self-attention, minit2t.nn.shunted, its aggregation ratio `sr_ratio` dividing the grid side sqrt N);
     the T2T module's layers are the same either way."""
 
-    def __init__(self, img_size=224, tokens_type="performer", in_chans=3, num_classes=1000, embed_dim=768,
-                 depth=12, num_heads=12, mlp_ratio=4.0, qkv_bias=False, qk_scale=None, drop_rate=0.0,
-                 attn_drop_rate=0.0, drop_path_rate=0.0, token_dim=64, soft_split=RELEASE_SOFT_SPLIT,
-                 layer_scale_init=None, drop_path_uniform=False, attention="standard", sr_ratio=2):
+    def __init__(self, **options):
         super().__init__()
-        soft_split = tuple(tuple(int(v) for v in kps) for kps in soft_split)
-        self.config = dict(img_size=img_size, tokens_type=tokens_type, in_chans=in_chans, num_classes=num_classes,
-                           embed_dim=embed_dim, depth=depth, num_heads=num_heads, mlp_ratio=mlp_ratio,
-                           qkv_bias=qkv_bias, qk_scale=qk_scale, drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
-                           drop_path_rate=drop_path_rate, token_dim=token_dim, soft_split=soft_split,
-                           layer_scale_init=layer_scale_init, drop_path_uniform=drop_path_uniform,
-                           attention=attention, sr_ratio=sr_ratio)
+        self.config = c = model_config(options)                     # every option checked: models/config.py
+        img_size, embed_dim, depth, num_classes = c["img_size"], c["embed_dim"], c["depth"], c["num_classes"]
+        num_heads, sr_ratio, attention = c["num_heads"], c["sr_ratio"], c["attention"]
         self.num_classes = num_classes
         self.num_features = self.embed_dim = embed_dim
-        self.tokens_to_token = T2TModule(img_size, tokens_type, in_chans, embed_dim, token_dim, soft_split)
+        self.tokens_to_token = T2TModule(img_size, c["tokens_type"], c["in_chans"], embed_dim, c["token_dim"],
+                                         c["soft_split"])
         N = self.tokens_to_token.num_patches
         check_attention(attention, sr_ratio, embed_dim, num_heads, self.tokens_to_token.sides[-1])
         self.cls_token = Parameter(init.trunc_normal((1, 1, embed_dim), std=0.02))
         self.pos_embed = Parameter(get_sinusoid_encoding(N + 1, embed_dim), requires_grad=False)
-        self.pos_drop = Dropout(drop_rate)
-        dpr = drop_path_rates(drop_path_rate, depth, drop_path_uniform)
-        self.blocks = ModuleList(Block(embed_dim, num_heads, mlp_ratio, qkv_bias, qk_scale, drop_rate,
-                                       attn_drop_rate, dpr[i], layer_scale_init, attention, sr_ratio)
+        self.pos_drop = Dropout(c["drop_rate"])
+        dpr = drop_path_rates(c["drop_path_rate"], depth, c["drop_path_uniform"])
+        self.blocks = ModuleList(Block(embed_dim, num_heads, c["mlp_ratio"], c["qkv_bias"], c["qk_scale"],
+                                       c["drop_rate"], c["attn_drop_rate"], dpr[i], c["layer_scale_init"],
+                                       attention, sr_ratio)
                                  for i in range(depth))
         self.norm = LayerNorm(embed_dim)
         self.head = Linear(embed_dim, num_classes) if num_classes > 0 else Identity()
@@ -192,3 +178,9 @@ class T2T_ViT(Module):
 
     def forward(self, x):                                            # (B, C, H, W)
         return self.head(self.forward_features(x))                   # (B, num_classes)
+
+
+# help(T2T_ViT) and editors show the options, their defaults declared once in models/config.py
+T2T_ViT.__init__.__signature__ = inspect.Signature(
+    [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    + [inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default) for o in MODEL_OPTIONS])

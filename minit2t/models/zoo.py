@@ -1,5 +1,6 @@
 """The eleven released T2T-ViT variants, and minit2t's CIFAR-10 ones, by name: mt.create_model("t2t_vit_14")."""
 from minit2t.data.transforms import CIFAR10_MEAN, CIFAR10_STD
+from minit2t.models.config import OPTIONS
 from minit2t.models.t2t import T2T_ViT
 
 # name: (tokens_type, embed_dim, depth, num_heads, mlp_ratio), as released, in the paper's order
@@ -54,9 +55,7 @@ CIFAR_VARIANTS = {
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-_KWARGS = {"img_size", "in_chans", "num_classes", "token_dim", "qkv_bias", "qk_scale", "drop_rate",
-           "attn_drop_rate", "drop_path_rate", "soft_split", "tokens_type", "layer_scale_init", "drop_path_uniform",
-           "attention", "sr_ratio"}
+ARCHITECTURE = ("embed_dim", "depth", "num_heads", "mlp_ratio")      # a released variant's own: not given
 
 
 def list_models():
@@ -81,7 +80,7 @@ def create_model(name, **kwargs):
     """
     if name not in VARIANTS and name not in CIFAR_VARIANTS:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(list_models())}")
-    accepted = _KWARGS | ({"embed_dim", "depth", "num_heads", "mlp_ratio"} if name in CIFAR_VARIANTS else set())
+    accepted = set(OPTIONS) - (set() if name in CIFAR_VARIANTS else set(ARCHITECTURE))
     unknown = set(kwargs) - accepted
     if unknown:
         raise TypeError(f"create_model({name!r}) got unexpected arguments {sorted(unknown)}; "

@@ -1,16 +1,18 @@
 /* The fast band products, written once in the vector vocabulary of
- * vec_avx2.h and compiled per ISA: included by band_avx2.c and
- * band_avx512.c. Legend and shapes as in band.c: B batch, T tokens, d
- * width, w window, slot t of query i is key i + lo + t, lo = -floor(w/2).
+ * vec_avx2.h and compiled once per ISA (fast_isa.h): band_dot_avx2 /
+ * band_dot_avx512, band_mix_*, band_mix_t_*. Legend and shapes as in
+ * band.c: B batch, T tokens, d width, w window, slot t of query i is key
+ * i + lo + t, lo = -floor(w/2).
  *
  * Rows (b, i) are independent, so threads take runs of rows. Within a row
  * the loop runs over d in vectors of VW floats (the tail masked); the
  * window's keys are neighbours in memory, so they stay in cache from one
  * query to the next: each of a, b, v is read from memory about once. */
 
+#include "fast_isa.h"
 #include "vmath.h"
 
-static void band_dot_fast(const float *a, const float *b, float *s, int64_t nb, int64_t T, int64_t d, int64_t w)
+void FAST(band_dot)(const float *a, const float *b, float *s, int64_t nb, int64_t T, int64_t d, int64_t w)
 {
     int nt = minit2t_threads_for(2.0 * (double)nb * T * w * d);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
@@ -43,7 +45,7 @@ static inline void band_sum_rows(const float *coef, int64_t cs, const float *row
     }
 }
 
-static void band_mix_fast(const float *p, const float *v, float *y, int64_t nb, int64_t T, int64_t d, int64_t w)
+void FAST(band_mix)(const float *p, const float *v, float *y, int64_t nb, int64_t T, int64_t d, int64_t w)
 {
     int nt = minit2t_threads_for(2.0 * (double)nb * T * w * d);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
@@ -55,7 +57,7 @@ static void band_mix_fast(const float *p, const float *v, float *y, int64_t nb, 
     }
 }
 
-static void band_mix_t_fast(const float *p, const float *a, float *y, int64_t nb, int64_t T, int64_t d, int64_t w)
+void FAST(band_mix_t)(const float *p, const float *a, float *y, int64_t nb, int64_t T, int64_t d, int64_t w)
 {
     int nt = minit2t_threads_for(2.0 * (double)nb * T * w * d);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)

@@ -1,6 +1,8 @@
-/* The fast unfold / fold, written once and compiled per ISA: included by
- * im2col_avx2.c and im2col_avx512.c, whose unfold_avx2 / unfold_avx512 and
- * fold_avx2 / fold_avx512 call unfold_fast and fold_fast (the last two here).
+/* The fast unfold / fold, written once and compiled once per ISA
+ * (fast_isa.h): unfold_avx2 / unfold_avx512 and fold_avx2 / fold_avx512,
+ * the last two functions here. The runs it copies with (im2col_runs.h) are
+ * AVX2 code in the AVX-512 build too, on purpose (see there); the compiler
+ * may use AVX-512 around them.
  * Legend as in im2col.c; xp is x with its zero border, (H + 2p, W + 2p).
  *
  * Work is split by planes (one (b, c) pair: x (H, W) <-> cols (k*k, L)),
@@ -20,6 +22,7 @@
  * padding cases. For s = 1 the one phase is xp itself.
  * The fast path needs unit column strides (x's for unfold, cols' for fold);
  * the dispatchers send anything else to the reference. */
+#include "fast_isa.h"
 #include <string.h>
 #include "im2col_runs.h"
 
@@ -157,9 +160,9 @@ static void fold_one(const plane_geom *g, float *ph, const float *cols, int64_t 
 
 /* unfold: x (B, C, H, W), strides sx -> cols (B, C*k*k, L), contiguous;
  * B*C planes shared by the threads, each unfold_one. */
-static void unfold_fast(const float *x, const int64_t *sx, float *cols,
-                        int64_t nb, int64_t nc, int64_t h, int64_t w,
-                        int64_t k, int64_t s, int64_t p)
+void FAST(unfold)(const float *x, const int64_t *sx, float *cols,
+                  int64_t nb, int64_t nc, int64_t h, int64_t w,
+                  int64_t k, int64_t s, int64_t p)
 {
     if (sx[3] != 1) {
         unfold_ref(x, sx, cols, nb, nc, h, w, k, s, p);
@@ -186,9 +189,9 @@ static void unfold_fast(const float *x, const int64_t *sx, float *cols,
 
 /* fold: cols (B, C*k*k, L), strides scol -> x (B, C, H, W), contiguous;
  * B*C planes shared by the threads, each fold_one. */
-static void fold_fast(const float *cols, const int64_t *scol, float *x,
-                      int64_t nb, int64_t nc, int64_t h, int64_t w,
-                      int64_t k, int64_t s, int64_t p)
+void FAST(fold)(const float *cols, const int64_t *scol, float *x,
+                int64_t nb, int64_t nc, int64_t h, int64_t w,
+                int64_t k, int64_t s, int64_t p)
 {
     if (scol[2] != 1 || h + 2 * p < k || w + 2 * p < k) {
         fold_ref(cols, scol, x, nb, nc, h, w, k, s, p);

@@ -1,8 +1,9 @@
-/* The fast fused kernels (GELU, layer norm, softmax), written once in the
- * vector vocabulary of vec_avx2.h and compiled per ISA: included by
- * fused_avx2.c and fused_avx512.c, whose gelu_forward_avx2 etc. call the
- * *_fast functions here. Legend and argument shapes as in fused.c /
- * minit2t.h: R rows, D or N the row length, n elements.
+/* The fast fused kernels (the sum of two arrays, row sums, GELU, layer
+ * norm, softmax; the strided copy in copy_fast.h, included at the end),
+ * written once in the vector vocabulary of vec_avx2.h and compiled once per
+ * ISA (fast_isa.h): FAST(gelu_forward) is gelu_forward_avx2 /
+ * gelu_forward_avx512, and so for each. Legend and argument shapes as in
+ * fused.c / minit2t.h: R rows, D or N the row length, n elements.
  *
  * Rows are independent, so threads take runs of rows (or of elements);
  * layer norm's weight / bias gradients are summed per fixed chunk of rows
@@ -16,6 +17,7 @@
  * large has left the caches before the op that reads it runs (t2t_vit_cifar's
  * inference at batch 256, AMD EPYC, 2 threads, the builds with and without
  * in one process in turn: README, Speed). */
+#include "fast_isa.h"
 #include <math.h>
 #include <stdlib.h>
 #include "vmath.h"
@@ -52,7 +54,7 @@ static inline VF gelu_grad_v(VF g, VF x)
 }
 
 /* y = a + b: memory-bound, so threads take blocks of 16 * BLOCK floats. */
-static void add_arrays_fast(const float *a, const float *b, float *y, int64_t n)
+void FAST(add_arrays)(const float *a, const float *b, float *y, int64_t n)
 {
     int nt = minit2t_threads_for(3.0 * (double)n), stream = streamed(y, n);
     int64_t blocks = (n + 16 * BLOCK - 1) / (16 * BLOCK);
@@ -106,7 +108,7 @@ static void sum_rows_chunk(const float *x, int64_t sx, int64_t rows, int64_t d, 
  * LN_CHUNK rows, each summed into its own partial row; the partials are
  * then added in chunk order (sum_chunks), so the result does not depend on
  * the thread count. */
-static void sum_rows_fast(const float *x, int64_t sx, float *y, int64_t r, int64_t d)
+void FAST(sum_rows)(const float *x, int64_t sx, float *y, int64_t r, int64_t d)
 {
     int64_t chunks = (r + LN_CHUNK - 1) / LN_CHUNK;
     float *part = malloc(((size_t)chunks * (size_t)d + 1) * sizeof(float));
@@ -122,7 +124,7 @@ static void sum_rows_fast(const float *x, int64_t sx, float *y, int64_t r, int64
     free(part);
 }
 
-static void gelu_forward_fast(const float *x, float *y, int64_t n)
+void FAST(gelu_forward)(const float *x, float *y, int64_t n)
 {
     int nt = minit2t_threads_for(40.0 * (double)n), stream = streamed(y, n);
     int64_t blocks = (n + BLOCK - 1) / BLOCK;
@@ -143,7 +145,7 @@ static void gelu_forward_fast(const float *x, float *y, int64_t n)
     }
 }
 
-static void gelu_backward_fast(const float *g, const float *x, float *gx, int64_t n)
+void FAST(gelu_backward)(const float *g, const float *x, float *gx, int64_t n)
 {
     int nt = minit2t_threads_for(40.0 * (double)n);
     int64_t blocks = (n + BLOCK - 1) / BLOCK;
@@ -195,9 +197,9 @@ static inline void ln_row(const float *x, const float *w, const float *b, float 
     *rstd = rs;
 }
 
-static void layer_norm_forward_fast(const float *x, int64_t sx, const float *w,
-                                    const float *b, float eps, float *y, float *mean,
-                                    float *rstd, int64_t r, int64_t d)
+void FAST(layer_norm_forward)(const float *x, int64_t sx, const float *w,
+                              const float *b, float eps, float *y, float *mean,
+                              float *rstd, int64_t r, int64_t d)
 {
     int nt = minit2t_threads_for(10.0 * (double)r * (double)d);
     int stream = streamed(y, r * d) && d % VW == 0;
@@ -247,9 +249,9 @@ static void ln_row_backward(const float *g, const float *x, const float *w, floa
     }
 }
 
-static void layer_norm_backward_fast(const float *g, int64_t sg, const float *x, int64_t sx,
-                                     const float *w, const float *mean, const float *rstd,
-                                     float *gx, float *gw, float *gb, int64_t r, int64_t d)
+void FAST(layer_norm_backward)(const float *g, int64_t sg, const float *x, int64_t sx,
+                               const float *w, const float *mean, const float *rstd,
+                               float *gx, float *gw, float *gb, int64_t r, int64_t d)
 {
     int64_t chunks = (r + LN_CHUNK - 1) / LN_CHUNK;
     float *part = calloc((size_t)chunks * 2 * (size_t)d + 1, sizeof(float));
@@ -273,20 +275,20 @@ static void layer_norm_backward_fast(const float *g, int64_t sg, const float *x,
 
 /* Rows over threads; one row: softmax_row / softmax_row_backward (softmax_rows.h). */
 
-static void softmax_forward_fast(const float *x, float *y, int64_t r, int64_t n)
+void FAST(softmax_forward)(const float *x, float *y, int64_t r, int64_t n)
 {
     int nt = minit2t_threads_for(30.0 * (double)r * (double)n);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t i = 0; i < r; i++) softmax_row(x + i * n, y + i * n, n);
 }
 
-static void softmax_backward_fast(const float *g, const float *y, float *gx, int64_t r, int64_t n)
+void FAST(softmax_backward)(const float *g, const float *y, float *gx, int64_t r, int64_t n)
 {
     int nt = minit2t_threads_for(6.0 * (double)r * (double)n);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t i = 0; i < r; i++) softmax_row_backward(g + i * n, y + i * n, gx + i * n, n);
 }
 
-#undef BLOCK
-#undef LN_CHUNK
-#undef STREAM_BYTES
+/* ---- the strided copy: copy_strided_avx2 / _avx512 ------------------------- */
+
+#include "copy_fast.h"

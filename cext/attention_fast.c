@@ -1,7 +1,7 @@
 /* The fast attention, written once in the vector vocabulary of vec_avx2.h
- * and compiled per ISA: included by attention_avx2.c and attention_avx512.c,
- * which define ATTN_RB (rows of a register tile) and ATTN_NV (its widest
- * row, in vectors) before it. Legend and layouts as in attention.c.
+ * and compiled once per ISA (fast_isa.h): attention_forward_avx2 /
+ * attention_forward_avx512 and attention_backward_*, the last two functions
+ * here. Legend and layouts as in attention.c.
  *
  * Heads (b, hh) are independent: threads take whole heads. One head's
  * q, k, v (N x d each), its P (N x Np) and a transposed k or v stay in cache
@@ -12,9 +12,21 @@
  * transposed k, v are padded to Np (a multiple of 16 floats, zeros past N),
  * so their loads and stores are whole vectors: a masked store, and a load
  * right after one, cost several times a plain one. */
+#include "fast_isa.h"
 #include "vmath.h"
 #include "softmax_rows.h"
 #include "transpose8.h"
+
+/* The register tile of small_gemm: ATTN_RB rows by up to ATTN_NV vectors of
+ * columns. AVX-512: 6 x 4 (24 accumulators of the 32 zmm registers); AVX2:
+ * 6 x 2 (12 of the 16 ymm; 4 rows measured about 5% slower per head at the
+ * backbone's shape). */
+#define ATTN_RB 6
+#if FAST_AVX512
+#define ATTN_NV 4
+#else
+#define ATTN_NV 2
+#endif
 
 /* The register tile of small_gemm: rows i0 .. i0 + rows - 1 (rows <= ATTN_RB)
  * by nv vectors of columns, the last one cut by `tail` when `masked`:
@@ -225,9 +237,9 @@ static void one_head(int backward, int64_t u, const float *qkv, const float *kbi
  * gqkv). Threads over the B * h heads. Each thread's scratch: the transposed k or
  * v, d x Np, and one head's gS (backward) or P (a forward that does not keep
  * it), N x Np. Returns -1, having computed nothing, when scratch ran out. */
-static int attention_fast(int backward, const float *qkv, const float *kbias, const float *p_in,
-                          float *p, const float *g, float *out, int64_t B, int64_t N, int64_t h,
-                          int64_t d, float scale)
+static int attention_heads(int backward, const float *qkv, const float *kbias, const float *p_in,
+                           float *p, const float *g, float *out, int64_t B, int64_t N, int64_t h,
+                           int64_t d, float scale)
 {
     int64_t np = attention_row(N);
     int nt = minit2t_threads_for(4.0 * (double)(B * h) * (double)(N * np) * (double)(d + 8));
@@ -251,4 +263,17 @@ static int attention_fast(int backward, const float *qkv, const float *kbias, co
         }
     }
     return failed ? -1 : 0;
+}
+
+/* attention_forward_avx2 / _avx512 and attention_backward_avx2 / _avx512. */
+int FAST(attention_forward)(const float *qkv, const float *kbias, float *out, float *p,
+                            int64_t B, int64_t N, int64_t h, int64_t d, float scale)
+{
+    return attention_heads(0, qkv, kbias, NULL, p, NULL, out, B, N, h, d, scale);
+}
+
+int FAST(attention_backward)(const float *qkv, const float *p, const float *g, float *gqkv,
+                             int64_t B, int64_t N, int64_t h, int64_t d, float scale)
+{
+    return attention_heads(1, qkv, NULL, p, NULL, g, gqkv, B, N, h, d, scale);
 }
