@@ -19,7 +19,8 @@ from minit2t.reduction.spec import parse_spec
 MAX_COUNT = 10 ** 9                                 # epochs, batch size, images: a bound, not a setting
 
 RECIPE = (
-    Option("model", "choice", "t2t_vit_cifar", "a zoo model, one of mt.list_models()", choices=tuple(list_models()), metavar="NAME"),
+    Option("model", "choice", "t2t_vit_cifar", "a zoo model, one of mt.list_models()", choices=tuple(list_models()),
+           metavar="NAME"),
     Option("epochs", "int", 30, "passes over the training images", lo=1, hi=MAX_COUNT, resume=True),
     Option("steps", "int", None, "instead of --epochs, a budget of N optimizer steps: the schedule spans them "
            "and the last epoch ends when they are done", lo=1, hi=10 ** 12, optional=True, added_later=True,
@@ -49,7 +50,8 @@ RECIPE = (
            "evaluated after every epoch and saved in the checkpoint (eval --ema scores it)", lo=0.0, hi=1.0,
            lo_open=True, optional=True, added_later=True, metavar="DECAY"),
     Option("seed", "int", 0, "of the initialisation, the shuffling and the augmentation", lo=0, hi=MAX_COUNT),
-    Option("backend", "choice", None, "the kernels (none: C when it is built, else NumPy)", choices=BACKENDS, optional=True, resume=True),
+    Option("backend", "choice", None, "the kernels (none: C when it is built, else NumPy)", choices=BACKENDS,
+           optional=True, resume=True),
     Option("train_subset", "int", None, "train on N images only (a seeded random subset)", lo=1, hi=MAX_COUNT,
            optional=True, metavar="N"),
     Option("reduce", "text", None, "token reduction in the backbone blocks: tome:r=8, evit:keep=0.7, mctf:r=8 "
