@@ -16,7 +16,7 @@
  * misses the cache reads its line from memory first, and an output this
  * large has left the caches before the op that reads it runs (t2t_vit_cifar's
  * inference at batch 256, AMD EPYC, 2 threads, the builds with and without
- * in one process in turn: README, Speed). */
+ * in one process in turn: benchmarks/HISTORY.md). */
 #include "fast_isa.h"
 #include <math.h>
 #include <stdlib.h>

@@ -141,6 +141,7 @@ class Option:
             return self.check(value, self.flag)
         except ValueError as exc:                                     # argparse words it: "argument --x: ..."
             said = str(exc).removeprefix(self.flag).lstrip(": ")     # argparse names the flag itself
+            said = said.replace("must be None or ", "must be ", 1)      # a flag is off by not being given
             raise argparse.ArgumentTypeError(said if isinstance(exc, Invalid) else
                                              f"expected {'a whole number' if self.kind == 'int' else 'a number'}, "
                                              f"got {text!r}") from None

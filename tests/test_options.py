@@ -113,3 +113,11 @@ def test_resume_help_names_what_may_change(capsys):
     with pytest.raises(SystemExit):
         cli_main(["train", "--help"])
     assert "--epochs and --backend may change" in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_training_docs_list_every_flag():
+    from pathlib import Path
+    text = (Path(__file__).resolve().parent.parent / "docs" / "training.md").read_text(encoding="utf-8")
+    table = [line for line in text.splitlines() if line.startswith("| `--")]
+    missing = [o.flag for o in recipe.RECIPE if not any(f"`{o.flag}" in row or f" {o.flag}" in row for row in table)]
+    assert not missing, f"docs/training.md's table of options lacks {missing}"

@@ -14,11 +14,14 @@ place where backends and ops meet.
 
     "numpy"    no replacements: every op runs its reference code
     "c"        the C kernels of cext/ through cffi (c_backend, c_ops, c_kernels)
-    "opencl"   matmul, unfold and fold as OpenCL kernels (opencl_backend)
+    "opencl"   matmul, unfold and fold as OpenCL kernels (opencl_backend, opencl_ops,
+               opencl_kernels)
 
 The default is "c" when the extension is built, else "numpy"; $MINIT2T_BACKEND
 or set_backend(name) chooses. Buffer pools, layouts, threads and fused kernels
-live on the backend side; nothing in ops/ knows about them.
+live on the backend side; nothing in ops/ knows about them. So does the one
+speed policy a layer asks about: whether a layer's attention may run as the one
+fused op (fusion.may_fuse_attention).
 """
 import importlib
 import numbers

@@ -24,6 +24,10 @@ from minit2t.backends._cmem import build_error as _build_error
 from minit2t.backends._cmem import ISAS as _ISAS
 from minit2t.backends._cmem import lib, pool
 
+if lib is not None:                          # the kernels and ops need the compiled module
+    from minit2t.backends.c_kernels import fold, matmul, unfold  # noqa: F401
+    from minit2t.backends.c_ops import OPS  # noqa: F401
+
 name = "c"
 _warned = False
 
@@ -63,8 +67,3 @@ def set_isa(level):
     if level not in _ISAS:
         raise ValueError(f"the instruction set must be one of {', '.join(_ISAS)}; got {level!r}")
     return _ISAS[lib.minit2t_set_isa(_ISAS.index(level))]
-
-
-if lib is not None:                          # the kernels and ops need the compiled module
-    from minit2t.backends.c_kernels import fold, matmul, unfold  # noqa: E402, F401
-    from minit2t.backends.c_ops import OPS  # noqa: E402, F401
