@@ -230,7 +230,7 @@ def test_shapes_are_checked_against_the_model_before_reading(tmp_path, monkeypat
     ("history", [dict(epoch=1, train_loss=2.0, train_acc=0.1, test_acc=0.1, images_per_s=9.0, lr=1e-3)],
      "wall_s"),
     ("run_config", dict(mixup=DROP), r"lacks \['mixup'\]"),
-    ("run_config", dict(mixup=None), "mixup must be a bool"),
+    ("run_config", dict(mixup=None), "mixup must be True or False, got None"),
     ("run_config", dict(lr=-0.25), "run config lr"),
     ("run_config", dict(lr=float("nan")), "NaN"),
     ("model_config", dict(depth=100000), "depth"),
