@@ -7,9 +7,12 @@ recomputed and said; `backend`), while any other setting that differs from the s
 naming each one; Ctrl-C
 (KeyboardInterrupt) becomes Interrupted, whose message says where the run stopped and how to
 resume; temporary files left by a killed save are removed at the next start or save; a
-folder the run created stays only if something was written into it. minit2t.train runs the
-epochs; this module keeps its folder.
+folder the run created stays only if something was written into it; one run at a time (DIR/.lock);
+on resume, metrics.jsonl and curves.png are rewritten from the checkpoint when out of line with it.
+minit2t.train runs the epochs; this module keeps its folder.
 """
+import contextlib
+import fcntl
 import glob
 import json
 import os
@@ -22,6 +25,7 @@ from minit2t.checkpoint import read_checkpoint_meta
 from minit2t.recipe import CHANGEABLE_ON_RESUME, DEFAULTS, flag
 
 CHECKPOINT = "last.npz"
+LOCK = ".lock"                                     # the pid of the process whose run the folder is
 OUTPUTS = (CHECKPOINT, "metrics.jsonl", "curves.png")
 STALE_TEMPS = (".tmp-*.npz", "metrics.jsonl.tmp", "curves.png.tmp.png")   # what a killed save leaves behind
 _STARTED = time.time()                             # temporary files older than this are no one's
@@ -29,6 +33,68 @@ _STARTED = time.time()                             # temporary files older than 
 
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during a run; str() is the one line saying where it stopped and how to resume."""
+
+
+class Busy(RuntimeError):
+    """Another process's run holds the folder."""
+
+
+@contextlib.contextmanager
+def locked(out_dir):
+    """Hold out_dir for this process's run: DIR/.lock, flock'ed (the kernel lets go of it when the process
+    dies, however it dies) and holding the pid; Busy names the holder; removed when the block ends."""
+    path = os.path.join(out_dir, LOCK)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = _pid_in(fd)
+            os.close(fd)
+            if not isinstance(exc, BlockingIOError):
+                raise
+            raise Busy(f"{out_dir} holds a run in progress (pid {holder or '?'}, {path}): one run at a time in a "
+                       f"folder; wait for it to end, or give another --out") from None
+        if _same_file(fd, path):
+            break
+        os.close(fd)                                  # released and removed while we opened it: open the new one
+    try:
+        left = _pid_in(fd)
+        if left and left != os.getpid():
+            state = "is no longer running" if not pid_alive(left) else "no longer holds it"
+            print(f"{path}: taking over the lock of pid {left}, which {state} (a run that ended without "
+                  f"releasing it)", file=sys.stderr)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)                           # while still held: the next run makes a fresh file
+        os.close(fd)
+
+
+def _pid_in(fd):
+    """The pid a lock file holds, or None."""
+    text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    return int(text) if text.isdigit() and len(text) < 10 else None
+
+
+def _same_file(fd, path):
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def pid_alive(pid):
+    """Whether a process with this pid is running on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:                           # someone else's
+        return True
+    return pid > 0
 
 
 def open_run(out_dir, cfg, resume, overwrite, given):
@@ -146,6 +212,27 @@ def resumed_config(saved, cfg, given, done, path):
         print(f"resuming on the {out['backend']} backend (the run used "
               f"{saved.get('backend') or 'the default backend'}): same weights, other kernels", file=sys.stderr)
     return out
+
+
+def repair_outputs(out_dir, history):
+    """Bring metrics.jsonl and curves.png back in line with the checkpoint's history (a kill between the
+    checkpoint's save and theirs leaves them behind): rewrite each that is missing or disagrees, saying so."""
+    metrics, curves = (os.path.join(out_dir, name) for name in OUTPUTS[1:])
+    try:
+        rows = read_metrics(metrics)
+    except (OSError, ValueError):
+        rows = None                                   # missing or unreadable
+    log = rows != json.loads(json.dumps(history))
+    plot = not os.path.exists(curves) or os.path.getmtime(curves) < os.path.getmtime(os.path.join(out_dir, CHECKPOINT))
+    if not (log or plot):
+        return
+    held = "" if not log else "; metrics.jsonl " + ("missing or unreadable" if rows is None else f"held {len(rows)}")
+    print(f"{out_dir}: {' and '.join(n for n, bad in zip(OUTPUTS[1:], (log, plot)) if bad)} out of line with "
+          f"{CHECKPOINT} ({len(history)} epochs{held}): rewritten from its history", file=sys.stderr)
+    if log:
+        write_metrics(metrics, history)
+    if plot:
+        plot_curves(history, curves)
 
 
 def total_steps(cfg, steps_per_epoch):

@@ -150,7 +150,8 @@ def run(cfg, data_path, out_dir, resume=False, init=None, overwrite=False, given
     the model weights named by "pretrained:NAME" or a weights file (a fresh optimiser and schedule).
 
     A run already in out_dir (its last.npz) is continued only with resume=True and replaced only with
-    overwrite=True; otherwise FileExistsError. On resume the settings in `given` (default: all of cfg)
+    overwrite=True; otherwise FileExistsError. The run holds out_dir while it lasts (runs.locked: another
+    process's run there is runs.Busy). On resume the settings in `given` (default: all of cfg)
     are compared with the saved run's (see minit2t.runs.resumed_config). KeyboardInterrupt becomes
     Interrupted (saying where it stopped and how to resume). download: as load_cifar10's
     download_if_missing (None: the sample shipped with minit2t when no CIFAR-10 is found)."""
@@ -159,23 +160,25 @@ def run(cfg, data_path, out_dir, resume=False, init=None, overwrite=False, given
     path = os.path.join(out_dir, runs.CHECKPOINT)
     where = {"epoch": 0, "step": 0, "steps": 0, "saved": None}    # for the message of an interrupted run
     try:
-        cfg, saved = runs.open_run(out_dir, {**recipe.DEFAULTS, **cfg}, resume, overwrite, given)
-        where["saved"] = saved["epoch"] if saved else None
-        runs.remove_stale_temps(out_dir)
-        if cfg["backend"]:
-            backends.set_backend(cfg["backend"])
-        loader, *test = load_data(data_path, cfg, download)      # test: (images, labels)
-        runs.check_same_data(saved, cfg, path)
-        if cfg.get("steps"):                                  # a budget of steps: the epochs it starts
-            cfg["epochs"] = runs.epochs_for_steps(cfg["steps"], len(loader))
-        model, opt, sched = build(cfg, len(loader))
-        if init:
-            init_from(model, init)
-        ema = optim.EMA(model, cfg["ema"]) if cfg.get("ema") else None   # after --init: it averages from there
-        if overwrite and os.path.exists(path):
-            runs.remove_outputs(out_dir)
-        start, history = (0, []) if saved is None else _resume(out_dir, model, opt, sched, cfg, len(loader), ema)
-        return train_epochs(model, opt, sched, loader, test, cfg, out_dir, start, history, where, ema)
+        with runs.locked(out_dir):                            # one process's run at a time in out_dir
+            cfg, saved = runs.open_run(out_dir, {**recipe.DEFAULTS, **cfg}, resume, overwrite, given)
+            where["saved"] = saved["epoch"] if saved else None
+            runs.remove_stale_temps(out_dir)
+            if cfg["backend"]:
+                backends.set_backend(cfg["backend"])
+            loader, *test = load_data(data_path, cfg, download)   # test: (images, labels)
+            runs.check_same_data(saved, cfg, path)
+            if cfg.get("steps"):                              # a budget of steps: the epochs it starts
+                cfg["epochs"] = runs.epochs_for_steps(cfg["steps"], len(loader))
+            model, opt, sched = build(cfg, len(loader))
+            if init:
+                init_from(model, init)
+            ema = optim.EMA(model, cfg["ema"]) if cfg.get("ema") else None   # after --init: averages from there
+            if overwrite and os.path.exists(path):
+                runs.remove_outputs(out_dir)
+            start, history = (0, []) if saved is None else \
+                _resume(out_dir, model, opt, sched, cfg, len(loader), ema)
+            return train_epochs(model, opt, sched, loader, test, cfg, out_dir, start, history, where, ema)
     except KeyboardInterrupt:
         raise runs.Interrupted(runs.interrupted_message(path, where)) from None
     finally:
@@ -197,6 +200,7 @@ def _resume(out_dir, model, opt, sched, cfg, steps_per_epoch, ema=None):
     saved_epochs = read_checkpoint_meta(os.path.join(out_dir, runs.CHECKPOINT))["run_config"]["epochs"]
     start, history = resume_state(out_dir, model, opt, sched, ema)
     runs.reschedule(sched, cfg, steps_per_epoch, saved_epochs)
+    runs.repair_outputs(out_dir, history)                     # a kill between the checkpoint's save and theirs
     if start >= cfg["epochs"]:
         more = "" if cfg.get("steps") else f" (--resume --epochs N, N > {start}, extends it)"
         print(f"{out_dir}: the run has done all its {start} epochs, nothing to train{more}", file=sys.stderr)

@@ -24,7 +24,7 @@ PER_FILE = 40                                     # records per batch file: 200 
 TINY = dict(embed_dim=32, depth=1, num_heads=2, token_dim=8)
 PRELUDE = f"""
 import os, signal, sys
-import minit2t.data.cifar as cifar, minit2t.data.download as download, minit2t.train as train
+import minit2t.data.cifar as cifar, minit2t.data.download as download, minit2t.runs as runs, minit2t.train as train
 import minit2t as mt
 from minit2t.cli import main
 cifar.RECORDS_PER_FILE = {PER_FILE}
@@ -53,13 +53,19 @@ def dataset(tmp_path):
     return write_dataset(tmp_path / "cifar-10-batches-bin")
 
 
-def cli(tmp_path, *args, hook=""):
-    """(exit code, stdout, stderr) of `python -m minit2t ARGS` with the prelude and an optional hook."""
+def command(tmp_path, *args, hook=""):
+    """(argv, env) of `python -m minit2t ARGS` with the prelude and an optional hook."""
     env = {k: v for k, v in os.environ.items() if k != "MINIT2T_DATA"}
     env["MINIT2T_CACHE"] = str(tmp_path / "empty-cache")              # no cached CIFAR-10
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     code = PRELUDE + textwrap.dedent(hook) + f"\nsys.exit(main({[str(a) for a in args]!r}))\n"
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    return [sys.executable, "-c", code], env
+
+
+def cli(tmp_path, *args, hook=""):
+    """(exit code, stdout, stderr) of `python -m minit2t ARGS` with the prelude and an optional hook."""
+    argv, env = command(tmp_path, *args, hook=hook)
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=300)
     return done.returncode, done.stdout, done.stderr
 
 
@@ -149,6 +155,7 @@ def test_ctrl_c_stops_cleanly_and_says_how_to_resume(tmp_path, dataset):
     assert "Traceback" not in err, err
     assert lines(err)[-1] == (f"interrupted at epoch 2, step 4 of 10; the last checkpoint is "
                               f"{os.path.join(out, 'last.npz')} (epoch 1): rerun with --resume"), err
+    assert not Path(out, runs.LOCK).exists()                              # the lock goes with the run
     rc, _, err = cli(tmp_path, "train", "--data", dataset, "--out", out, "--epochs", "3", "--resume", *FAST)
     assert rc == 0, err
     assert [h["epoch"] for h in history(out)] == [1, 2, 3]
@@ -168,6 +175,84 @@ def test_ctrl_c_before_the_first_checkpoint_leaves_no_folder(tmp_path, dataset):
     assert lines(err)[-1] == ("interrupted at epoch 1, step 1 of 10, before the first checkpoint: nothing was "
                               "saved; rerun the command to start again"), err
     assert not (tmp_path / "new").exists()
+
+
+# ---- one run at a time in a folder; a run that died leaves its lock to the next -----------------------------
+def test_a_second_run_in_the_folder_is_refused_naming_the_first(tmp_path, dataset):
+    out, gate = tmp_path / "run", tmp_path / "gate"
+    hook = f"""
+    import time
+    _step = mt.optim.AdamW.step
+    def step(self):                                           # the first run waits at its first step
+        open({str(gate)!r} + ".reached", "w").close()
+        while not os.path.exists({str(gate)!r}):
+            time.sleep(0.05)
+        _step(self)
+    mt.optim.AdamW.step = step
+    """
+    argv, env = command(tmp_path, "train", "--data", dataset, "--out", out, "--epochs", "2", *FAST, hook=hook)
+    first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        while not Path(f"{gate}.reached").exists() and first.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert first.poll() is None, first.communicate()[1]
+        for flags in ([], ["--overwrite"]):
+            rc, _, err = cli(tmp_path, "train", "--data", dataset, "--out", out, "--epochs", "1", *FAST, *flags)
+            assert_one_error_line(rc, err, str(out), f"(pid {first.pid}, ", "one run at a time")
+            assert "epoch 1/" not in err, "trained beside the first run"
+    finally:
+        gate.touch()
+        _, err = first.communicate(timeout=300)
+    assert first.returncode == 0, err
+    assert [h["epoch"] for h in history(out)] == [1, 2] and int(checkpoint(out)["epoch"]) == 2
+    assert not (out / runs.LOCK).exists()
+
+
+def test_the_lock_of_a_dead_run_is_taken_over(tmp_path, dataset):
+    out = tmp_path / "run"
+    out.mkdir()
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                              text=True, check=True).stdout)
+    (out / ".lock").write_text(f"{dead}\n")                               # DIR/.lock, as docs/training.md says
+    rc, _, err = cli(tmp_path, "train", "--data", dataset, "--out", out, "--epochs", "1", *FAST)
+    assert rc == 0, err
+    said = [line for line in lines(err) if "taking over the lock" in line]
+    assert len(said) == 1 and f"pid {dead}, which is no longer running" in said[0], err
+    assert not (out / runs.LOCK).exists() and [h["epoch"] for h in history(out)] == [1]
+
+
+# ---- --resume brings metrics.jsonl and curves.png back in line with the checkpoint ------------------------
+def test_resume_repairs_the_files_a_kill_after_the_last_save_left(tmp_path, dataset):
+    out = tmp_path / "run"
+    hook = """
+    _write = runs.write_metrics
+    def write_metrics(path, history):
+        if len(history) == 2:                                 # killed between the checkpoint's save and the log's
+            os.kill(os.getpid(), signal.SIGKILL)
+        _write(path, history)
+    runs.write_metrics = write_metrics
+    """
+    rc, _, err = cli(tmp_path, "train", "--data", dataset, "--out", out, "--epochs", "2", *FAST, hook=hook)
+    assert rc == -9, err
+    saved = json.loads(str(checkpoint(out)["history"]))
+    assert len(saved) == 2 and len(history(out)) == 1                    # what the kill left
+    curves = out / "curves.png"
+    for broken in ("killed", "edited"):
+        rc, _, err = cli(tmp_path, "train", "--data", dataset, "--out", out, "--resume")
+        said = [line for line in lines(err) if "out of line with last.npz" in line]
+        assert rc == 0 and len(said) == 1 and "nothing to train" in err, err
+        assert said[0].startswith(f"{out}: metrics.jsonl and curves.png out of line with last.npz (2 epochs; "
+                                  f"metrics.jsonl held {1 if broken == 'killed' else 2})"), said[0]
+        assert ("taking over the lock" in err) == (broken == "killed"), err           # the killed run's lock
+        assert history(out) == saved and os.path.getmtime(curves) >= os.path.getmtime(out / "last.npz")
+        edited = (out / "metrics.jsonl").read_text().replace('"epoch": 2, "', '"epoch": 2, "note": 0, "')
+        (out / "metrics.jsonl").write_text(edited)
+        os.utime(curves, (1e9, 1e9))
+    (out / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in saved))
+    curves.touch()
+    rc, _, err = cli(tmp_path, "train", "--data", dataset, "--out", out, "--resume")
+    assert rc == 0 and "out of line" not in err, err                     # in line: not a word
 
 
 # ---- the output folder: checked writable first; a failed run leaves no empty folder ----------------------------
