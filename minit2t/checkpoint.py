@@ -4,24 +4,34 @@ Everything is a plain array (numbers, or JSON text as a 0-d string array), writt
 with mt.save and read back through minit2t.io's checked reader, so no pickle is involved either way.
 Nothing read is trusted: the metadata is checked before it is used (the run config by the recipe's
 declarations, minit2t.recipe; the model config by the model's, with its sizes against the weights'
-shapes, minit2t.models.config), and the arrays' shapes before they are read. Every failure is one
-LoadError line naming the file. Above this module: runs (a run's folder), hub (models from files).
+shapes, minit2t.models.config), and every array's dtype and shape before it is read: the weights and
+their average floating point, the optimizer's per-parameter state AdamW's (step, exp_avg, exp_avg_sq)
+and its groups' options numbers. Once read, the stored fields must agree: the run config's lr is the
+schedule's base_lrs and every optimizer group's initial_lr, its min_lr the schedule's; no step count
+(a parameter's step, the average's updates) passes the schedule's last_step; the moments are finite,
+exp_avg_sq >= 0. Every failure is one LoadError line naming the file and the field. Above this module:
+runs (a run's folder), hub (models from files).
 """
 import json
 
 import numpy as np
 
 from minit2t import random
-from minit2t.io import (CHECKPOINT, CHECKPOINT_KEYS, PREFIX, LoadError, model_shapes, read_arrays, read_headers,
-                        save, weights_kind)
+from minit2t.io import (CHECKPOINT, CHECKPOINT_KEYS, PREFIX, LoadError, listing, model_shapes, read_arrays,
+                        read_headers, save, weight_complaint, weights_kind)
 from minit2t.models.config import check_model_config, config_to_json
 from minit2t.optim import optimizer_state_from_arrays, optimizer_state_to_arrays
+from minit2t.optim.optimizer import state_complaint
 from minit2t.options import Invalid, need, number, whole
 from minit2t.recipe import check_run_config, same_model_kwargs
 from minit2t.reduction.spec import SpecError, parse_spec
 
 MAX_TEXT = 1 << 24                   # 16 MiB of JSON metadata at most
 EMA_PREFIX = "ema."                  # the weights' average (train --ema): ema.<weight name>, ema.updates
+EMA_UPDATES = EMA_PREFIX + "updates"
+OPT_PREFIX = "optimizer."            # optimizer.state.<i>.<key>, optimizer.param_groups.<g>.<key>
+STATE_KEYS = ("step", "exp_avg", "exp_avg_sq")                         # AdamW's, per parameter
+GROUP_KEYS = ("lr", "betas", "eps", "weight_decay", "initial_lr", "params")
 HISTORY_KEYS = ("train_loss", "train_acc", "test_acc", "images_per_s", "lr", "wall_s")
 
 def _text(obj):
@@ -67,17 +77,22 @@ def load_checkpoint(path, model=None, optimizer=None):
     metadata. With `model` / `optimizer`, every array's shape is checked against theirs before reading."""
     headers = read_headers(path)
     meta = read_checkpoint_meta(path, headers)
-    names = [n for n in headers if n.startswith((PREFIX, "optimizer.", EMA_PREFIX))]
-    arrays = read_arrays(path, names, _array_check(model, optimizer))
+    names = [n for n in headers if n.startswith((PREFIX, OPT_PREFIX, EMA_PREFIX))]
     try:
+        _check_average_names(names)
+        arrays = read_arrays(path, names, _array_check(model, optimizer))
         meta["optimizer"] = optimizer_state_from_arrays(arrays)
-        _check_groups(meta["optimizer"]["param_groups"])
-    except ValueError as exc:
+        _check_optimizer(meta["optimizer"], meta, optimizer)
+        average = {k[len(EMA_PREFIX):]: v for k, v in arrays.items() if k.startswith(EMA_PREFIX)}
+        if average:
+            last = meta["schedule"]["last_step"]
+            whole(int(average["updates"]), f"{EMA_UPDATES} (at most the schedule's last_step)", 0, last)
+            meta["ema"] = average
+    except LoadError:
+        raise
+    except ValueError as exc:                           # Invalid, and optimizer_state_from_arrays' errors
         raise LoadError(f"{path}: {exc}") from None
     meta["model"] = {k[len(PREFIX):]: v for k, v in arrays.items() if k.startswith(PREFIX)}
-    average = {k[len(EMA_PREFIX):]: v for k, v in arrays.items() if k.startswith(EMA_PREFIX)}
-    if average:
-        meta["ema"] = average
     return meta
 
 
@@ -85,7 +100,7 @@ def check_meta(meta, shapes):
     """Every field of a checkpoint's metadata checked; raises Invalid."""
     run = check_run_config(meta["run_config"])
     meta["epoch"] = whole(int(meta["epoch"]), "epoch", 0, run["epochs"])    # a whole number: meta_check
-    _check_schedule(meta["schedule"], meta["epoch"], run["epochs"], run.get("steps"))
+    _check_schedule(meta["schedule"], meta["epoch"], run)
     _check_history(meta["history"], meta["epoch"])
     _check_rng(meta["rng"])
     meta["model_config"] = config = check_saved_model_config(meta["model_config"], shapes)
@@ -110,7 +125,9 @@ def check_saved_model_config(config, shapes=None):
     return config
 
 
-def _check_schedule(sched, epoch, epochs, steps=None):
+def _check_schedule(sched, epoch, run):
+    """The schedule's fields, each in its range, its lrs the run config's, its steps the epoch's."""
+    epochs, steps = run["epochs"], run.get("steps")
     sched = need(sched, dict, "schedule")
     total = whole(sched.get("total_steps"), "schedule total_steps", 1, 10 ** 12)
     if steps is not None and total != steps:
@@ -122,8 +139,11 @@ def _check_schedule(sched, epoch, epochs, steps=None):
     lrs = need(sched.get("base_lrs"), list, "schedule base_lrs")
     if not lrs:
         raise Invalid("schedule base_lrs is empty")
-    for lr in lrs:
-        number(lr, "schedule base_lrs entry", strict=True)
+    for g, lr in enumerate(lrs):
+        if number(lr, f"schedule base_lrs[{g}]", strict=True) != run["lr"]:
+            raise Invalid(f"run config lr {run['lr']!r} but schedule base_lrs[{g}] is {lr!r} (the lr it trains with)")
+    if sched["min_lr"] != run["min_lr"]:
+        raise Invalid(f"run config min_lr {run['min_lr']!r} but schedule min_lr is {sched['min_lr']!r}")
     if steps is None and total % epochs == 0 and step != epoch * (total // epochs):
         raise Invalid(f"schedule last_step {step} does not match epoch {epoch} of {epochs} "
                       f"({total // epochs} steps an epoch)")
@@ -149,24 +169,75 @@ def _check_rng(state):
                       f"({type(exc).__name__})") from None
 
 
-def _check_groups(groups):
-    for i, group in enumerate(groups):
-        for key in ("lr", "initial_lr", "eps"):
-            if key in group:
-                number(group[key], f"optimizer group {i} {key}", strict=True)
-        if "weight_decay" in group:
-            number(group["weight_decay"], f"optimizer group {i} weight_decay")
-        for beta in group.get("betas", ()):
-            number(beta, f"optimizer group {i} betas", hi=1.0)
+def _check_average_names(names):
+    """The weights' average, if any: an ema.<name> for each model.<name>, and ema.updates."""
+    average = {n[len(EMA_PREFIX):] for n in names if n.startswith(EMA_PREFIX)} - {"updates"}
+    weights = {n[len(PREFIX):] for n in names if n.startswith(PREFIX)}
+    if (average or EMA_UPDATES in names) and (average != weights or EMA_UPDATES not in names):
+        missing = sorted(weights - average) + ([] if EMA_UPDATES in names else ["updates"])
+        raise Invalid(f"the weights' average must hold {EMA_PREFIX}<name> for every weight and {EMA_UPDATES}: "
+                      f"missing {listing([EMA_PREFIX + n for n in missing])}, unexpected "
+                      f"{listing([EMA_PREFIX + n for n in sorted(average - weights)])}")
+
+
+def _check_optimizer(state, meta, optimizer):
+    """The optimizer state against itself, the schedule, the run config and (if given) `optimizer`."""
+    groups, sched, run = state["param_groups"], meta["schedule"], meta["run_config"]
+    if len(groups) != len(sched["base_lrs"]):
+        raise Invalid(f"optimizer has {len(groups)} parameter groups but the schedule's base_lrs has "
+                      f"{len(sched['base_lrs'])} entries")
+    own = [] if optimizer is None else [len(g["params"]) for g in optimizer.param_groups]
+    if own and own != [len(g.get("params", ())) for g in groups]:
+        raise Invalid(f"optimizer groups of {[len(g.get('params', ())) for g in groups]} parameters, "
+                      f"but this model's optimizer has groups of {own}")
+    top = max(sched["base_lrs"] + [sched["min_lr"], sched["warmup_start_lr"]])
+    for g, group in enumerate(groups):
+        _check_group(group, g, sched["base_lrs"][g], top, run["weight_decay"])
+    n = sum(len(g["params"]) for g in groups)
+    if sorted(i for g in groups for i in g["params"]) != list(range(n)):
+        raise Invalid(f"{OPT_PREFIX}param_groups.*.params must number the {n} parameters 0 to {n - 1} once each")
+    for i, entries in state["state"].items():
+        where = f"{OPT_PREFIX}state.{i}"
+        if i >= n:
+            raise Invalid(f"{where}.* is the state of parameter {i}, but the groups hold {n} parameters")
+        if sorted(entries) != sorted(STATE_KEYS):
+            raise Invalid(f"{where}.* holds {sorted(entries)}; AdamW keeps {list(STATE_KEYS)} for a parameter")
+        for key, value in entries.items():
+            complaint = state_complaint(key, value)
+            if complaint:
+                raise Invalid(f"{where}.{key} {complaint}")
+        whole(int(entries["step"]), f"{where}.step (at most the schedule's last_step)", 0, sched["last_step"])
+        if (entries["exp_avg_sq"] < 0).any():
+            raise Invalid(f"{where}.exp_avg_sq must be >= 0 (a mean of squared gradients), "
+                          f"got {int((entries['exp_avg_sq'] < 0).sum()):,} negative values")
+
+
+def _check_group(group, g, base_lr, top, weight_decay):
+    where = f"{OPT_PREFIX}param_groups.{g}"
+    missing = [k for k in GROUP_KEYS if k not in group]
+    if missing:
+        raise Invalid(f"{where}.* lacks {missing}")
+    number(group["lr"], f"{where}.lr", hi=top, hi_included=True)      # the schedule's lr at last_step
+    if number(group["initial_lr"], f"{where}.initial_lr", strict=True) != base_lr:
+        raise Invalid(f"{where}.initial_lr {group['initial_lr']!r} but schedule base_lrs[{g}] is {base_lr!r}")
+    number(group["eps"], f"{where}.eps")
+    if number(group["weight_decay"], f"{where}.weight_decay") not in (0.0, weight_decay):
+        raise Invalid(f"{where}.weight_decay {group['weight_decay']!r} but the run config's weight_decay is "
+                      f"{weight_decay!r} (0 in the group without decay)")
+    for beta in group["betas"]:
+        number(beta, f"{where}.betas", hi=1.0)
 
 
 def meta_check(name, shape, dtype):
     """read_arrays' check for metadata members: "epoch" a whole number, the rest JSON text."""
-    if name == "epoch":
-        ok, want = shape == () and dtype.kind in "iu", "a whole number"
-    else:
-        ok, want = shape == () and dtype.kind == "U", "JSON text"
-    return None if ok else f"{name} must be {want}, got a {dtype} array of shape {shape}"
+    return _want(name, shape, dtype, (), "iu", "a whole number") if name == "epoch" else \
+        _want(name, shape, dtype, (), "U", "JSON text")
+
+
+def _want(name, shape, dtype, want_shape, kinds, what):
+    """None if the array is of shape want_shape and a dtype of one of the kinds, else the complaint."""
+    ok = shape == want_shape and dtype.kind in kinds
+    return None if ok else f"{name} must be {what}, got an array of dtype {dtype} and shape {shape}"
 
 
 def _array_check(model, optimizer):
@@ -175,34 +246,42 @@ def _array_check(model, optimizer):
     params = [] if optimizer is None else [p for g in optimizer.param_groups for p in g["params"]]
 
     def check(name, shape, dtype):
-        if dtype.kind not in "biuf":
-            return f"{name} is not numeric (dtype {dtype})"
-        if name == EMA_PREFIX + "updates":
-            return None if shape == () and dtype.kind in "iu" else f"{name} must be a whole number"
-        if name.startswith(EMA_PREFIX):                 # an average of a weight: that weight's shape
-            name = PREFIX + name[len(EMA_PREFIX):]
-        if not name.startswith(PREFIX):
+        if name == EMA_UPDATES:
+            return _want(name, shape, dtype, (), "iu", "a whole number")
+        if name.startswith(OPT_PREFIX):
             return _optimizer_check(name, shape, dtype, params)
-        if shapes is not None and shapes.get(name[len(PREFIX):]) != shape:
-            return (f"{name} has shape {shape} in the file but {shapes[name[len(PREFIX):]]} in the model"
-                    if name[len(PREFIX):] in shapes else f"{name} is not one of the model's weights")
-        return None
+        key = name[len(PREFIX if name.startswith(PREFIX) else EMA_PREFIX):]    # a weight, or its average
+        if shapes is not None and shapes.get(key) != shape:
+            return (f"{name} has shape {shape} in the file but {shapes[key]} in the model"
+                    if key in shapes else f"{name} is not one of the model's weights")
+        return weight_complaint(name, dtype)
     return check
 
 
 def _optimizer_check(name, shape, dtype, params):
-    """An optimizer.state.<i>.<key> array: "step" a whole number, the rest parameter i's shape."""
-    parts = name.split(".")
-    if len(parts) != 4 or parts[1] != "state":
-        return None                                  # param_groups.*: a few numbers, checked once read
-    if parts[3] == "step":
-        return None if shape == () and dtype.kind in "iu" else f"{name} must be a whole number"
-    if not params:
-        return None
-    i = int(parts[2]) if parts[2].isdigit() else len(params)
-    if i >= len(params):
-        return f"{name}: state for parameter {parts[2]}, but the optimizer has {len(params)}"
-    want = tuple(params[i].shape)
+    """optimizer.state.<i>.<key>: step a whole number, exp_avg(_sq) floats of parameter i's shape;
+    optimizer.param_groups.<g>.<key>: a number, two (betas) or the parameters' indices (params)."""
+    kind, index, key = (name[len(OPT_PREFIX):].split(".") + ["", "", ""])[:3]
+    if name.count(".") != 3 or kind not in ("state", "param_groups") or not index.isdigit():
+        return f"{name} is not an optimizer member ({OPT_PREFIX}state.<i>.<key> or {OPT_PREFIX}param_groups.<g>.<key>)"
+    if kind == "param_groups":
+        if key not in GROUP_KEYS:
+            return f"{name}: an optimizer group holds {list(GROUP_KEYS)}, not {key!r}"
+        if key == "params":                             # an empty list is saved as a float64 array
+            ok = len(shape) == 1 and (dtype.kind in "iu" or shape == (0,))
+            return None if ok else _want(name, shape, dtype, None, "", "a list of parameter indices")
+        return _want(name, shape, dtype, (2,) if key == "betas" else (), "iuf",
+                     "two numbers" if key == "betas" else "a number")
+    if key == "step":
+        return _want(name, shape, dtype, (), "iu", "a whole number")
+    if key not in STATE_KEYS:
+        return f"{name}: AdamW keeps {list(STATE_KEYS)} for a parameter, not {key!r}"
+    if dtype.kind != "f":
+        return f"{name} must be a floating-point array, got {dtype}"
+    i = int(index)
+    if params and i >= len(params):
+        return f"{name}: state for parameter {i}, but the optimizer has {len(params)}"
+    want = tuple(params[i].shape) if params else shape
     return None if shape == want else f"{name} has shape {shape} in the file but {want} for its parameter"
 
 

@@ -3,6 +3,9 @@
     predict(model, images, tta=None)     logits (N, K) for uint8 images (N, 3, 32, 32)
     evaluate(model, images, labels)      top-1 accuracy; NonFiniteOutput on a NaN or inf logit
 tta="flip": test-time augmentation, the mean of the logits of each image and of its mirror image.
+The images are normalised here into the model's dtype (float32, or float64 after model.to(np.float64));
+images of another dtype are a TypeError (already normalised ones go to the model itself). No images
+give no logits, (0, K), and an accuracy of 0.0; a model itself refuses an empty batch.
 """
 import time
 
@@ -25,12 +28,18 @@ def predict(model, images, batch_size=256, progress=None, tta=None):
     tta="flip": the mean of the logits of each image and of its left-right mirror."""
     if tta not in TTA:
         raise ValueError(f"tta must be one of {TTA}; got {tta!r}")
+    dtype = _model_dtype(model)
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
+        got = images.dtype if isinstance(images, np.ndarray) else type(images).__name__
+        raise TypeError(f"predict expects uint8 images (N, C, H, W), as stored, and normalises them itself; got "
+                        f"{got} (images already normalised go to the model: model(mt.tensor(x.astype(np.{dtype}))))")
     was_training = model.training
     model.eval()
     out, done, start = [], 0, time.perf_counter()
     try:
         with no_grad():
             for x, _ in data.DataLoader(images, np.zeros(len(images), np.int64), batch_size):
+                x = x.astype(dtype, copy=False)                         # (b, 3, H, W) the model's dtype
                 logits = model(Tensor(x)).numpy()                       # (b, K)
                 if tta == "flip":
                     mirrored = np.ascontiguousarray(x[..., ::-1])       # (b, 3, H, W) left-right
@@ -44,7 +53,13 @@ def predict(model, images, batch_size=256, progress=None, tta=None):
         if progress is not None and done:
             progress.write("\n")                                    # what follows starts its own line
             progress.flush()
-    return np.concatenate(out) if out else np.zeros((0, model.num_classes), np.float32)
+    return np.concatenate(out) if out else np.zeros((0, model.num_classes), dtype)
+
+
+def _model_dtype(model):
+    """The dtype the model computes in: its parameters' (float32 unless model.to changed it)."""
+    params = model.parameters()
+    return params[0].dtype if params else np.dtype(np.float32)
 
 
 def _eval_progress(stream, done, total, start):
@@ -57,6 +72,8 @@ def _eval_progress(stream, done, total, start):
 def evaluate(model, images, labels, batch_size=256, progress=None, tta=None):
     """Top-1 accuracy of `model` on uint8 images (N, 3, 32, 32) in eval mode; NonFiniteOutput (naming
     the non-finite weights, if any) when a logit is NaN or inf, which would otherwise count as class 0."""
+    if len(labels) != len(images):
+        raise ValueError(f"evaluate got {len(images):,} images but {len(labels):,} labels")
     if len(labels) == 0:
         return 0.0
     logits = predict(model, images, batch_size, progress, tta)        # (N, K)

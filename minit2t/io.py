@@ -10,7 +10,10 @@ read_weights(path) gives the model's state dict from any of them; mt.load(path) 
 Before a member's data is read, its .npy header is checked: a plain numeric or text dtype (never a
 pickle), the declared size within a limit (MAX_BYTES for all the members read, unless told), the
 zip entry's uncompressed size equal to the declared size (a zip bomb is refused before it is
-expanded), and, when a model is given, the shape the model has for that name.
+expanded), and, when a model is given, the shape the model has for that name. Weights (a plain state
+dict's members, the "model.*" members of the other two kinds) must be floating point: float16, float32
+or float64, cast to the model's dtype when loaded, as torch's load_state_dict copies a float64 tensor
+into a float32 parameter; integer, bool and complex arrays are refused, never cast.
 Every failure is a LoadError (a ValueError) whose one-line message names the file.
 """
 import math
@@ -63,10 +66,12 @@ def save(state, path):
 def load(path, max_bytes=MAX_BYTES):
     """Every member of the .npz at `path` as a dict name -> ndarray (pickles refused, sizes checked).
 
-    For a shipped model or a training checkpoint that is the "model."-prefixed weights and the
-    metadata; model.load_state_dict takes such a dict as it is, and read_weights(path) reads the
-    weights alone."""
-    return read_arrays(path, max_bytes=max_bytes)
+    For a shipped model or a training checkpoint that is the "model."-prefixed weights (floating point,
+    checked) and the metadata; model.load_state_dict takes such a dict as it is, and read_weights(path)
+    reads the weights alone. Any other .npz is read as it is: numbers of any dtype, or text."""
+    kind, members = weight_members(read_headers(path))
+    check = None if kind == STATE_DICT else _weight_check(members, None)
+    return read_arrays(path, check=check, max_bytes=max_bytes)
 
 
 def read_headers(path):
@@ -123,17 +128,17 @@ def model_weights(arrays):
 
 def read_weights(path, model=None, max_bytes=MAX_BYTES):
     """(state dict, kind) of the weights file at `path`, of any of the three kinds; only the weights
-    are read. With `model`, the names and every shape must be the model's, checked before reading."""
+    are read, and each must be floating point (see the module's docstring). With `model`, the names and
+    every shape must be the model's, checked before reading."""
     headers = read_headers(path)
     kind, members = weight_members(headers)
     if not members:
         raise LoadError(f"{path} is a {kind} without model weights (no '{PREFIX}*' members)")
-    check = None
+    shapes = None
     if model is not None:
         shapes = model_shapes(model)
         _check_names(path, kind, set(members.values()), shapes)
-        check = _shape_check(members, shapes)
-    arrays = read_arrays(path, members, check, max_bytes)
+    arrays = read_arrays(path, members, _weight_check(members, shapes), max_bytes)
     return {members[name]: value for name, value in arrays.items()}, kind
 
 
@@ -151,14 +156,23 @@ def _check_names(path, kind, have, shapes):
                         f"unexpected {listing(unexpected)}")
 
 
-def _shape_check(members, shapes):
-    def check(name, shape, dtype):
-        key = members[name]
-        if dtype.kind not in "fiu":
-            return f"{name!r} is not numeric (dtype {dtype})"
-        if shape != shapes[key]:
-            return f"{name!r} has shape {shape} in the file but {shapes[key]} in the model"
+def weight_complaint(name, dtype):
+    """Why the weight `name` of dtype `dtype` is refused (a string), or None: weights are floating point."""
+    if dtype.kind == "f":
         return None
+    return f"weight {name!r} must be a floating-point array (float32 or float64), got {dtype}"
+
+
+def _weight_check(members, shapes):
+    """read_arrays' check for the weights `members` (member -> state-dict name): floating point, and
+    with `shapes` (the model's) each the shape the model has; other members pass."""
+    def check(name, shape, dtype):
+        if name not in members:
+            return None
+        key = members[name]
+        if shapes is not None and shape != shapes[key]:
+            return f"{name!r} has shape {shape} in the file but {shapes[key]} in the model"
+        return weight_complaint(name, dtype)
     return check
 
 

@@ -1,6 +1,7 @@
 """Weights files: one story for the three kinds (plain state dict, shipped model, training checkpoint),
-checked reading (sizes before allocation, no pickles, zip bombs), checked checkpoint metadata,
-Module.to's dtypes, convert's errors, and train --init."""
+checked reading (sizes before allocation, no pickles, zip bombs, floating-point weights), checked
+checkpoint metadata and arrays (every member tampered with once), Module.to's dtypes, convert's errors,
+and train --init."""
 import io
 import json
 import os
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 import minit2t as mt
-from minit2t import hub, runs, train
+from minit2t import hub, optim, runs, train
 from minit2t.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
 from minit2t.cli import main as cli_main
 from minit2t.data import cifar
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHIPPED_FILE = os.path.join(hub.WEIGHTS_DIR, "t2t_vit_cifar_8ep.npz")
 TINY = dict(embed_dim=16, depth=1, num_heads=2, token_dim=4)
 PER_FILE = 20
-DROP = object()                      # a metadata key to remove
+DROP = object()                      # a metadata key or a member to remove
 
 
 def _cfg(**over):
@@ -34,11 +35,14 @@ def _cfg(**over):
 
 
 def _files(tmp_path):
-    """A tiny model and its weights as each of the three kinds: {kind: path}, model."""
+    """A tiny model and its weights as each of the three kinds: {kind: path}, model. The checkpoint
+    holds the optimizer's state after one step and the weights' average after one update."""
     model, opt, sched = train.build(_cfg(), steps_per_epoch=2)
     for p in model.parameters():
-        p.grad = np.zeros_like(p.data)
+        p.grad = np.full_like(p.data, 0.5)
     opt.step()
+    ema = optim.EMA(model, 0.9)
+    ema.update(model)
     for _ in range(2):                                           # one epoch of two steps
         sched.step()
     history = [dict(epoch=1, train_loss=2.0, train_acc=0.1, test_acc=0.1, images_per_s=9.0, lr=1e-3,
@@ -48,15 +52,18 @@ def _files(tmp_path):
     mt.save(model.state_dict(), paths[STATE_DICT])
     model.default_cfg = mt.create_model("t2t_vit_cifar").default_cfg
     hub.export_pretrained(model, paths[SHIPPED])
-    save_checkpoint(paths[CHECKPOINT], model, opt, sched, 1, history, _cfg())
+    save_checkpoint(paths[CHECKPOINT], model, opt, sched, 1, history, _cfg(), ema)
     return paths, model
 
 
 def _tamper(path, **members):
-    """Rewrite members of an .npz: JSON-able values become JSON text, arrays stay arrays."""
+    """Rewrite members of an .npz: JSON-able values become JSON text, arrays stay arrays, DROP removes."""
     arrays = mt.load(path)
     for name, value in members.items():
-        arrays[name] = value if isinstance(value, np.ndarray) else np.array(json.dumps(value))
+        if value is DROP:
+            del arrays[name]
+        else:
+            arrays[name] = value if isinstance(value, np.ndarray) else np.array(json.dumps(value))
     mt.save(arrays, path)
 
 
@@ -236,6 +243,9 @@ def test_shapes_are_checked_against_the_model_before_reading(tmp_path, monkeypat
     ("model_config", dict(depth=100000), "depth"),
     ("model_config", dict(depth=2), "2 but the weights hold 1 blocks"),
     ("rng", dict(bit_generator="PCG64", state=-1), "rng"),
+    ("run_config", dict(lr=1e9), r"run config lr 1000000000.0 but schedule base_lrs\[0\] is 0.001"),
+    ("schedule", dict(base_lrs=[1e9, 1e9]), r"run config lr 0.001 but schedule base_lrs\[0\] is 1000000000.0"),
+    ("schedule", dict(min_lr=0.5), "run config min_lr 1e-05 but schedule min_lr is 0.5"),
 ])
 def test_checkpoint_metadata_is_checked(tmp_path, member, value, words):
     paths, _ = _files(tmp_path)
@@ -248,11 +258,121 @@ def test_checkpoint_metadata_is_checked(tmp_path, member, value, words):
     assert path in str(info.value) and "\n" not in str(info.value)
 
 
-def test_optimizer_learning_rate_is_checked(tmp_path):
+def _edit(arr, how):
+    """`arr` tampered with as `how` says: cast to another dtype, or its first entry changed."""
+    if how in ("int64", "bool", "uint8", "complex128"):
+        return arr.astype(how)
+    out = arr.copy()
+    out.flat[0] = {"nan": np.nan, "inf": np.inf, "negative": -1.0, "repeat": out.flat[-1]}[how]
+    return out
+
+
+@pytest.mark.parametrize("member,value,words", [
+    ("model.head.weight", "int64", r"'model.head.weight' must be a floating-point array \(float32 or float64\), "
+                                   "got int64"),
+    ("model.head.weight", "bool", "must be a floating-point array .*got bool"),
+    ("model.head.weight", "complex128", "'model.head.weight': dtype complex128 is not a plain number"),
+    ("ema.head.weight", "int64", "'ema.head.weight' must be a floating-point array .*got int64"),
+    ("ema.head.weight", DROP, r"must hold ema.<name> for every weight .*missing \[ema.head.weight\]"),
+    ("ema.updates", DROP, r"missing \[ema.updates\]"),
+    ("ema.updates", np.array(-1), "ema.updates .* from 0 to 2, got -1"),
+    ("ema.updates", np.array(3), r"ema.updates \(at most the schedule's last_step\) .* from 0 to 2, got 3"),
+    ("ema.updates", np.array(1.0), "ema.updates must be a whole number, got an array of dtype float64"),
+    ("optimizer.state.0.step", np.array(-3), "optimizer.state.0.step must be a whole number >= 0, got -3"),
+    ("optimizer.state.0.step", np.array(1.5), "state.0.step must be a whole number, got an array of dtype float64"),
+    ("optimizer.state.0.step", np.array(3), r"optimizer.state.0.step \(at most .*last_step\) .* got 3"),
+    ("optimizer.state.0.step", DROP, r"optimizer.state.0.\* holds \['exp_avg', 'exp_avg_sq'\]; AdamW keeps"),
+    ("optimizer.state.0.exp_avg", "nan", "optimizer.state.0.exp_avg must be finite, got 1 NaN or inf"),
+    ("optimizer.state.0.exp_avg", "int64", "optimizer.state.0.exp_avg must be a floating-point array, got int64"),
+    ("optimizer.state.0.exp_avg", np.zeros(3, np.float32), r"exp_avg has shape \(3,\) in the file but"),
+    ("optimizer.state.0.exp_avg_sq", "negative", "optimizer.state.0.exp_avg_sq must be >= 0 .*got 1 negative"),
+    ("optimizer.state.0.exp_avg_sq", "inf", "optimizer.state.0.exp_avg_sq must be finite"),
+    ("optimizer.state.0.momentum", np.zeros(1, np.float32), "AdamW keeps .* not 'momentum'"),
+    ("optimizer.state.99.step", np.array(1), r"state.99.\* is the state of parameter 99, but the groups hold 40"),
+    ("optimizer.param_groups.0.lr", np.array(-0.25), "optimizer.param_groups.0.lr must be .* at least 0"),
+    ("optimizer.param_groups.0.lr", np.array(1e9), "optimizer.param_groups.0.lr .* at most 0.001, got 1000000000.0"),
+    ("optimizer.param_groups.0.initial_lr", np.array(1e9),
+     r"optimizer.param_groups.0.initial_lr 1000000000.0 but schedule base_lrs\[0\] is 0.001"),
+    ("optimizer.param_groups.0.initial_lr", DROP, r"optimizer.param_groups.0.\* lacks \['initial_lr'\]"),
+    ("optimizer.param_groups.0.betas", np.array([1.0, 0.999]), "optimizer.param_groups.0.betas .* below 1, got 1.0"),
+    ("optimizer.param_groups.0.betas", np.array([0.9, 0.999, 0.5]), "betas must be two numbers"),
+    ("optimizer.param_groups.0.eps", np.array(-1e-8), "optimizer.param_groups.0.eps .* at least 0, got -1e-08"),
+    ("optimizer.param_groups.0.eps", np.array("1e-8"), "eps must be a number, got an array of dtype <U4"),
+    ("optimizer.param_groups.1.weight_decay", np.array(0.5),
+     "param_groups.1.weight_decay 0.5 but the run config's weight_decay is 0.05"),
+    ("optimizer.param_groups.0.params", "repeat", "number the 40 parameters 0 to 39 once each"),
+    ("optimizer.param_groups.0.params", np.zeros((2, 2), np.int64), "params must be a list of parameter indices"),
+    ("optimizer.param_groups.0.amsgrad", np.array(True), "not 'amsgrad'"),
+    ("optimizer.param_groups.2.lr", np.array(1e-3), "3 parameter groups but the schedule's base_lrs has 2 entries"),
+    ("optimizer.bogus", np.array(1.0), "optimizer.bogus is not an optimizer member"),
+])
+def test_checkpoint_arrays_are_checked(tmp_path, member, value, words):
+    """Each member of a training checkpoint tampered with once: one line naming the file, the member (or
+    field), what it must be and what came, before the model or optimizer sees it."""
+    paths, _ = _files(tmp_path)
+    path = paths[CHECKPOINT]
+    if isinstance(value, str):
+        value = _edit(mt.load(path)[member], value)
+    _tamper(path, **{member: value})
+    model, opt, _ = train.build(_cfg(), steps_per_epoch=2)
+    with pytest.raises(LoadError, match=words) as info:
+        load_checkpoint(path, model, opt)
+    assert str(info.value).startswith(path) and "\n" not in str(info.value)
+
+
+def test_optimizer_load_state_dict_checks_each_state_entry():
+    """The same checks for a state dict in memory (Optimizer.load_state_dict), before anything changes."""
+    model, opt, _ = train.build(_cfg(), steps_per_epoch=2)
+    for p in model.parameters():
+        p.grad = np.full_like(p.data, 0.5)
+    opt.step()
+    for key, value, words in (("step", -3, "parameter 0's state step must be a whole number >= 0, got -3"),
+                              ("step", True, "step must be a whole number >= 0, got True"),
+                              ("exp_avg", np.full((1, 1, 16), np.nan), "parameter 0's state exp_avg must be finite"),
+                              ("exp_avg_sq", np.zeros((1, 1, 16), np.int64), "must be a floating-point array")):
+        state = opt.state_dict()
+        state["state"][0][key] = value
+        with pytest.raises(ValueError, match=words):
+            opt.load_state_dict(state)
+    assert all(s["step"] == 1 for s in opt.state.values())
+
+
+@pytest.mark.parametrize("dtype", ["int64", "bool", "uint8"])
+def test_weights_must_be_floating_point_in_every_kind(tmp_path, dtype):
     paths, model = _files(tmp_path)
-    _tamper(paths[CHECKPOINT], **{"optimizer.param_groups.0.lr": np.array(-0.25)})
-    with pytest.raises(LoadError, match="optimizer group 0 lr"):
-        load_checkpoint(paths[CHECKPOINT], model)
+    for kind, path in paths.items():
+        name = "head.weight" if kind == STATE_DICT else "model.head.weight"
+        _tamper(path, **{name: mt.load(path)[name].astype(dtype)})
+        readers = [lambda: read_weights(path, model), lambda: read_weights(path),
+                   lambda: hub.load_model(path, "t2t_vit_cifar", **TINY)]
+        if kind != STATE_DICT:
+            readers.append(lambda: mt.load(path))               # a plain .npz of any arrays reads as it is
+        for read in readers:
+            with pytest.raises(LoadError, match=f"'{name}' must be a floating-point array .*got {dtype}") as info:
+                read()
+            assert str(info.value).startswith(path) and "\n" not in str(info.value)
+
+
+def test_float64_weights_load_into_a_float32_model_as_torch_casts(tmp_path):
+    paths, model = _files(tmp_path)
+    path = paths[STATE_DICT]
+    mt.save({k: v.astype(np.float64) for k, v in model.state_dict().items()}, path)
+    loaded, _ = hub.load_model(path, "t2t_vit_cifar", **TINY)
+    assert all(v.dtype == np.float32 and np.array_equal(v, model.state_dict()[k])
+               for k, v in loaded.state_dict().items())
+
+
+def test_a_run_ending_at_min_lr_0_loads(tmp_path):
+    """At the end of a cosine to min_lr 0 every group's lr is 0: a learning rate, not a broken file."""
+    cfg = _cfg(min_lr=0.0, epochs=1)
+    model, opt, sched = train.build(cfg, steps_per_epoch=2)
+    for _ in range(2):
+        sched.step()
+    assert opt.param_groups[0]["lr"] == 0.0
+    history = [dict(epoch=1, train_loss=2.0, train_acc=0.1, test_acc=0.1, images_per_s=9.0, lr=0.0, wall_s=1.0)]
+    path = str(tmp_path / "last.npz")
+    save_checkpoint(path, model, opt, sched, 1, history, cfg)
+    assert load_checkpoint(path, model, opt)["optimizer"]["param_groups"][0]["lr"] == 0.0
 
 
 def test_resume_and_eval_refuse_a_tampered_checkpoint_in_one_line(tmp_path):
@@ -265,6 +385,16 @@ def test_resume_and_eval_refuse_a_tampered_checkpoint_in_one_line(tmp_path):
             model_config={**_meta(path, "model_config"), "depth": 100000})
     rc, _, err = _cli("eval", "--checkpoint", path, "--data", str(tmp_path / "none"))
     _one_error_line(rc, err, path, "depth")
+
+
+def test_resume_refuses_integer_weights_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cifar, "RECORDS_PER_FILE", PER_FILE)
+    data = _dataset(tmp_path)
+    paths, _ = _files(tmp_path)
+    path = paths[CHECKPOINT]
+    _tamper(path, **{"model.head.weight": mt.load(path)["model.head.weight"].astype(np.int64)})
+    rc = cli_main(["train", "--out", str(tmp_path), "--resume", "--data", data])
+    _one_error_line(rc, capsys.readouterr().err, path, "model.head.weight", "floating-point", "int64")
 
 
 # ---- Module.to and load_state_dict's dtypes ---------------------------------------------------

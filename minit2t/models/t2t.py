@@ -121,12 +121,22 @@ class T2TModule(Module):
         return x.reshape(x.shape[0], x.shape[1], -1).transpose(1, 2)  # (B, N, D)
 
     def _check_images(self, x):
+        """The entrance of every T2T-ViT: a Tensor of images (B, C, H, W) with B >= 1 (an empty batch is
+        refused, not answered with an empty output) in the model's dtype, which is never converted: as
+        torch's "expected ... Float but found Double", float64 images into a float32 model are a TypeError."""
         if not isinstance(x, Tensor):
             raise TypeError(f"T2T module expects a Tensor (wrap images with mt.tensor), got {type(x).__name__}")
         want = (self.in_chans, self.img_size, self.img_size)
         if x.ndim != 4 or tuple(x.shape[1:]) != want:
             raise ValueError(f"T2T module expects images of shape (B, {want[0]}, {want[1]}, {want[2]}), "
                              f"got {x.shape}")
+        if x.shape[0] == 0:
+            raise ValueError(f"T2T module: a batch needs at least one image, got shape {x.shape}")
+        dtype = self.project.weight.dtype
+        if x.dtype != dtype:
+            other = f" (or model.to(np.{x.dtype}) for a {x.dtype} model)" if x.dtype in (np.float32, np.float64) else ""
+            raise TypeError(f"T2T module: the model is {dtype} but the images are {x.dtype}; convert them "
+                            f"with x.astype(np.{dtype}){other}")
 
 
 class T2T_ViT(Module):

@@ -93,20 +93,45 @@ class Optimizer:
             i = int(i)
             if not 0 <= i < len(params):
                 raise ValueError(f"load_state_dict: state for parameter {i}, but there are {len(params)}")
-            new_state[params[i]] = {k: _state_value(k, v, params[i]) for k, v in entries.items()}
+            new_state[params[i]] = {k: _state_value(k, v, params[i], i) for k, v in entries.items()}
         for saved, own in zip(groups, self.param_groups):
             own.update({k: v for k, v in saved.items() if k != "params"})
         self.state = new_state
 
 
-def _state_value(key, value, p):
-    """A saved state entry as the optimizer keeps it: "step" an int, the rest arrays like p."""
+def _state_value(key, value, p, i):
+    """A saved state entry as the optimizer keeps it: "step" an int, the rest arrays like p (a float64
+    state cast to a float32 parameter's dtype, as the weights are); state_complaint's checks first."""
+    complaint = state_complaint(key, value)
+    if complaint:
+        raise ValueError(f"load_state_dict: parameter {i}'s state {key} {complaint}")
     if key == "step":
         return int(value)
-    arr = np.array(value, dtype=p.data.dtype)
-    if arr.shape != p.data.shape:
-        raise ValueError(f"load_state_dict: state {key!r} has shape {arr.shape}, parameter has {p.data.shape}")
-    return arr
+    if np.shape(value) != p.data.shape:
+        raise ValueError(f"load_state_dict: state {key!r} of parameter {i} has shape {np.shape(value)}, "
+                         f"the parameter has {p.data.shape}")
+    return np.array(value, dtype=p.data.dtype)
+
+
+def state_complaint(key, value):
+    """Why a saved per-parameter state entry is refused, as "must be ..., got ..." (its name goes before
+    it), or None: "step" a whole number >= 0 (a 0-d integer), any other entry (a moment, a momentum
+    buffer) a finite floating-point array."""
+    arr = np.asarray(value)
+    if key == "step":
+        if isinstance(value, bool) or arr.ndim or arr.dtype.kind not in "iu" or arr < 0:
+            return f"must be a whole number >= 0, got {_shown(arr)}"
+        return None
+    if arr.dtype.kind != "f":
+        return f"must be a floating-point array, got {arr.dtype}"
+    if not np.isfinite(arr).all():
+        return f"must be finite, got {int(arr.size - np.isfinite(arr).sum()):,} NaN or inf values"
+    return None
+
+
+def _shown(arr):
+    """A short text for a value: the number itself for a scalar, else its dtype and shape."""
+    return repr(arr.item()) if arr.size == 1 and arr.dtype.kind in "biuf" else f"a {arr.dtype} array {arr.shape}"
 
 
 def optimizer_state_to_arrays(opt, prefix="optimizer."):
@@ -127,7 +152,11 @@ def optimizer_state_from_arrays(arrays, prefix="optimizer."):
     for name, value in arrays.items():
         if not name.startswith(prefix):
             continue
-        kind, index, key = name[len(prefix):].split(".", 2)
+        parts = name[len(prefix):].split(".", 2)
+        if len(parts) != 3 or not parts[1].isdigit():
+            raise ValueError(f"optimizer_state_from_arrays: unexpected entry {name!r} (expected "
+                             f"{prefix}state.<i>.<key> or {prefix}param_groups.<i>.<key>)")
+        kind, index, key = parts
         value = np.asarray(value)
         if kind == "state":
             state.setdefault(int(index), {})[key] = value
