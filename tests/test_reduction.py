@@ -218,6 +218,34 @@ def test_consistency_loss_parity(threshold, confident):
     assert te.grad is None and tt.grad is None
 
 
+@pytest.mark.parametrize("mix", ["mixup", "cutmix"])
+def test_consistency_loss_under_mixup_sums_both_labels(mix):
+    """Mixed labels: a sample counts when p[y_i] + p[y_{B-1-i}] > threshold, as engine.py's
+    confidence_score under mixup. Samples 0 and 3 mix classes 1 and 2, and the student gives each
+    0.3: the argmax of the mixed label alone (0.3) drops them, the sum (0.6) keeps them; samples
+    1 and 2 mix class 4 with itself at 0.25: counted twice, 0.5 passes; the others fail."""
+    rng = np.random.default_rng(0)
+    hard = np.array([1, 4, 4, 2])                                             # 0 <-> 3, 1 <-> 2
+    images = rng.random((4, 3, 8, 8)).astype(np.float32)
+    if mix == "mixup":
+        _, mixed = mt.data.transforms.mixup(images, hard, 0.6, 5, 0.1)
+    else:
+        _, mixed = mt.data.transforms.cutmix(images, hard, 0.6, rng, 5, 0.1)
+    p = np.array([[0.1, 0.3, 0.3, 0.2, 0.1], [0.25, 0.25, 0.15, 0.1, 0.25],
+                  [0.2, 0.25, 0.2, 0.1, 0.25], [0.1, 0.3, 0.3, 0.2, 0.1]])
+    logits = mt.tensor(np.log(p))
+    assert (p[np.arange(4), mixed.argmax(axis=1)] < 0.4).all()               # argmax alone: none passes
+    student, teacher = rng.standard_normal((4, 6)), rng.standard_normal((4, 6))
+    got = consistency_loss(mt.tensor(student), mt.tensor(teacher), logits, mixed, 0.4, weight=3.0)
+    gap = ((teacher - student) ** 2).mean(axis=1)                             # (B,)
+    assert consistency_loss(mt.tensor(student), mt.tensor(teacher), logits, mixed.argmax(axis=1)) is None
+    assert got is not None and abs(got.item() - 3.0 * gap.mean()) <= 1e-12 * got.item()   # all four pass
+    p[1:3, 4] = 0.15                                                          # 2 x 0.15 < 0.4: 1 and 2 drop
+    got = consistency_loss(mt.tensor(student), mt.tensor(teacher), mt.tensor(np.log(p / p.sum(1, keepdims=True))),
+                           mixed, 0.4, weight=3.0)
+    assert abs(got.item() - 3.0 * gap[[0, 3]].mean()) <= 1e-12 * got.item()
+
+
 # ---- properties ------------------------------------------------------------------------------
 
 def backbone(case):

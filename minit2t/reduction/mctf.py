@@ -106,13 +106,32 @@ def fused_attention(attn, slot, P):                                  # (B, h, N,
     return merge(keys.transpose(-2, -1), P)                          # (B, h, M, M)  P A Q^T
 
 
+def label_counts(labels, num_classes):
+    """(B, C) how many of a sample's labels are each class: one-hot for int labels (B,); for mixed
+    labels (B, C), as mixup_cutmix mixes them (sample i with sample B-1-i, one lam and smoothing for
+    the batch), the classes of both mixed samples: y_i + y_{B-1-i} = s(a) + s(b) whatever lam, the
+    smoothing floor is alike in every class, so the part above the floor is e_a + e_b (2 e_a when the
+    two labels are one class; every class once when it is flat: two classes, one of each)."""
+    if labels.ndim == 1:
+        return np.eye(num_classes)[labels]
+    pair = labels + labels[::-1]                                     # (B, C) s(a) + s(b)
+    above = pair - pair.min(axis=-1, keepdims=True)
+    total = above.sum(axis=-1, keepdims=True)
+    return np.rint(np.divide(2 * above, total, out=np.ones_like(above), where=total > 0))
+
+
 def consistency_loss(student, teacher, logits, labels, threshold=0.4, weight=3.0):
-    """Token-reduction consistency: weight * mean over samples the student gets right with
-    probability > threshold of mean((teacher - student)^2), on the final-norm cls tokens (B, D);
-    the teacher (a pass with fewer tokens merged) gets no gradient from it."""
+    """Token-reduction consistency: weight * mean over the confident samples of
+    mean((teacher - student)^2), on the final-norm cls tokens (B, D); the teacher (a pass with fewer
+    tokens merged) gets no gradient from it. A sample is confident when the student's probability of
+    its label exceeds threshold: labels ints (B,); under mixup / cutmix, labels mixed (B, C) and the
+    probabilities of both mixed samples' labels summed (label_counts), as MCTF's engine.py does
+    (p[y_i] + p[y_{B-1-i}]; the argmax of the mixed label alone would drop a sample whose two classes
+    hold 0.3 each)."""
     p = np.exp(logits.data - logits.data.max(axis=-1, keepdims=True))
     p = p / p.sum(axis=-1, keepdims=True)                            # (B, C)
-    confident = p[np.arange(len(labels)), labels] > threshold        # (B,)
+    labels = np.asarray(labels)
+    confident = (p * label_counts(labels, p.shape[-1])).sum(axis=-1) > threshold   # (B,)
     if not confident.any():
         return None
     gap = ((Tensor(teacher.data) - student) ** 2).mean(axis=-1)      # (B,)
@@ -130,8 +149,7 @@ def training_loss(model, images, labels, label_smoothing=0.0, teacher_r_max=8):
     teacher, _ = model.forward_tokens(tokens, r=int(generator().integers(0, teacher_r_max)))
     logits, teacher_logits = model.head(student[:, 0]), model.head(teacher[:, 0])  # (B, K) each
     loss = cross_entropy(logits, labels, label_smoothing) + cross_entropy(teacher_logits, labels, label_smoothing)
-    hard = labels.argmax(axis=1) if labels.ndim == 2 else labels     # (B,)
-    consistency = consistency_loss(student[:, 0], teacher[:, 0], logits, hard)
+    consistency = consistency_loss(student[:, 0], teacher[:, 0], logits, labels)
     return (loss if consistency is None else loss + consistency), logits
 
 
