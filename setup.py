@@ -1,4 +1,5 @@
-"""Install minit2t: `pip install -e .` or `pip install .` (add ".[test]" for the test suite).
+"""Install minit2t: `pip install -e .` or `pip install .` (".[test]" adds the test suite's needs, the
+notebook test's included; ".[notebooks]" adds Jupyter to open the notebooks).
 
 The C kernels (cext/, module minit2t._cext) are built with cffi, and load
 through cffi's runtime (`_cffi_backend`): cffi is a build requirement
@@ -64,9 +65,10 @@ setup(
     python_requires=">=3.9",
     install_requires=["numpy>=1.22", "cffi>=1.15", "matplotlib>=3.5"],
     extras_require={
-        "test": ["pytest", "hypothesis", "torch==2.13.0"],
+        # the suite executes every notebook, so the test extra holds what that needs (no Jupyter front end)
+        "test": ["pytest", "hypothesis", "torch==2.13.0", "nbclient", "nbformat", "ipykernel", "matplotlib"],
         "opencl": ["pyopencl"],
-        "notebooks": ["jupyter", "nbclient", "nbformat", "ipykernel", "matplotlib"],
+        "notebooks": ["jupyter", "nbclient", "nbformat", "ipykernel", "matplotlib"],   # to open and run them
     },
     entry_points={"console_scripts": ["minit2t=minit2t.__main__:main"]},
     cffi_modules=["cext/build.py:ffibuilder"],

@@ -4,6 +4,7 @@
     model = mt.create_model("t2t_vit_7")
     logits = model(mt.tensor(images))          # (B, 1000)
     mt.reduce_tokens(model, "mctf:r=8")        # fewer tokens in the backbone: ToMe, EViT, MCTF
+    trained = mt.create_model("t2t_vit_cifar", pretrained=True)   # the shipped: mt.list_models(pretrained=True)
 """
 from minit2t import grad_mode
 from minit2t.grad_mode import enable_grad, no_grad
@@ -13,8 +14,7 @@ from minit2t import data, exercises, nn, optim
 from minit2t.backends import (available_backends, get_backend, get_num_threads, set_backend,
                               set_num_threads)
 from minit2t.io import load, read_weights, save
-from minit2t.models import create_model, list_models
-from minit2t.hub import list_pretrained, pretrained, pretrained_log
+from minit2t.hub import create_model, list_models, list_pretrained, pretrained, pretrained_log
 from minit2t import reduction
 from minit2t.reduction import reduce_tokens
 from minit2t import approx

@@ -8,7 +8,7 @@ from minit2t import backends, data, recipe, speed
 from minit2t.approx import parse_attention_spec, swap_t2t_attention
 from minit2t.convert import convert
 from minit2t.export import export_run
-from minit2t.hub import load_model, pretrained
+from minit2t.hub import list_pretrained, load_model, pretrained
 from minit2t.models import VARIANTS, create_model, list_models
 from minit2t.models.zoo import CIFAR_INPUT, CIFAR_VARIANTS
 from minit2t.profile import count_macs, summary
@@ -133,7 +133,8 @@ def _train_parser(sub):
     p.add_argument("--download", action="store_true", help=DOWNLOAD_HELP)
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--checkpoint", metavar="FILE", help="a training checkpoint, shipped model or state dict")
-    which.add_argument("--pretrained", metavar="NAME")
+    which.add_argument("--pretrained", metavar="NAME", choices=list_pretrained(),
+                       help=f"a model shipped in the package: {', '.join(list_pretrained())}")
     p.add_argument("--model", choices=list_models(), help="the model of a plain state dict (other files name theirs)")
     recipe.OPTIONS["backend"].add_flag(p)
     recipe.OPTIONS["reduce"].add_flag(p)

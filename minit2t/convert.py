@@ -1,10 +1,10 @@
 """Moving weights between the PyTorch release and minit2t (torch is imported only here).
 
-    release checkpoint (.pth / .pth.tar) -> .npz      torch_to_npz (plain tensors only: torch.load
-                                                      with weights_only=True, never a pickle's code)
-    any minit2t weights file (.npz) -> PyTorch .pth   npz_to_torch (a plain state dict, the shipped
-                                                      file or a training checkpoint: its model weights)
-A file either side cannot read is one LoadError line naming it.
+    release checkpoint (.pth, .pth.tar, .pt) -> .npz    torch_to_npz (plain tensors only: torch.load
+                                                        with weights_only=True, never a pickle's code)
+    any minit2t weights file (.npz) -> PyTorch .pth     npz_to_torch (a plain state dict, the shipped
+                                                        file or a training checkpoint: its model weights)
+A file either side cannot read is one LoadError line naming it; a file name with another ending is refused.
 """
 import argparse
 import os
@@ -101,12 +101,29 @@ def npz_to_torch(src, dst):
     return state
 
 
+TORCH_SUFFIXES = (".pth", ".pth.tar", ".pt")                # what torch.save writes, by its usual names
+
+
 def convert(src, dst):
-    """Pick the direction from the file names: .npz in -> torch out, else torch in -> .npz out."""
-    if str(src).endswith(".npz"):
-        if str(dst).endswith(".npz"):
-            raise ValueError(f"both {src} and {dst} are .npz; one side must be a PyTorch file")
+    """Pick the direction from the file names: .npz in -> a PyTorch file out, a PyTorch file in -> .npz out;
+    any other name is refused before anything is read or written."""
+    if _kind(src) == "npz":
+        if _kind(dst) != "torch":
+            raise ValueError(f"output {dst} must end in {_names(TORCH_SUFFIXES)} (a PyTorch file) when converting "
+                             f"the minit2t weights {src}")
         return npz_to_torch(src, dst)
-    if not str(dst).endswith(".npz"):
-        raise ValueError(f"output {dst} must end in .npz when converting a PyTorch checkpoint")
+    if _kind(src) != "torch":
+        raise ValueError(f"input {src} must end in .npz (minit2t weights) or {_names(TORCH_SUFFIXES)} "
+                         f"(a PyTorch checkpoint)")
+    if _kind(dst) != "npz":
+        raise ValueError(f"output {dst} must end in .npz when converting the PyTorch checkpoint {src}")
     return torch_to_npz(src, dst)
+
+
+def _kind(path):
+    name = str(path).lower()
+    return "npz" if name.endswith(".npz") else "torch" if name.endswith(TORCH_SUFFIXES) else None
+
+
+def _names(suffixes):
+    return ", ".join(suffixes[:-1]) + " or " + suffixes[-1]

@@ -1,5 +1,7 @@
 """Models trained with minit2t and shipped inside the package: mt.pretrained("t2t_vit_cifar"); and a
 model with its weights from any minit2t weights file (load_model), or from a `train --init` spec.
+mt.create_model and mt.list_models are this module's, as timm has them: create_model(name, pretrained=True)
+and list_models("t2t*", pretrained=True); minit2t.models.create_model stays the plain builder.
 
 Each shipped model is an .npz in minit2t/weights/ holding the state dict ("model.<name>" arrays), the
 model's config ("config", JSON text) and its default_cfg ("default_cfg", JSON text: input size and
@@ -12,6 +14,7 @@ ask for an absurd one. The persistence stack: io -> checkpoint -> runs -> hub ->
 import json
 import os
 import sys
+from fnmatch import fnmatchcase
 
 import numpy as np
 
@@ -19,7 +22,8 @@ from minit2t.checkpoint import (check_saved_model_config, from_text, load_checkp
                                 read_checkpoint_meta)
 from minit2t.io import (CHECKPOINT, SHIPPED, STATE_DICT, LoadError, read_arrays, read_headers, read_weights, save,
                         weight_members, weights_kind)
-from minit2t.models import T2T_ViT, create_model
+from minit2t import models
+from minit2t.models import T2T_ViT
 from minit2t.models.config import config_to_json
 from minit2t.options import Invalid
 from minit2t.reduction import reduce_tokens
@@ -58,6 +62,60 @@ def pretrained(name):
     return model.eval()
 
 
+_shipped = pretrained                 # the function, which create_model's argument `pretrained` hides
+TRAINING_ONLY = ("drop_rate", "attn_drop_rate", "drop_path_rate", "drop_path_uniform")   # change no weight
+
+
+def create_model(name, pretrained=False, **kwargs):
+    """timm's create_model: the zoo's model `name`, randomly initialised (minit2t.models.create_model, which
+    takes the kwargs); with pretrained=True the shipped model `name` (mt.pretrained: its weights, in eval
+    mode), which takes only the options that change no weight, the dropout rates (TRAINING_ONLY)."""
+    shipped = list_pretrained()
+    if not pretrained:
+        if name in shipped and name not in models.list_models():
+            raise ValueError(f"{name!r} names shipped weights, not a zoo model: "
+                             f"create_model({name!r}, pretrained=True)")
+        return models.create_model(name, **kwargs)
+    if name not in shipped:
+        raise ValueError(f"no shipped weights named {name!r}; shipped: {', '.join(shipped) or 'none'} "
+                         f"(mt.list_models(pretrained=True))")
+    fixed = sorted(set(kwargs) - set(TRAINING_ONLY))
+    if fixed:
+        raise TypeError(f"create_model({name!r}, pretrained=True) got {fixed}, which the shipped weights fix; "
+                        f"it takes only {', '.join(TRAINING_ONLY)}")
+    model = _shipped(name)
+    if not kwargs:
+        return model
+    try:
+        rebuilt = model_from_config({**config_to_json(model.config), **kwargs})   # the rates checked
+    except Invalid as exc:
+        raise Invalid(f"create_model({name!r}, pretrained=True): {exc}") from None
+    rebuilt.load_state_dict(model.state_dict(), strict=True)
+    rebuilt.default_cfg = model.default_cfg
+    return rebuilt.eval()
+
+
+def list_models(filter="", module="", pretrained=False, exclude_filters=""):
+    """timm's list_models: the zoo's model names (with pretrained=True the shipped models') that match
+    `filter` and none of `exclude_filters`, each a shell pattern ("t2t*") or a list of them, matched with
+    case, in the zoo's order. `module`: "" or "zoo" (every model is in minit2t.models.zoo)."""
+    if module not in ("", None, "zoo"):
+        raise ValueError(f"list_models: module must be '' or 'zoo' (every model is in minit2t.models.zoo), "
+                         f"got {module!r}")
+    keep, drop = _patterns("filter", filter), _patterns("exclude_filters", exclude_filters)
+    names = list_pretrained() if pretrained else models.list_models()
+    return [n for n in names if (not keep or any(fnmatchcase(n, p) for p in keep))
+            and not any(fnmatchcase(n, p) for p in drop)]
+
+
+def _patterns(what, value):
+    """A list_models pattern argument as a list of non-empty patterns."""
+    patterns = [value] if isinstance(value, str) else value
+    if not isinstance(patterns, (list, tuple)) or not all(isinstance(p, str) for p in patterns):
+        raise TypeError(f"list_models: {what} must be a pattern or a list of patterns (str), got {value!r}")
+    return [p for p in patterns if p]
+
+
 def load_model(path, name=None, ema=False, **kwargs):
     """(model with the weights at `path`, kind) for any minit2t weights file: a shipped model or a training
     checkpoint builds the model from its own (checked) config; a plain state dict holds none, so it needs
@@ -68,7 +126,7 @@ def load_model(path, name=None, ema=False, **kwargs):
     if kind == STATE_DICT:
         if not name:
             raise LoadError(f"{path} is a {kind}, which holds no model config: name its model (--model NAME)")
-        model = create_model(name, **kwargs)
+        model = models.create_model(name, **kwargs)
     else:
         shapes = {k[len("model."):]: h[0] for k, h in headers.items() if k.startswith("model.")}
         try:

@@ -28,6 +28,10 @@ def _to_array(data, dtype=None):
 
 
 class Tensor:
+    """An ndarray (`.data`) with autograd. Its attributes are NumPy's: shape, ndim, dtype, and `size`, the
+    element count (an int, as ndarray.size; minit2t counts parameters with it). PyTorch's spellings that
+    do not clash are here too: numel(), dim(), view, argmax(dim=), dim= / keepdim= for axis= / keepdims=.
+    PyTorch's t.size() / t.size(d) is t.torch_size() / t.torch_size(d); calling t.size says so in one line."""
     __array_priority__ = 100          # ndarray <op> Tensor defers to Tensor
     _slot = 0                         # which output of its op (ops with several outputs)
 
@@ -56,7 +60,7 @@ class Tensor:
     shape = property(lambda self: self.data.shape)
     ndim = property(lambda self: self.data.ndim)
     dtype = property(lambda self: self.data.dtype)
-    size = property(lambda self: self.data.size)
+    size = property(lambda self: _Count(self.data.size))
     is_leaf = property(lambda self: self._ctx is None)
 
     def __len__(self):
@@ -68,6 +72,25 @@ class Tensor:
 
     def numpy(self):
         return self.data
+
+    def numel(self): return int(self.data.size)                # PyTorch's name for NumPy's size
+    def dim(self): return self.ndim                             # PyTorch's name for NumPy's ndim
+
+    def torch_size(self, dim=None):
+        """PyTorch's t.size(): the shape, or with `dim` that axis's length (negative counts from the end)."""
+        if dim is None:
+            return self.shape
+        if not -self.ndim <= dim < self.ndim:
+            raise IndexError(f"torch_size: axis {dim} is out of range for shape {self.shape}")
+        return self.shape[dim]
+
+    def argmax(self, dim=None, keepdim=False, *, axis=None):
+        """The indices of the largest values along dim (None: of the flattened tensor), as an int64 ndarray.
+
+        PyTorch returns a tensor without grad; here an ndarray, since indices carry no gradient and a Tensor
+        has no ==, so `(logits.argmax(dim=1) == labels).mean()` computes the accuracy as NumPy would."""
+        axis = _either("argmax", "axis", axis, dim)
+        return np.asarray(np.argmax(self.data, axis=axis, keepdims=bool(keepdim)), dtype=np.int64)
 
     def item(self):
         return self.data.item()
@@ -176,16 +199,33 @@ class Tensor:
     def tanh(self): return ops.Tanh.apply(self)
     def erf(self): return ops.Erf.apply(self)
     def matmul(self, o): return self @ o
-    def sum(self, axis=None, keepdims=False): return ops.Sum.apply(self, axis=axis, keepdims=keepdims)
-    def mean(self, axis=None, keepdims=False): return ops.Mean.apply(self, axis=axis, keepdims=keepdims)
-    def max(self, axis=None, keepdims=False): return ops.Max.apply(self, axis=axis, keepdims=keepdims)
-    def softmax(self, axis=-1): return ops.Softmax.apply(self, axis=axis)
-    def log_softmax(self, axis=-1): return ops.LogSoftmax.apply(self, axis=axis)
+
+    # Reductions and softmax take NumPy's axis= / keepdims= or PyTorch's dim= / keepdim=, not both.
+    # max(dim=...) returns the values only (NumPy's max), not PyTorch's (values, indices): see argmax.
+    def sum(self, axis=None, keepdims=None, *, dim=None, keepdim=None):
+        return ops.Sum.apply(self, **_reduce_args("sum", axis, keepdims, dim, keepdim))
+
+    def mean(self, axis=None, keepdims=None, *, dim=None, keepdim=None):
+        return ops.Mean.apply(self, **_reduce_args("mean", axis, keepdims, dim, keepdim))
+
+    def max(self, axis=None, keepdims=None, *, dim=None, keepdim=None):
+        return ops.Max.apply(self, **_reduce_args("max", axis, keepdims, dim, keepdim))
+
+    def softmax(self, axis=None, *, dim=None):
+        return ops.Softmax.apply(self, axis=_either("softmax", "axis", axis, dim, default=-1))
+
+    def log_softmax(self, axis=None, *, dim=None):
+        return ops.LogSoftmax.apply(self, axis=_either("log_softmax", "axis", axis, dim, default=-1))
 
     # ---- shapes -------------------------------------------------------------
     def reshape(self, *shape):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
         return ops.Reshape.apply(self, shape=tuple(shape))
+
+    def view(self, *shape):
+        """PyTorch's view: here reshape (NumPy's view when the strides allow one, else a copy; with no
+        in-place tensor ops in minit2t the difference cannot show)."""
+        return self.reshape(*shape)
 
     def permute(self, *axes):
         axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
@@ -224,6 +264,27 @@ class Tensor:
         axis = axis % self.ndim
         shape = self.shape[:axis] + self.shape[axis + 1:]
         return [piece.reshape(shape) for piece in self.split(1, axis)]
+
+
+class _Count(int):
+    """Tensor.size: NumPy's element count, an int; called as PyTorch's t.size(), it says what to write."""
+
+    def __call__(self, *dim):
+        raise TypeError(f"Tensor.size is NumPy's element count ({int(self)}), not PyTorch's size(): "
+                        f"write t.shape or t.torch_size() for the shape, t.shape[d] or t.torch_size(d) for one axis")
+
+
+def _either(method, name, numpy_value, torch_value, default=None):
+    """The one given of a NumPy argument (axis, keepdims) and its PyTorch name (dim, keepdim); both: TypeError."""
+    torch_name = {"axis": "dim", "keepdims": "keepdim"}[name]
+    if torch_value is not None and numpy_value is not None:
+        raise TypeError(f"Tensor.{method}: {torch_name}= is PyTorch's name for {name}=; give one, not both")
+    given = numpy_value if torch_value is None else torch_value
+    return default if given is None else given
+
+
+def _reduce_args(method, axis, keepdims, dim, keepdim):
+    return dict(axis=_either(method, "axis", axis, dim), keepdims=bool(_either(method, "keepdims", keepdims, keepdim)))
 
 
 def _index(index):

@@ -137,7 +137,7 @@ def test_nothing_found_means_the_sample_said_in_one_line(tmp_path, monkeypatch, 
         data.load_cifar10(split="test", download_if_missing=False)
 
 
-@pytest.mark.skipif(not SHARED_COPY.exists(), reason=f"no full CIFAR-10 copy at {SHARED_COPY}")
+@pytest.mark.skipif(not SHARED_COPY.exists(), reason="no full CIFAR-10 archive in ../shared/data")
 def test_the_sample_is_what_make_sample_makes(tmp_path):
     from minit2t.data import make_sample
     assert make_sample.main([str(SHARED_COPY), "--out", str(tmp_path)]) == 0

@@ -1,22 +1,26 @@
 """The notebooks: committed with their outputs, and every one runs top to bottom without an error.
 
-Each is executed again, in memory, in a fresh python3 kernel whose working directory is notebooks/
-and whose PYTHONPATH starts with this checkout (as `python notebooks/build.py` runs them); a failing
-cell fails the test with its traceback. Needs the "notebooks" extra (nbclient, ipykernel, matplotlib).
+Each is executed again, in memory, by notebooks/build.py's execute(): in a fresh kernel of this interpreter
+(sys.executable, not the first "python3" kernel spec Jupyter finds) whose working directory is notebooks/
+and whose PYTHONPATH starts with this checkout; a failing cell fails the test with its traceback. The
+"test" extra installs what this needs (nbclient, nbformat, ipykernel, matplotlib; no Jupyter front end).
 The notebooks find CIFAR-10 as the library does (mt.data.load_cifar10(None): $MINIT2T_DATA, the cache
 folder, else the sample shipped with minit2t), so none is skipped for want of data; a notebook that names
 a file outside this repository would need one, and fails test_no_paths_outside_the_repository.
 """
+import importlib.util
+import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
-nbformat = pytest.importorskip("nbformat", reason="notebook tests need nbformat: pip install -e '.[notebooks]'")
-nbclient = pytest.importorskip("nbclient", reason="notebook tests need nbclient: pip install -e '.[notebooks]'")
-pytest.importorskip("ipykernel", reason="notebook tests need ipykernel: pip install -e '.[notebooks]'")
-pytest.importorskip("matplotlib", reason="the notebooks draw with matplotlib: pip install -e '.[notebooks]'")
+nbformat = pytest.importorskip("nbformat", reason="notebook tests need nbformat: pip install -e '.[test]'")
+nbclient = pytest.importorskip("nbclient", reason="notebook tests need nbclient: pip install -e '.[test]'")
+pytest.importorskip("ipykernel", reason="notebook tests need ipykernel: pip install -e '.[test]'")
+pytest.importorskip("matplotlib", reason="the notebooks draw with matplotlib: pip install -e '.[test]'")
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -24,6 +28,9 @@ NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 EXPECTED = ["01_autograd", "02_soft_split", "03_t2t_attention", "04_the_model", "05_training_and_inside",
             "06_fewer_tokens", "07_cheaper_attention", "08_paper_claims"]
 CELL_TIMEOUT = 300                                                     # seconds, per cell
+_spec = importlib.util.spec_from_file_location("notebooks_build", NOTEBOOK_DIR / "build.py")
+build = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(build)
 MAX_TOTAL_BYTES = 2_400_000                                             # about 300 kB a notebook, for eight
 
 
@@ -84,16 +91,29 @@ def test_markdown_holds_no_control_characters(path):
     assert not bad, f"{path.name}: control characters (cell, char) {bad[:5]}"
 
 
+def test_the_kernel_is_this_interpreter(tmp_path, monkeypatch):
+    """A "python3" kernel spec found first (here a decoy on $JUPYTER_PATH that marks its kernels) is not used."""
+    decoy = tmp_path / "jupyter" / "kernels" / "python3"
+    decoy.mkdir(parents=True)
+    argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    decoy.joinpath("kernel.json").write_text(json.dumps(
+        {"argv": argv, "display_name": "decoy", "language": "python", "env": {"MINIT2T_DECOY_KERNEL": "1"}}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import os, sys; print(sys.executable, os.environ.get('MINIT2T_DECOY_KERNEL'), os.getpid())")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "probe.ipynb")
+    printed = build.execute(tmp_path / "probe.ipynb", timeout=60).cells[0].outputs[0]["text"].split()
+    assert printed[:2] == [sys.executable, "None"]
+    with pytest.raises(ProcessLookupError):                   # and the kernel was stopped when it was done
+        os.kill(int(printed[2]), 0)
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_runs(path, monkeypatch):
+def test_notebook_runs(path):
     nb = nbformat.read(path, as_version=4)
-    code = _code(nb)
-    if "import torch" in code:
+    if "import torch" in _code(nb):
         pytest.importorskip("torch", reason=f"{path.name} compares with PyTorch")
-    old = os.environ.get("PYTHONPATH")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT)] + ([old] if old else [])))
-    client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
-                                     resources={"metadata": {"path": str(NOTEBOOK_DIR)}})
-    client.execute()                             # raises CellExecutionError, with the traceback, on a failing cell
+    nb = build.execute(path, timeout=CELL_TIMEOUT)   # raises CellExecutionError, with the traceback, on a failing cell
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]

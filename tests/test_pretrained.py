@@ -66,7 +66,8 @@ def test_a_log_too_large_is_refused_before_reading(tmp_path, monkeypatch):
         runs.read_metrics(str(path))
 
 
-@pytest.mark.skipif(not os.path.exists(CIFAR), reason=f"needs CIFAR-10 at {CIFAR} or $MINIT2T_DATA")
+@pytest.mark.skipif(not os.path.exists(CIFAR), reason="needs the full CIFAR-10: set $MINIT2T_DATA "
+                                                      "(default ../shared/data/cifar-10-binary.tar.gz)")
 @pytest.mark.parametrize("name", SHIPPED)
 def test_eval_cli_reproduces_the_logged_test_accuracy(name, capsys):
     """What ships is the better of the run's last weights and their average (train --ema), as logged."""

@@ -198,7 +198,8 @@ def test_reduction_with_layer_scale_changes_the_output_as_the_scale_says():
 
 # ---- the shipped hour -------------------------------------------------------------------------------
 
-@pytest.mark.skipif(not os.path.exists(CIFAR), reason=f"needs CIFAR-10 at {CIFAR} or $MINIT2T_DATA")
+@pytest.mark.skipif(not os.path.exists(CIFAR), reason="needs the full CIFAR-10: set $MINIT2T_DATA "
+                                                      "(default ../shared/data/cifar-10-binary.tar.gz)")
 def test_the_shipped_hour_scores_what_its_log_says(capsys):
     """t2t_vit_cifar_hour ships the better of its run's last weights and their average (--ema)."""
     got, last = shipped_score("t2t_vit_cifar_hour", cli_main, capsys)

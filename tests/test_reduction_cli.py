@@ -108,7 +108,8 @@ def test_shipped_models_have_card_and_log_and_the_reduced_ones_their_spec():
             assert "reduce" not in model.config and not isinstance(model, ReducedT2T_ViT), name
 
 
-@pytest.mark.skipif(not os.path.exists(CIFAR), reason=f"needs CIFAR-10 at {CIFAR} or $MINIT2T_DATA")
+@pytest.mark.skipif(not os.path.exists(CIFAR), reason="needs the full CIFAR-10: set $MINIT2T_DATA "
+                                                      "(default ../shared/data/cifar-10-binary.tar.gz)")
 def test_the_shipped_reduced_model_scores_what_its_log_says(capsys):
     got, logged = shipped_score("t2t_vit_cifar_tome", cli_main, capsys)
     assert abs(got - logged["test_acc"]) <= 0.0005                 # float32 sums in another order may flip a tie

@@ -134,6 +134,13 @@ class Module:
         for p in self.parameters():
             p.grad = None
 
+    def requires_grad_(self, requires_grad=True):
+        """Set requires_grad on every parameter (False: freeze them), the fixed ones too (T2T-ViT's sinusoid
+        pos_embed), as torch does; returns the module."""
+        for p in self.parameters():
+            p.requires_grad_(requires_grad)
+        return self
+
     def to(self, dtype):
         """Cast every parameter and floating buffer to float32 or float64 (np.float32, "float64", ...).
 
