@@ -23,7 +23,8 @@ import tempfile
 from minit2t.checkpoint import read_checkpoint_meta
 from minit2t.hub import export_pretrained, load_model
 from minit2t.models.zoo import default_cfg
-from minit2t.runs import pid_alive, plot_curves, write_metrics
+from minit2t.runlog import plot_curves, write_metrics
+from minit2t.runs import pid_alive
 
 KINDS = (".npz", ".metrics.jsonl", ".curves.png")          # the model file, its log, its curves
 PLAN = "plan.json"

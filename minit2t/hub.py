@@ -9,7 +9,8 @@ the normalisation its inputs need); the training log and curves lie beside it.
 A saved model config is checked before a model is built from it (checkpoint.check_saved_model_config:
 every option by its declaration in minit2t.models.config, the sizes against the shapes the file
 declares for the weights), so a tampered config can neither build a model the weights do not fit nor
-ask for an absurd one. The persistence stack: io -> checkpoint -> runs -> hub -> export.
+ask for an absurd one. Persistence, each importing only what is below it: io (files) -> checkpoint ->
+runs (a run's folder) and hub (models from files), both beside runlog (a run's log) -> export.
 """
 import json
 import os
@@ -27,7 +28,7 @@ from minit2t.models import T2T_ViT
 from minit2t.models.config import config_to_json
 from minit2t.options import Invalid
 from minit2t.reduction import reduce_tokens
-from minit2t.runs import read_metrics
+from minit2t.runlog import read_metrics
 
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 PRETRAINED = "pretrained:"

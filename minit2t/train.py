@@ -14,7 +14,7 @@ import os
 import sys
 import time
 
-from minit2t import backends, data, optim, random, recipe, reduction, runs
+from minit2t import backends, data, optim, random, recipe, reduction, runlog, runs
 from minit2t.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
 from minit2t.evaluation import NonFiniteOutput, check_finite_outputs, evaluate, predict  # noqa: F401
 from minit2t.hub import init_from, init_source
@@ -232,8 +232,8 @@ def train_epochs(model, opt, sched, loader, test, cfg, out_dir, start, history, 
         runs.remove_stale_temps(out_dir)
         save_checkpoint(path, model, opt, sched, epoch + 1, history, cfg, ema)
         where["saved"] = epoch + 1
-        runs.write_metrics(os.path.join(out_dir, "metrics.jsonl"), history)
-        runs.plot_curves(history, os.path.join(out_dir, "curves.png"))
+        runlog.write_metrics(os.path.join(out_dir, "metrics.jsonl"), history)
+        runlog.plot_curves(history, os.path.join(out_dir, "curves.png"))
         average = f", the weights' average {row['ema_test_acc']:.4f}" if ema is not None else ""
         print(f"epoch {epoch + 1}: train loss {loss:.4f} acc {acc:.4f}, test accuracy {test_acc:.4f}{average}",
               flush=True)

@@ -1,6 +1,6 @@
 """The shipped models: mt.pretrained("t2t_vit_cifar") (and the first one shipped, t2t_vit_cifar_8ep) loads,
 and scores on CIFAR-10's test set what its training log says it scored; the logs read back
-(mt.pretrained_log, runs.read_metrics) and a malformed one is refused in a line; export_pretrained
+(mt.pretrained_log, runlog.read_metrics) and a malformed one is refused in a line; export_pretrained
 round-trips; bad names are refused."""
 import os
 from pathlib import Path
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import minit2t as mt
-from minit2t import hub, runs
+from minit2t import hub, runlog
 from minit2t.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -54,16 +54,16 @@ def test_a_malformed_log_is_refused_in_a_line(tmp_path, text, words):
     path = tmp_path / "metrics.jsonl"
     path.write_text(text)
     with pytest.raises(ValueError, match=words):
-        runs.read_metrics(str(path))
+        runlog.read_metrics(str(path))
 
 
 def test_a_log_too_large_is_refused_before_reading(tmp_path, monkeypatch):
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(f'{{"epoch": {n}, "test_acc": 0.5}}\n' for n in (1, 2, 3)))
-    assert [row["epoch"] for row in runs.read_metrics(str(path))] == [1, 2, 3]
-    monkeypatch.setattr(runs, "METRICS_MAX_BYTES", 40)
+    assert [row["epoch"] for row in runlog.read_metrics(str(path))] == [1, 2, 3]
+    monkeypatch.setattr(runlog, "METRICS_MAX_BYTES", 40)
     with pytest.raises(ValueError, match="more than a training log's 40"):
-        runs.read_metrics(str(path))
+        runlog.read_metrics(str(path))
 
 
 @pytest.mark.skipif(not os.path.exists(CIFAR), reason="needs the full CIFAR-10: set $MINIT2T_DATA "

@@ -25,6 +25,7 @@ TINY = dict(embed_dim=32, depth=1, num_heads=2, token_dim=8)
 PRELUDE = f"""
 import os, signal, sys
 import minit2t.data.cifar as cifar, minit2t.data.download as download, minit2t.runs as runs, minit2t.train as train
+import minit2t.runlog as runlog
 import minit2t as mt
 from minit2t.cli import main
 cifar.RECORDS_PER_FILE = {PER_FILE}
@@ -226,12 +227,12 @@ def test_the_lock_of_a_dead_run_is_taken_over(tmp_path, dataset):
 def test_resume_repairs_the_files_a_kill_after_the_last_save_left(tmp_path, dataset):
     out = tmp_path / "run"
     hook = """
-    _write = runs.write_metrics
+    _write = runlog.write_metrics
     def write_metrics(path, history):
         if len(history) == 2:                                 # killed between the checkpoint's save and the log's
             os.kill(os.getpid(), signal.SIGKILL)
         _write(path, history)
-    runs.write_metrics = write_metrics
+    runlog.write_metrics = write_metrics
     """
     rc, _, err = cli(tmp_path, "train", "--data", dataset, "--out", out, "--epochs", "2", *FAST, hook=hook)
     assert rc == -9, err
