@@ -31,5 +31,8 @@ def test_every_hop_names_what_is_on_its_line(path, line, target, anchor, name):
     lines = source.read_text(encoding="utf-8").splitlines()
     n = int(line)
     assert 1 <= n <= len(lines), f"{path} has {len(lines)} lines, the tour cites line {n}"
-    assert re.search(rf"(?<!\w){re.escape(name)}(?!\w)", lines[n - 1]), \
-        f"{path}:{n} should name {name!r}, it reads: {lines[n - 1].strip()!r}"
+    names = re.compile(rf"(?<!\w){re.escape(name)}(?!\w)")
+    if not names.search(lines[n - 1]):
+        near = sorted((i + 1 for i, text in enumerate(lines) if names.search(text)), key=lambda i: abs(i - n))
+        pytest.fail(f"{path}:{n} should name {name!r}, it reads: {lines[n - 1].strip()!r}"
+                    + (f"; the nearest line naming it is {near[0]}: re-point the hop if that is the one" if near else ""))
