@@ -81,7 +81,8 @@ class Option:
     metavar: Optional[str] = None
 
     def __post_init__(self):
-        assert self.kind in KINDS, self.kind
+        if self.kind not in KINDS:
+            raise ValueError(f"option {self.name}: kind must be one of {KINDS}, got {self.kind!r}")
         if self.default is not None or not self.optional:
             self.check(self.default, f"default of {self.name}")      # a declaration that contradicts itself
 
