@@ -68,6 +68,7 @@ setup(
         # the suite executes every notebook, so the test extra holds what that needs (no Jupyter front end)
         "test": ["pytest", "hypothesis", "torch==2.13.0", "nbclient", "nbformat", "ipykernel", "matplotlib"],
         "opencl": ["pyopencl"],
+        "torch": ["torch==2.13.0"],    # minit2t.interop (a torch.nn.Module of a model) and examples/ddp_train.py
         "notebooks": ["jupyter", "nbclient", "nbformat", "ipykernel", "matplotlib"],   # to open and run them
     },
     entry_points={"console_scripts": ["minit2t=minit2t.__main__:main"]},
