@@ -25,8 +25,8 @@ from minit2t.models.token_transformer import TokenTransformer
 from minit2t.nn import init
 from minit2t.nn.layers import Conv2d, Dropout, Identity, LayerNorm, Linear, ModuleList, Unfold
 from minit2t.nn.module import Module, Parameter
-from minit2t.nn.shunted import check_grid, check_shunted, check_sr_ratio
-from minit2t.nn.transformer import ATTENTIONS, Block
+from minit2t.nn.shunted import check_grid, check_shunted
+from minit2t.nn.transformer import Block
 from minit2t.tensor import Tensor
 
 __all__ = ["T2TModule", "T2T_ViT", "TokenPerformer", "TokenTransformer", "get_sinusoid_encoding"]
@@ -50,17 +50,6 @@ def drop_path_rates(rate, depth, uniform=False):
     if uniform:
         return [float(rate)] * depth
     return [float(r) for r in np.linspace(0, rate, depth)]           # stochastic depth decay
-
-
-def check_attention(attention, sr_ratio, dim, num_heads, side):
-    """The backbone's attention one of ATTENTIONS; sr_ratio (in the config either way) an even int >= 2;
-    a shunted backbone's heads and token grid (side x side) fit it."""
-    if attention not in ATTENTIONS:
-        raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
-    check_sr_ratio(sr_ratio)
-    if attention == "shunted":
-        check_shunted(dim, num_heads, sr_ratio)
-        check_grid(side, sr_ratio)
 
 
 def restructurize(x, side):                                      # (B, T, E)
@@ -161,7 +150,9 @@ class T2T_ViT(Module):
         self.tokens_to_token = T2TModule(img_size, c["tokens_type"], c["in_chans"], embed_dim, c["token_dim"],
                                          c["soft_split"])
         N = self.tokens_to_token.num_patches
-        check_attention(attention, sr_ratio, embed_dim, num_heads, self.tokens_to_token.sides[-1])
+        if attention == "shunted":                                   # its heads and token grid fit it
+            check_shunted(embed_dim, num_heads, sr_ratio)
+            check_grid(self.tokens_to_token.sides[-1], sr_ratio)
         self.cls_token = Parameter(init.trunc_normal((1, 1, embed_dim), std=0.02))
         self.pos_embed = Parameter(get_sinusoid_encoding(N + 1, embed_dim), requires_grad=False)
         self.pos_drop = Dropout(c["drop_rate"])
