@@ -1,74 +1,27 @@
-"""minit2t.exercises: right solutions pass, wrong ones fail with the right diagnosis.
+"""minit2t.exercises: right solutions pass, wrong ones fail with the right diagnosis; the hint ladder,
+reveal and solution.
 
-Every solution here is plain NumPy (plus math.erf), written apart from the library's ops.
-Legend: as in minit2t/exercises.py.
+The right solutions (tests/exercise_solutions.py) are plain NumPy (plus math), written apart from the
+library. Legend: as in minit2t/exercises/.
 """
-import math
+import inspect
 
 import numpy as np
 import pytest
 
+import exercise_solutions as sol
 import minit2t as mt
+from exercise_solutions import failure, fold, gelu_backward, layer_norm_backward, phi, t2t_attention, unfold
 from minit2t import exercises as ex
 from minit2t.models.token_transformer import TokenAttention
 
 
 # ---- right solutions ------------------------------------------------------------
 
-def layer_norm_backward(g, x, weight, eps):
-    xhat = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + eps)
-    dxhat = g * weight
-    D = x.shape[-1]
-    gx = (D * dxhat - dxhat.sum(-1, keepdims=True) - xhat * (dxhat * xhat).sum(-1, keepdims=True))
-    gx = gx / (D * np.sqrt(x.var(-1, keepdims=True) + eps))
-    lead = tuple(range(x.ndim - 1))
-    return gx, (g * xhat).sum(lead), g.sum(lead)
-
-
-def softmax_backward(g, y):
-    return y * g - y * np.einsum("...i,...i->...", g, y)[..., None]
-
-
-def _phi(a):
-    return np.vectorize(lambda t: 0.5 * (1 + math.erf(t / math.sqrt(2))))(a)
-
-
-def gelu_backward(g, a):
-    return g * (_phi(a) + a * np.exp(-a * a / 2) / math.sqrt(2 * math.pi))
-
-
-def _grid(H, W, k, s, p):
-    return (H + 2 * p - k) // s + 1, (W + 2 * p - k) // s + 1
-
-
-def unfold(x, k, s, p):
-    B, C, H, W = x.shape
-    Ho, Wo = _grid(H, W, k, s, p)
-    xp = np.zeros((B, C, H + 2 * p, W + 2 * p))
-    xp[:, :, p:p + H, p:p + W] = x
-    cols = [xp[:, :, r * s:r * s + k, c * s:c * s + k].reshape(B, C * k * k) for r in range(Ho) for c in range(Wo)]
-    return np.stack(cols, axis=-1)
-
-
-def fold(cols, H, W, k, s, p):
-    B, Ckk, _ = cols.shape
-    Ho, Wo = _grid(H, W, k, s, p)
-    xp = np.zeros((B, Ckk // (k * k), H + 2 * p, W + 2 * p))
-    for n in range(Ho * Wo):
-        r, c = divmod(n, Wo)
-        xp[:, :, r * s:r * s + k, c * s:c * s + k] += cols[:, :, n].reshape(B, -1, k, k)
-    return xp[:, :, p:p + H, p:p + W]
-
-
-def t2t_attention(x, wqkv, wproj, bproj, scale):
-    q, k, v = np.split(x @ wqkv.T, 3, axis=-1)
-    e = np.exp(q @ k.transpose(0, 2, 1) * scale)
-    attn = e / e.sum(-1, keepdims=True)
-    return v + (attn @ v) @ wproj.T + bproj
-
-
-RIGHT = {"layer_norm_backward": layer_norm_backward, "softmax_backward": softmax_backward,
-         "gelu_backward": gelu_backward, "unfold": unfold, "fold": fold, "t2t_attention": t2t_attention}
+NAMES = ["adamw_step", "cross_entropy_backward", "fold", "gelu_backward", "layer_norm_backward", "prm_exp",
+         "restructurize", "sinusoid_table", "softmax_backward", "t2t_attention", "t2t_module", "unfold",
+         "warmup_cosine"]
+RIGHT = {name: getattr(sol, name) for name in NAMES}
 
 
 def test_every_exercise_has_a_right_solution_here():
@@ -93,12 +46,6 @@ def test_attention_reference_is_the_model_layer():
 
 
 # ---- wrong solutions: the diagnosis ----------------------------------------------
-
-def failure(name, fn, **kw):
-    with pytest.raises(AssertionError) as info:
-        ex.check(name, fn, **kw)
-    return str(info.value)
-
 
 def test_layer_norm_missing_mean_term_names_gx_and_the_error():
     def wrong(g, x, weight, eps):
@@ -140,7 +87,7 @@ def test_softmax_without_the_subtraction():
 
 
 def test_gelu_without_the_pdf_term():
-    msg = failure("gelu_backward", lambda g, a: g * _phi(a))
+    msg = failure("gelu_backward", lambda g, a: g * phi(a))
     assert "output ga: max abs error" in msg
 
 
@@ -172,7 +119,7 @@ def test_wrong_shape_transposed_names_both_shapes_and_the_swap():
 def test_fold_overwriting_instead_of_summing():
     def wrong(cols, H, W, k, s, p):
         B, Ckk, _ = cols.shape
-        Ho, Wo = _grid(H, W, k, s, p)
+        Ho, Wo = sol.grid(H, W, k, s, p)
         xp = np.zeros((B, Ckk // (k * k), H + 2 * p, W + 2 * p))
         for n in range(Ho * Wo):
             r, c = divmod(n, Wo)
@@ -237,3 +184,63 @@ def test_cases_cover_edges():
     assert any(x.ndim >= 3 for x in seen) and any(x.shape[-1] % 2 == 1 and x.shape[-1] > 1 for x in seen)
     assert any(not x.flags.c_contiguous for x in seen) and any(x.flags.c_contiguous for x in seen)
     assert all(x.dtype == np.float64 for x in seen)
+
+
+# ---- the hint ladder, reveal, solution, an unwritten body ------------------------
+
+def test_hint_climbs_the_ladder_then_stays_on_the_code(capsys, monkeypatch):
+    monkeypatch.setattr(ex, "_given", {})
+    printed = []
+    for _ in range(4):
+        ex.hint("fold")
+        printed.append(capsys.readouterr().out)
+    assert printed[0].startswith("fold, hint 1 of 3: ") and ex.EXERCISES["fold"].hints[0][:30] in printed[0]
+    assert printed[1].startswith("fold, hint 2 of 3: ") and "+=" in printed[1]
+    assert printed[2].startswith("fold, hint 3 of 3: the library's code") and "def fold(cols, H, W, k, s, p)" in printed[2]
+    assert printed[3] == printed[2]
+
+
+def test_hint_at_a_given_level(capsys, monkeypatch):
+    monkeypatch.setattr(ex, "_given", {})
+    ex.hint("prm_exp", 2)
+    assert capsys.readouterr().out.startswith("prm_exp, hint 2 of 3: ")
+    ex.hint("prm_exp")                                                  # the next after 2: the code
+    assert "def prm_exp(self, x)" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="hint level must be 1, 2 or 3"):
+        ex.hint("prm_exp", 4)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_exercise_has_two_hints_and_a_readable_source(name, capsys):
+    hints = ex.EXERCISES[name].hints
+    assert len(hints) == 2 and all(len(h) > 40 for h in hints) and hints[0] != hints[1]
+    ex.reveal(name)
+    out = capsys.readouterr().out
+    for obj in ex.EXERCISES[name].source:
+        assert inspect.getsource(obj) in out and obj.__module__.startswith("minit2t.")
+        assert not obj.__module__.startswith("minit2t.exercises")        # the library's code, not a wrapper
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_solution_is_the_reference_and_passes(name, capsys):
+    assert ex.solution(name) is ex.EXERCISES[name].reference
+    assert ex.check(name, ex.solution(name), cases=5) == f"{name}: 5 cases passed"
+
+
+@pytest.mark.parametrize("name, fn, tail", [
+    ("unfold", lambda x, k, s, p: None, "output cols: got None (no return yet? ex.hint('unfold') gives a hint)"),
+    ("adamw_step", lambda *args: None, "returned None, expected a tuple of 3 outputs (p, m, v) (no return yet?"),
+    ("warmup_cosine", lambda *args: None, "output lrs: got None (no return yet?")])
+def test_an_unwritten_body_says_so(name, fn, tail):
+    def body_of_dots(*args):
+        ...
+    assert tail in failure(name, fn)
+    assert "no return yet?" in failure(name, body_of_dots)
+
+
+def test_checking_the_t2t_module_leaves_the_random_stream_alone():
+    mt.manual_seed(3)
+    first = mt.random.generator().random()
+    mt.manual_seed(3)
+    ex.check("t2t_module", sol.t2t_module, cases=3)
+    assert mt.random.generator().random() == first
