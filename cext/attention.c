@@ -21,12 +21,19 @@
  *   forward   out = P v
  *   backward  gv = P^T g;  gP = g v^T;  gS = P * (gP - rowsum(gP * P));
  *             gq = gS k * scale;  gk = gS^T q * scale
+ * bf16 = 1 (the op under minit2t.autocast): every product's operands are
+ * rounded to bfloat16 first (bf16.h): q, k, v and g as they are read, P
+ * after the softmax (and kept so), gS before its two products.
  * All arrays contiguous. The references accumulate in double. Each
  * function returns 0, or -1 when it could not get working memory (then
  * nothing is computed). */
 #include <math.h>
 #include <stdlib.h>
 #include "runtime.h"
+#include "bf16.h"
+
+/* x, or x rounded to bf16 when bf16 is set. */
+static inline double rd(float x, int bf16) { return bf16 ? round_bf16(x) : x; }
 
 /* Np: the row length of p, N rounded up to 16 floats. */
 int64_t attention_row(int64_t N) { return (N + 15) / 16 * 16; }
@@ -35,27 +42,27 @@ int64_t attention_row(int64_t N) { return (N + 15) / 16 * 16; }
  * output oi. Rows of k and v are rs floats apart; kb: N key biases or NULL. */
 static void forward_row_ref(const float *qi, const float *k, const float *v, const float *kb,
                             float *oi, float *pi, int64_t N, int64_t np, int64_t d, int64_t rs,
-                            float scale)
+                            float scale, int bf16)
 {
     double mx = -INFINITY, sum = 0.0;
     for (int64_t j = 0; j < N; j++) {
         double s = 0.0;
-        for (int64_t c = 0; c < d; c++) s += (double)qi[c] * k[j * rs + c];
+        for (int64_t c = 0; c < d; c++) s += rd(qi[c], bf16) * rd(k[j * rs + c], bf16);
         pi[j] = (float)(s * scale + (kb ? kb[j] : 0.0));
         mx = pi[j] > mx ? pi[j] : mx;
     }
     for (int64_t j = 0; j < N; j++) sum += exp((double)pi[j] - mx);
-    for (int64_t j = 0; j < N; j++) pi[j] = (float)(exp((double)pi[j] - mx) / sum);
+    for (int64_t j = 0; j < N; j++) pi[j] = (float)rd((float)(exp((double)pi[j] - mx) / sum), bf16);
     for (int64_t j = N; j < np; j++) pi[j] = 0.0f;
     for (int64_t c = 0; c < d; c++) {
         double acc = 0.0;
-        for (int64_t j = 0; j < N; j++) acc += (double)pi[j] * v[j * rs + c];
+        for (int64_t j = 0; j < N; j++) acc += (double)pi[j] * rd(v[j * rs + c], bf16);
         oi[c] = (float)acc;
     }
 }
 
 int attention_forward_ref(const float *qkv, const float *kbias, float *out, float *p,
-                          int64_t B, int64_t N, int64_t h, int64_t d, float scale)
+                          int64_t B, int64_t N, int64_t h, int64_t d, float scale, int bf16)
 {
     int64_t D = h * d, rs = 3 * D, np = attention_row(N);
     float *row = p ? NULL : malloc(sizeof(float) * (size_t)MAX(np, 1));   /* P not kept */
@@ -66,17 +73,17 @@ int attention_forward_ref(const float *qkv, const float *kbias, float *out, floa
             for (int64_t i = 0; i < N; i++)
                 forward_row_ref(q + i * rs, q + D, q + 2 * D, kbias ? kbias + b * N : NULL,
                                 out + (b * N + i) * D + hh * d,
-                                p ? p + ((b * h + hh) * N + i) * np : row, N, np, d, rs, scale);
+                                p ? p + ((b * h + hh) * N + i) * np : row, N, np, d, rs, scale, bf16);
         }
     free(row);
     return 0;
 }
 
 /* gP(i, j) = g_i . v_j */
-static double dot_ref(const float *gi, const float *vj, int64_t d)
+static double dot_ref(const float *gi, const float *vj, int64_t d, int bf16)
 {
     double s = 0.0;
-    for (int64_t c = 0; c < d; c++) s += (double)gi[c] * vj[c];
+    for (int64_t c = 0; c < d; c++) s += rd(gi[c], bf16) * rd(vj[c], bf16);
     return s;
 }
 
@@ -85,32 +92,33 @@ static double dot_ref(const float *gi, const float *vj, int64_t d)
  * then complete, and gk collects gS(i, j) q_i into each row j. */
 static void backward_head_ref(const float *q, const float *k, const float *v, const float *p,
                               const float *g, float *gq, float *gk, float *gv, int64_t N,
-                              int64_t np, int64_t d, int64_t rs, int64_t ro, float scale)
+                              int64_t np, int64_t d, int64_t rs, int64_t ro, float scale, int bf16)
 {
     for (int64_t j = 0; j < N; j++)
         for (int64_t c = 0; c < d; c++) {
             double acc = 0.0;
-            for (int64_t i = 0; i < N; i++) acc += (double)p[i * np + j] * g[i * ro + c];
+            for (int64_t i = 0; i < N; i++) acc += (double)p[i * np + j] * rd(g[i * ro + c], bf16);
             gv[j * rs + c] = (float)acc;
             gk[j * rs + c] = 0.0f;
         }
     for (int64_t i = 0; i < N; i++) {
         const float *pi = p + i * np, *gi = g + i * ro;
         double rowsum = 0.0;
-        for (int64_t j = 0; j < N; j++) rowsum += pi[j] * dot_ref(gi, v + j * rs, d);
+        for (int64_t j = 0; j < N; j++) rowsum += pi[j] * dot_ref(gi, v + j * rs, d, bf16);
         for (int64_t c = 0; c < d; c++) gq[i * rs + c] = 0.0f;
         for (int64_t j = 0; j < N; j++) {
-            double gs = pi[j] * (dot_ref(gi, v + j * rs, d) - rowsum) * scale;
+            double gs = pi[j] * (dot_ref(gi, v + j * rs, d, bf16) - rowsum);
+            gs = rd((float)gs, bf16) * scale;                   /* gS(i, j) * scale */
             for (int64_t c = 0; c < d; c++) {
-                gq[i * rs + c] += (float)(gs * k[j * rs + c]);
-                gk[j * rs + c] += (float)(gs * q[i * rs + c]);
+                gq[i * rs + c] += (float)(gs * rd(k[j * rs + c], bf16));
+                gk[j * rs + c] += (float)(gs * rd(q[i * rs + c], bf16));
             }
         }
     }
 }
 
 int attention_backward_ref(const float *qkv, const float *p, const float *g, float *gqkv,
-                           int64_t B, int64_t N, int64_t h, int64_t d, float scale)
+                           int64_t B, int64_t N, int64_t h, int64_t d, float scale, int bf16)
 {
     int64_t D = h * d, rs = 3 * D, np = attention_row(N);
     for (int64_t b = 0; b < B; b++)
@@ -119,7 +127,7 @@ int attention_backward_ref(const float *qkv, const float *p, const float *g, flo
             const float *q = qkv + base;
             float *gq = gqkv + base;
             backward_head_ref(q, q + D, q + 2 * D, p + (b * h + hh) * N * np, g + b * N * D + hh * d,
-                              gq, gq + D, gq + 2 * D, N, np, d, rs, D, scale);
+                              gq, gq + D, gq + 2 * D, N, np, d, rs, D, scale, bf16);
         }
     return 0;
 }
@@ -127,15 +135,15 @@ int attention_backward_ref(const float *qkv, const float *p, const float *g, flo
 /* ---- dispatchers: the best ISA of this CPU (DISPATCH, runtime.h) --------- */
 
 int attention_forward(const float *qkv, const float *kbias, float *out, float *p,
-                      int64_t B, int64_t N, int64_t h, int64_t d, float scale)
+                      int64_t B, int64_t N, int64_t h, int64_t d, float scale, int bf16)
 {
     int isa = minit2t_isa();
-    return DISPATCH(isa, attention_forward, (qkv, kbias, out, p, B, N, h, d, scale));
+    return DISPATCH(isa, attention_forward, (qkv, kbias, out, p, B, N, h, d, scale, bf16));
 }
 
 int attention_backward(const float *qkv, const float *p, const float *g, float *gqkv,
-                       int64_t B, int64_t N, int64_t h, int64_t d, float scale)
+                       int64_t B, int64_t N, int64_t h, int64_t d, float scale, int bf16)
 {
     int isa = minit2t_isa();
-    return DISPATCH(isa, attention_backward, (qkv, p, g, gqkv, B, N, h, d, scale));
+    return DISPATCH(isa, attention_backward, (qkv, p, g, gqkv, B, N, h, d, scale, bf16));
 }

@@ -11,7 +11,12 @@
  * and gS^T cost no copy) and B's rows contiguous. Rows of P, gS and the
  * transposed k, v are padded to Np (a multiple of 16 floats, zeros past N),
  * so their loads and stores are whole vectors: a masked store, and a load
- * right after one, cost several times a plain one. */
+ * right after one, cost several times a plain one.
+ * With bf16 (under minit2t.autocast) the operands of the products are
+ * rounded to bfloat16 in cache, each once per head: the transposed k or v
+ * as it is made, q, v, k and g into rounded copies (N x d each, in the
+ * thread's scratch after the transposed one), P after the softmax and gS
+ * before its products in place; the products themselves stay float32. */
 #include "fast_isa.h"
 #include "vmath.h"
 #include "softmax_rows.h"
@@ -120,6 +125,23 @@ static void transpose_rows(const float *x, int64_t N, int64_t np, int64_t d, int
     }
 }
 
+/* n floats at x rounded to bf16 in place (n a multiple of VW). */
+static void round_bf16_vectors(float *x, int64_t n)
+{
+    for (int64_t j = 0; j < n; j += VW) VSTORE(x + j, VBF16(VLOAD(x + j)));
+}
+
+/* x (N rows of d, row stride rs) -> y (N rows of d, contiguous), rounded to bf16. */
+static void round_bf16_rows(const float *x, int64_t N, int64_t d, int64_t rs, float *y)
+{
+    int64_t d0 = d / VW * VW;
+    VTAIL m = VTAILMASK(d - d0);
+    for (int64_t i = 0; i < N; i++, x += rs, y += d) {
+        for (int64_t c = 0; c < d0; c += VW) VSTORE(y + c, VBF16(VLOAD(x + c)));
+        if (d0 < d) VSTORET(y + d0, m, VBF16(VLOADT(x + d0, m, 0.0f)));
+    }
+}
+
 /* The scores x[j .. j + VW) plus the key biases kb (NULL: none); lanes past
  * N are -inf. */
 static inline VF scores_at(const float *x, const float *kb, int64_t j, int64_t N)
@@ -187,35 +209,55 @@ static void prefetch_rows(const float *x, int64_t N, int64_t d, int64_t rs)
 }
 
 /* One head: P = softmax(q k^T * scale + kb), each row over the keys, into p (N, np); o = P v.
- * q, k, v rows at stride rs, o's at ro; kb N key biases or NULL; kt scratch (d, np). */
+ * q, k, v rows at stride rs, o's at ro; kb N key biases or NULL; kt scratch (d, np);
+ * with bf16, r scratch (2 N d) for the rounded q and v. */
 static void forward_head(const float *q, const float *k, const float *v, const float *kb,
                          float *o, float *p, int64_t N, int64_t np, int64_t d, int64_t rs,
-                         int64_t ro, float scale, float *kt)
+                         int64_t ro, float scale, float *kt, int bf16, float *r)
 {
+    int64_t rsq = rs, rsv = rs;
     transpose_rows(k, N, np, d, rs, kt);                             /* (d, np) */
-    small_gemm(N, np, d, q, rs, 1, kt, np, p, np, scale);            /* S (N, np) */
+    if (bf16) {
+        round_bf16_vectors(kt, d * np);
+        round_bf16_rows(q, N, d, rs, r);                             /* (N, d) */
+        round_bf16_rows(v, N, d, rs, r + N * d);                     /* (N, d) */
+        q = r, v = r + N * d, rsq = rsv = d;
+    }
+    small_gemm(N, np, d, q, rsq, 1, kt, np, p, np, scale);           /* S (N, np) */
     softmax_head(p, kb, N, np);                                      /* P (N, np) */
-    small_gemm(N, d, N, p, np, 1, v, rs, o, ro, 1.0f);               /* O (N, d) */
+    if (bf16) round_bf16_vectors(p, N * np);
+    small_gemm(N, d, N, p, np, 1, v, rsv, o, ro, 1.0f);              /* O (N, d) */
 }
 
 /* One head's gradients (attention.c): ds (N, np) holds gP, then gS / scale;
- * vt scratch (d, np). gq, gk, gv rows at stride rs; g's at ro. */
+ * vt scratch (d, np); with bf16, r scratch (3 N d) for the rounded g, k, q.
+ * gq, gk, gv rows at stride rs; g's at ro. */
 static void backward_head(const float *q, const float *k, const float *v, const float *p,
                           const float *g, float *gq, float *gk, float *gv, int64_t N, int64_t np,
-                          int64_t d, int64_t rs, int64_t ro, float scale, float *vt, float *ds)
+                          int64_t d, int64_t rs, int64_t ro, float scale, float *vt, float *ds,
+                          int bf16, float *r)
 {
+    int64_t rsq = rs, rsg = ro;
     transpose_rows(v, N, np, d, rs, vt);                             /* (d, np) */
-    small_gemm(N, np, d, g, ro, 1, vt, np, ds, np, 1.0f);            /* gP (N, np) */
+    if (bf16) {
+        round_bf16_vectors(vt, d * np);
+        round_bf16_rows(g, N, d, ro, r);                             /* (N, d) each */
+        round_bf16_rows(k, N, d, rs, r + N * d);
+        round_bf16_rows(q, N, d, rs, r + 2 * N * d);
+        g = r, k = r + N * d, q = r + 2 * N * d, rsq = rsg = d;
+    }
+    small_gemm(N, np, d, g, rsg, 1, vt, np, ds, np, 1.0f);           /* gP (N, np) */
     for (int64_t i = 0; i < N; i++) softmax_row_backward(ds + i * np, p + i * np, ds + i * np, np);
-    small_gemm(N, d, N, ds, np, 1, k, rs, gq, rs, scale);            /* gq = gS k */
-    small_gemm(N, d, N, ds, 1, np, q, rs, gk, rs, scale);            /* gk = gS^T q */
-    small_gemm(N, d, N, p, 1, np, g, ro, gv, rs, 1.0f);              /* gv = P^T g */
+    if (bf16) round_bf16_vectors(ds, N * np);
+    small_gemm(N, d, N, ds, np, 1, k, rsq, gq, rs, scale);           /* gq = gS k */
+    small_gemm(N, d, N, ds, 1, np, q, rsq, gk, rs, scale);           /* gk = gS^T q */
+    small_gemm(N, d, N, p, 1, np, g, rsg, gv, rs, 1.0f);             /* gv = P^T g */
 }
 
 /* Head u's work: the next head's rows asked for, then its forward or backward. */
 static void one_head(int backward, int64_t u, const float *qkv, const float *kbias,
                      const float *p_in, float *p, const float *g, float *out, int64_t B, int64_t N,
-                     int64_t h, int64_t d, float scale, float *t, float *s)
+                     int64_t h, int64_t d, float scale, float *t, float *s, int bf16)
 {
     int64_t D = h * d, rs = 3 * D, np = attention_row(N);
     int64_t b = u / h, base = b * N * rs + u % h * d, gbase = b * N * D + u % h * d;
@@ -226,27 +268,29 @@ static void one_head(int backward, int64_t u, const float *qkv, const float *kbi
     }
     if (backward)
         backward_head(qkv + base, qkv + base + D, qkv + base + 2 * D, p_in + u * N * np, g + gbase,
-                      out + base, out + base + D, out + base + 2 * D, N, np, d, rs, D, scale, t, s);
+                      out + base, out + base + D, out + base + 2 * D, N, np, d, rs, D, scale, t, s,
+                      bf16, t + d * np);
     else
         forward_head(qkv + base, qkv + base + D, qkv + base + 2 * D, kbias ? kbias + b * N : NULL,
-                     out + gbase, p ? p + u * N * np : s, N, np, d, rs, D, scale, t);
+                     out + gbase, p ? p + u * N * np : s, N, np, d, rs, D, scale, t, bf16, t + d * np);
 }
 
 /* The forward (backward = 0: kbias, p as attention_forward) or the backward
  * (backward = 1: p_in, g as attention_backward), out the output (out or
  * gqkv). Threads over the B * h heads. Each thread's scratch: the transposed k or
- * v, d x Np, and one head's gS (backward) or P (a forward that does not keep
- * it), N x Np. Returns -1, having computed nothing, when scratch ran out. */
+ * v, d x Np (then, with bf16, the rounded copies, 3 N d), and one head's gS
+ * (backward) or P (a forward that does not keep it), N x Np. Returns -1,
+ * having computed nothing, when scratch ran out. */
 static int attention_heads(int backward, const float *qkv, const float *kbias, const float *p_in,
                            float *p, const float *g, float *out, int64_t B, int64_t N, int64_t h,
-                           int64_t d, float scale)
+                           int64_t d, float scale, int bf16)
 {
     int64_t np = attention_row(N);
     int nt = minit2t_threads_for(4.0 * (double)(B * h) * (double)(N * np) * (double)(d + 8));
     int failed = 0;
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *t = minit2t_scratch(SCRATCH_ATTN_T, (size_t)MAX(d * np, 1));
+        float *t = minit2t_scratch(SCRATCH_ATTN_T, (size_t)MAX(d * np + (bf16 ? 3 * N * d : 0), 1));
         float *s = backward || !p ? minit2t_scratch(SCRATCH_ATTN_S, (size_t)MAX(N * np, 1)) : t;
         if (!t || !s) {
 #pragma omp atomic write
@@ -259,7 +303,7 @@ static int attention_heads(int backward, const float *qkv, const float *kbias, c
         if (!stop) {
 #pragma omp for schedule(static)
             for (int64_t u = 0; u < B * h; u++)
-                one_head(backward, u, qkv, kbias, p_in, p, g, out, B, N, h, d, scale, t, s);
+                one_head(backward, u, qkv, kbias, p_in, p, g, out, B, N, h, d, scale, t, s, bf16);
         }
     }
     return failed ? -1 : 0;
@@ -267,13 +311,13 @@ static int attention_heads(int backward, const float *qkv, const float *kbias, c
 
 /* attention_forward_avx2 / _avx512 and attention_backward_avx2 / _avx512. */
 int FAST(attention_forward)(const float *qkv, const float *kbias, float *out, float *p,
-                            int64_t B, int64_t N, int64_t h, int64_t d, float scale)
+                            int64_t B, int64_t N, int64_t h, int64_t d, float scale, int bf16)
 {
-    return attention_heads(0, qkv, kbias, NULL, p, NULL, out, B, N, h, d, scale);
+    return attention_heads(0, qkv, kbias, NULL, p, NULL, out, B, N, h, d, scale, bf16);
 }
 
 int FAST(attention_backward)(const float *qkv, const float *p, const float *g, float *gqkv,
-                             int64_t B, int64_t N, int64_t h, int64_t d, float scale)
+                             int64_t B, int64_t N, int64_t h, int64_t d, float scale, int bf16)
 {
-    return attention_heads(1, qkv, NULL, p, NULL, g, gqkv, B, N, h, d, scale);
+    return attention_heads(1, qkv, NULL, p, NULL, g, gqkv, B, N, h, d, scale, bf16);
 }

@@ -209,26 +209,29 @@ void band_mix_t(const float *p, const float *a, float *y, int64_t nb, int64_t T,
  *                           rows padded with zeros to Np = attention_row(N), N rounded up
  *                           to 16; NULL in a forward that need not keep them (inference)
  *   g     (B, N, h, d)      the gradient of out -> gqkv (B, N, 3, h, d)
+ *   bf16  1: every product's operands rounded to bfloat16 (q, k, v, g, P after
+ *         the softmax, gS before its products), float32 accumulation: the op
+ *         under minit2t.autocast; the forward keeps P rounded. 0: float32
  * Each returns 0, or -1 when working memory ran out (nothing computed). The fast
  * versions take every shape, threads over heads. */
 int64_t attention_row(int64_t N);
 int attention_forward_ref(const float *qkv, const float *kbias, float *out, float *p,
-                          int64_t B, int64_t N, int64_t h, int64_t d, float scale);
+                          int64_t B, int64_t N, int64_t h, int64_t d, float scale, int bf16);
 int attention_forward_avx2(const float *qkv, const float *kbias, float *out, float *p,
-                           int64_t B, int64_t N, int64_t h, int64_t d, float scale);
+                           int64_t B, int64_t N, int64_t h, int64_t d, float scale, int bf16);
 int attention_forward_avx512(const float *qkv, const float *kbias, float *out, float *p,
-                             int64_t B, int64_t N, int64_t h, int64_t d, float scale);
+                             int64_t B, int64_t N, int64_t h, int64_t d, float scale, int bf16);
 int attention_forward(const float *qkv, const float *kbias, float *out, float *p,
-                      int64_t B, int64_t N, int64_t h, int64_t d, float scale);
+                      int64_t B, int64_t N, int64_t h, int64_t d, float scale, int bf16);
 
 int attention_backward_ref(const float *qkv, const float *p, const float *g, float *gqkv,
-                           int64_t B, int64_t N, int64_t h, int64_t d, float scale);
+                           int64_t B, int64_t N, int64_t h, int64_t d, float scale, int bf16);
 int attention_backward_avx2(const float *qkv, const float *p, const float *g, float *gqkv,
-                            int64_t B, int64_t N, int64_t h, int64_t d, float scale);
+                            int64_t B, int64_t N, int64_t h, int64_t d, float scale, int bf16);
 int attention_backward_avx512(const float *qkv, const float *p, const float *g, float *gqkv,
-                              int64_t B, int64_t N, int64_t h, int64_t d, float scale);
+                              int64_t B, int64_t N, int64_t h, int64_t d, float scale, int bf16);
 int attention_backward(const float *qkv, const float *p, const float *g, float *gqkv,
-                       int64_t B, int64_t N, int64_t h, int64_t d, float scale);
+                       int64_t B, int64_t N, int64_t h, int64_t d, float scale, int bf16);
 
 /* ---- instruction set and threads ----------------------------------------
  * ISA levels: 0 scalar (the _ref loops), 1 AVX2+FMA, 2 AVX-512F.

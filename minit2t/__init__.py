@@ -6,7 +6,8 @@
     mt.reduce_tokens(model, "mctf:r=8")        # fewer tokens in the backbone: ToMe, EViT, MCTF
     trained = mt.create_model("t2t_vit_cifar", pretrained=True)   # the shipped: mt.list_models(pretrained=True)
 """
-from minit2t import grad_mode
+from minit2t import amp, grad_mode
+from minit2t.amp import autocast
 from minit2t.grad_mode import enable_grad, no_grad
 from minit2t.tensor import Tensor
 from minit2t import ops  # noqa: E402  (ops import Tensor lazily)
@@ -40,7 +41,7 @@ def count_params(model):
     return int(sum(p.size for p in model.parameters()))
 
 
-__all__ = ["Tensor", "available_backends", "cat", "count_macs", "count_params", "create_model", "data",
+__all__ = ["Tensor", "amp", "autocast", "available_backends", "cat", "count_macs", "count_params", "create_model", "data",
            "enable_grad", "exercises", "get_backend", "grad_mode", "list_models", "load", "manual_seed", "nn",
            "no_grad", "ops", "optim", "pretrained", "pretrained_log", "list_pretrained", "read_weights",
            "reduce_tokens", "reduction", "approx", "swap_t2t_attention", "save", "set_backend", "set_num_threads",

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import minit2t as mt
+import minit2t.backends as backends
 from minit2t.ops.function import Context
 
 F64 = (1e-10, 1e-12)            # (rtol, atol) of a float64 comparison with torch
@@ -28,6 +29,23 @@ def assert_close(got, want, rtol, atol, what):
     bound = atol + rtol * float(np.linalg.norm(want.astype(np.float64)))
     assert diff <= bound, (f"{what}: ||got - want|| = {diff:.3e} > {bound:.3e} "
                            f"(relative error {relative_error(got, want):.3e})")
+
+
+class on_backend:
+    """with on_backend(name): ... runs the ops on that backend (skips when it cannot load)."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def __enter__(self):
+        self.previous = backends.get_backend().name
+        try:
+            backends.set_backend(self.name)
+        except (ImportError, RuntimeError) as exc:
+            pytest.skip(str(exc))
+
+    def __exit__(self, *exc):
+        backends.set_backend(self.previous)
 
 
 def _is_float(a):

@@ -15,7 +15,7 @@ import minit2t as mt
 import minit2t.backends as backends
 import minit2t.nn.functional as F
 import torch_approx as ta
-from helpers import F64, check_against_torch, reference
+from helpers import F64, check_against_torch, on_backend, reference
 from minit2t import ops
 from strategies import make_array
 
@@ -54,21 +54,6 @@ def test_special_values(backend):
         np.testing.assert_allclose(y.data, np.broadcast_to(np.arange(5.0), (3, 5)), atol=1e-6)
 
 
-class on_backend:
-    """with on_backend(name): ... runs the ops on that backend (skips when it cannot load)."""
-
-    def __init__(self, name):
-        self.name = name
-
-    def __enter__(self):
-        self.previous = backends.get_backend().name
-        try:
-            backends.set_backend(self.name)
-        except (ImportError, RuntimeError) as exc:
-            pytest.skip(str(exc))
-
-    def __exit__(self, *exc):
-        backends.set_backend(self.previous)
 
 
 

@@ -17,8 +17,9 @@ import torch.nn.functional as TF
 from hypothesis import given
 from hypothesis import strategies as st
 
+import minit2t as mt
 import minit2t.backends as backends
-from helpers import assert_close, reference
+from helpers import assert_close, reference, relative_error
 from minit2t import ops
 from minit2t.ops.function import Context
 from strategies import fused_shapes, gemm_cases, make_array, seeds
@@ -212,9 +213,9 @@ def test_attention_every_level(c, B, N, h, d):
     for level in levels(c):
         o, o2, p, gqkv = out((B, N, h * d)), out((B, N, h * d)), out((B, h, N, Np)), out((B, N, 3 * h * d))
         forward, backward = (getattr(c.lib, f"attention_{way}_{level}") for way in ("forward", "backward"))
-        assert forward(c.ptr(qkv), c.ffi.NULL, c.ptr(o), c.ptr(p), B, N, h, d, scale) == 0
-        assert forward(c.ptr(qkv), c.ffi.NULL, c.ptr(o2), c.ffi.NULL, B, N, h, d, scale) == 0
-        assert backward(c.ptr(qkv), c.ptr(p), c.ptr(g), c.ptr(gqkv), B, N, h, d, scale) == 0
+        assert forward(c.ptr(qkv), c.ffi.NULL, c.ptr(o), c.ptr(p), B, N, h, d, scale, 0) == 0
+        assert forward(c.ptr(qkv), c.ffi.NULL, c.ptr(o2), c.ffi.NULL, B, N, h, d, scale, 0) == 0
+        assert backward(c.ptr(qkv), c.ptr(p), c.ptr(g), c.ptr(gqkv), B, N, h, d, scale, 0) == 0
         for what, got, ref in (("out", o, want), ("out without P", o2, want), ("p", p, want_p),
                                ("gqkv", gqkv, want_g)):
             assert_close(got, ref, 2e-6, 1e-6, f"{level} {what}")      # norm-wise; float32 sums of N terms
@@ -235,10 +236,42 @@ def test_attention_key_bias_every_level(c, B, N, h, d):
     for level in levels(c):
         o, o2, p = out((B, N, h * d)), out((B, N, h * d)), out((B, h, N, Np))
         forward = getattr(c.lib, "attention_forward_" + level)
-        assert forward(c.ptr(qkv), c.ptr(kbias), c.ptr(o), c.ptr(p), B, N, h, d, scale) == 0
-        assert forward(c.ptr(qkv), c.ptr(kbias), c.ptr(o2), c.ffi.NULL, B, N, h, d, scale) == 0
+        assert forward(c.ptr(qkv), c.ptr(kbias), c.ptr(o), c.ptr(p), B, N, h, d, scale, 0) == 0
+        assert forward(c.ptr(qkv), c.ptr(kbias), c.ptr(o2), c.ffi.NULL, B, N, h, d, scale, 0) == 0
         for what, got, ref in (("out", o, want), ("out without P", o2, want), ("p", p, want_p)):
             assert_close(got, ref, 2e-6, 1e-6, f"{level} {what}")
+
+
+@pytest.mark.parametrize("B, N, h, d", [(1, 1, 1, 1), (2, 7, 2, 5), (2, 65, 4, 32), (1, 33, 3, 17),
+                                        (2, 16, 2, 16)])
+def test_attention_bf16_every_level(c, B, N, h, d):
+    """attention_forward / _backward with bf16 = 1: the reference op under mt.autocast, run in
+    float32 (its products on the rounded operands). The rounding is the same everywhere; what
+    differs is the order of the sums (the references sum in double), and a P or gS within that
+    round-off of a bf16 rounding boundary rounds to the other side, moving by 2^-8 of itself.
+    gS = P (gP - rowsum) cancels, so its round-off, and its flips, are the larger: up to ~1e-4
+    norm-wise in gqkv (measured 5e-5 at 2 x 65 x 4 x 32), hence 5e-4. A kernel that forgot to
+    round its operands is off by 5e-3 to 1e-2 there, far outside."""
+    qkv, g, scale = f32(N, (B, N, 3 * h * d), 2.0), f32(N + 1, (B, N, h * d)), 0.3
+    with mt.autocast("bfloat16"):
+        ctx = Context(ops.Attention)
+    want = ops.Attention.forward(ctx, qkv, num_heads=h, scale=scale)
+    (want_g,) = ops.Attention.backward(ctx, g)
+    Np = c.lib.attention_row(N)
+    want_p = np.zeros((B, h, N, Np), np.float32)
+    want_p[..., :N] = ctx.saved[1]
+    plain = out((B, N, h * d))
+    assert c.lib.attention_forward_ref(c.ptr(qkv), c.ffi.NULL, c.ptr(plain), c.ffi.NULL, B, N, h, d, scale, 0) == 0
+    for level in levels(c):
+        o, p, gqkv = out((B, N, h * d)), out((B, h, N, Np)), out((B, N, 3 * h * d))
+        forward, backward = (getattr(c.lib, f"attention_{way}_{level}") for way in ("forward", "backward"))
+        assert forward(c.ptr(qkv), c.ffi.NULL, c.ptr(o), c.ptr(p), B, N, h, d, scale, 1) == 0
+        assert backward(c.ptr(qkv), c.ptr(p), c.ptr(g), c.ptr(gqkv), B, N, h, d, scale, 1) == 0
+        for what, got, ref in (("out", o, want), ("p", p, want_p), ("gqkv", gqkv, want_g)):
+            assert_close(got, ref, 5e-4, 1e-6, f"{level} bf16 {what}")
+        assert np.array_equal(p, mt.amp.to_bf16(p)), f"{level}: P is not kept in bf16"
+    if N * d > 8:                                      # the rounding shows: off float32 by ~2^-9
+        assert relative_error(plain, want) > 1e-3
 
 
 def _sgemm_views_every_level(c, a, b):

@@ -9,6 +9,8 @@ Two ways to run it, both on the C kernels:
   - composed, for fewer heads than threads (one image through a one-head T2T layer): the
     products as batched GEMMs and the softmax as its row kernel, each on every thread.
 Under no_grad the fused forward writes no probabilities at all (one head's in scratch).
+Under autocast (ctx.bf16) the fused kernels round the products' operands to bf16 as the
+reference op does; the composed way, for so few heads, runs the reference op itself.
 """
 import numpy as np
 
@@ -27,10 +29,13 @@ class Attention(ops.Attention):
         num_heads, scale = check_attention(qkv, num_heads, scale, key_bias)
         ctx.num_heads, ctx.scale = num_heads, scale
         ctx.composed = qkv.shape[0] * num_heads < lib.minit2t_get_num_threads()
+        if ctx.composed and ctx.bf16:
+            ctx.in_c = False
+            return ops.Attention.forward(ctx, qkv, num_heads, scale, key_bias)
         if ctx.composed:
             return _composed_forward(ctx, qkv, num_heads, scale, key_bias)
         keep = grad_mode.is_enabled()                                 # no_grad: P never written
-        out, p = ck.attention_forward(qkv, num_heads, scale, keep, key_bias)   # (B, N, D), (B, h, N, Np)
+        out, p = ck.attention_forward(qkv, num_heads, scale, keep, key_bias, ctx.bf16)   # (B, N, D), (B, h, N, Np)
         ctx.save_for_backward(qkv, p)
         return out
 
@@ -41,7 +46,7 @@ class Attention(ops.Attention):
         if ctx.composed:
             return (_composed_backward(ctx, g),)
         qkv, p = ctx.saved
-        return (ck.attention_backward(g, qkv, p, ctx.scale),)         # (B, N, 3*D)
+        return (ck.attention_backward(g, qkv, p, ctx.scale, ctx.bf16),)   # (B, N, 3*D)
 
 
 def _heads3(x):                                                      # (B, h, N, d) any strides

@@ -23,6 +23,7 @@ Outputs come from a pool of recycled buffers (_cmem).
 """
 import numpy as np
 
+from minit2t.amp import to_bf16
 from minit2t.backends._cmem import contiguous, ffi, lib, pool, ptr, strides, usable
 from minit2t.backends._checks import (check_copy, check_layer_norm, check_layer_norm_backward, check_linear,
                                       check_matmul, check_same_shape)
@@ -41,12 +42,15 @@ def _float32(what, *arrays):
 
 # ---- GEMM and im2col: float32 in C, float64 in NumPy -----------------------------
 
-def matmul(a, b):
-    """a (M, K) @ b (K, N) -> (M, N); batched (Bt, M, K) @ (Bt, K, N) -> (Bt, M, N)."""
+def matmul(a, b, bf16=False):
+    """a (M, K) @ b (K, N) -> (M, N); batched (Bt, M, K) @ (Bt, K, N) -> (Bt, M, N).
+    bf16: the operands rounded to bfloat16, float32 sums (float32 arrays only)."""
     a, b = np.asarray(a), np.asarray(b)
     shape = check_matmul(a, b)
     if a.dtype != np.float32 or b.dtype != np.float32:
         return np.matmul(a, b)               # float64: NumPy (the kernels are float32)
+    if bf16:
+        a, b = to_bf16(a), to_bf16(b)
     a, b = usable(a), usable(b)
     if a.ndim == 3 and b.ndim == 2 and a.size and a.strides[0] == a.shape[1] * a.strides[1]:
         flat = a.reshape(-1, a.shape[2])     # (Bt*M, K), a view: one GEMM
@@ -139,11 +143,14 @@ def copy_into(dst, src):
     return dst
 
 
-def linear_forward(x, weight, bias):
-    """x (R, Din) @ weight.T + bias (Dout,) -> (R, Dout): the bias added in the GEMM."""
+def linear_forward(x, weight, bias, bf16=False):
+    """x (R, Din) @ weight.T + bias (Dout,) -> (R, Dout): the bias added in the GEMM.
+    bf16: x and weight rounded to bfloat16, float32 sums."""
     x, weight, bias = np.asarray(x), np.asarray(weight), np.asarray(bias)
     r, dout = check_linear(x, weight, bias)
     _float32("linear_forward", x, weight, bias)
+    if bf16:
+        x, weight = to_bf16(x), to_bf16(weight)
     x, w, b = usable(x), usable(weight.T), contiguous(bias)        # w (Din, Dout), a view
     out = pool.empty((1, r, dout))
     if out.size:
@@ -283,11 +290,12 @@ def _band(kernel, x, y, out_shape, d, w):
     return out
 
 
-def attention_forward(qkv, num_heads, scale, keep=True, key_bias=None):
+def attention_forward(qkv, num_heads, scale, keep=True, key_bias=None, bf16=False):
     """qkv (B, N, 3*D) -> out (B, N, D) and, with keep, p (B, h, N, Np): softmax(q k^T * scale
     + key_bias) v per head, key_bias (B, N) or None. p's rows are padded with zeros to Np
     (attention_row: N rounded up to 16 floats), the layout attention_backward reads; without
-    keep (inference) p is None and never written."""
+    keep (inference) p is None and never written. bf16: the products' operands rounded to
+    bfloat16 (ops.Attention under autocast)."""
     qkv = np.asarray(qkv)
     num_heads, scale = attention.check_attention(qkv, num_heads, scale, key_bias)
     _float32("attention_forward", qkv)
@@ -297,13 +305,14 @@ def attention_forward(qkv, num_heads, scale, keep=True, key_bias=None):
     out = pool.empty((B, N, D))
     p = pool.empty((B, num_heads, N, lib.attention_row(N))) if keep else None
     if B * N and lib.attention_forward(ptr(qkv), kb, ptr(out), ptr(p) if keep else ffi.NULL, B, N,
-                                       num_heads, D // num_heads, scale):
+                                       num_heads, D // num_heads, scale, int(bool(bf16))):
         raise MemoryError(f"attention_forward: no working memory for one head of {N} tokens")
     return out, p
 
 
-def attention_backward(g, qkv, p, scale):
-    """g (B, N, D), qkv (B, N, 3*D), p (B, h, N, Np) from attention_forward -> gqkv (B, N, 3*D)."""
+def attention_backward(g, qkv, p, scale, bf16=False):
+    """g (B, N, D), qkv (B, N, 3*D), p (B, h, N, Np) from attention_forward -> gqkv (B, N, 3*D);
+    bf16 as in attention_forward (the forward's own)."""
     g, qkv, p = np.asarray(g), np.asarray(qkv), np.asarray(p)
     h = p.shape[1] if p.ndim == 4 else 0
     attention.check_attention(qkv, h, scale)
@@ -315,6 +324,7 @@ def attention_backward(g, qkv, p, scale):
     _float32("attention_backward", g, qkv, p)
     g, qkv, p = contiguous(g), contiguous(qkv), contiguous(p)
     gqkv = pool.empty(qkv.shape)
-    if gqkv.size and lib.attention_backward(ptr(qkv), ptr(p), ptr(g), ptr(gqkv), B, N, h, D3 // 3 // h, scale):
+    if gqkv.size and lib.attention_backward(ptr(qkv), ptr(p), ptr(g), ptr(gqkv), B, N, h, D3 // 3 // h, scale,
+                                             int(bool(bf16))):
         raise MemoryError(f"attention_backward: no working memory for one head of {N} tokens")
     return gqkv

@@ -17,11 +17,15 @@ What the C versions add, all of it memory layout, none of it math:
     buffer laid out as their input is;
   - Attention (c_attention.py) reads q, k, v where the qkv Linear wrote them and writes
     its gradient back packed, one head per work item (cext/attention.c).
+Under autocast (ctx.bf16) Linear and MatMul run the bf16 GEMM (cext/gemm_bf16.c: the
+rounding of the operands in its packing), Attention the fused kernels' bf16 mode; the band
+products round their operands (minit2t.amp.to_bf16) and run the float32 kernels.
 Legend: M/K/N matrix sides, R rows, Din/Dout linear features, "..." leading dims.
 """
 import numpy as np
 
 from minit2t import ops
+from minit2t.amp import operands
 from minit2t.backends import c_kernels as ck
 from minit2t.backends.c_attention import Attention
 from minit2t.ops import activation, conv, linear, matmul, norm, shape
@@ -51,15 +55,16 @@ def empty_like(a, dtype=None):
     return buf.transpose(np.argsort(order))
 
 
-def mm(a, b):
-    """a (..., M, K) @ b (..., K, N) -> (..., M, N) on the C GEMM (2-D or 3-D calls)."""
+def mm(a, b, bf16=False):
+    """a (..., M, K) @ b (..., K, N) -> (..., M, N) on the C GEMM (2-D or 3-D calls); bf16:
+    the bf16 GEMM (operands rounded, float32 sums)."""
     M, K, N = a.shape[-2], a.shape[-1], b.shape[-1]
     if b.ndim == 2:                                                # weights: fold batch into rows
-        return ck.matmul(reshape(a, (-1, K)), b).reshape(a.shape[:-1] + (N,))   # (..., M, N)
+        return ck.matmul(reshape(a, (-1, K)), b, bf16=bf16).reshape(a.shape[:-1] + (N,))   # (..., M, N)
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     a3 = reshape(np.broadcast_to(a, batch + (M, K)), (-1, M, K))   # (Bt, M, K)
     b3 = reshape(np.broadcast_to(b, batch + (K, N)), (-1, K, N))   # (Bt, K, N)
-    return ck.matmul(a3, b3).reshape(batch + (M, N))                    # (..., M, N)
+    return ck.matmul(a3, b3, bf16=bf16).reshape(batch + (M, N))        # (..., M, N)
 
 
 class MatMul(ops.MatMul):
@@ -70,7 +75,7 @@ class MatMul(ops.MatMul):
             return ops.MatMul.forward(ctx, a, b)
         matmul.check(a, b, (a.shape, b.shape))
         ctx.save_for_backward(a, b)
-        return mm(a, b)                                             # (..., M, N)
+        return mm(a, b, ctx.bf16)                                   # (..., M, N)
 
     @staticmethod
     def backward(ctx, g):
@@ -80,14 +85,14 @@ class MatMul(ops.MatMul):
         g = contiguous(g) if g.ndim > 3 else g                      # once, not once per product
         ga = gb = None
         if ctx.needs_input_grad(0):
-            ga = ops.unbroadcast(mm(g, np.swapaxes(b, -1, -2)), a.shape)       # (..., M, K)
+            ga = ops.unbroadcast(mm(g, np.swapaxes(b, -1, -2), ctx.bf16), a.shape)   # (..., M, K)
         if ctx.needs_input_grad(1):
             if b.ndim == 2:
-                gb = mm(a.reshape(-1, a.shape[-1]).T, g.reshape(-1, b.shape[1]))   # (K, N)
+                gb = mm(a.reshape(-1, a.shape[-1]).T, g.reshape(-1, b.shape[1]), ctx.bf16)   # (K, N)
             elif _is_transposed(b) and a.shape[:-2] == b.shape[:-2]:
-                gb = np.swapaxes(mm(np.swapaxes(g, -1, -2), a), -1, -2)  # (..., K, N) laid out as b
+                gb = np.swapaxes(mm(np.swapaxes(g, -1, -2), a, ctx.bf16), -1, -2)  # (..., K, N) as b
             else:
-                gb = mm(np.swapaxes(a, -1, -2), g)                  # (..., K, N)
+                gb = mm(np.swapaxes(a, -1, -2), g, ctx.bf16)        # (..., K, N)
             gb = ops.unbroadcast(gb, b.shape)
         return ga, gb
 
@@ -106,7 +111,8 @@ class Linear(ops.Linear):
             return ops.Linear.forward(ctx, x, weight, bias)
         linear.check(x, weight, bias)
         x2 = reshape(x, (-1, x.shape[-1]))                                # (R, Din)
-        y = mm(x2, weight.T) if bias is None else ck.linear_forward(x2, weight, bias)   # (R, Dout)
+        y = (mm(x2, weight.T, ctx.bf16) if bias is None                # (R, Dout)
+             else ck.linear_forward(x2, weight, bias, bf16=ctx.bf16))
         ctx.save_for_backward(x2, weight)
         ctx.shape = x.shape
         return y.reshape(x.shape[:-1] + (weight.shape[0],))              # (..., Dout)
@@ -117,8 +123,8 @@ class Linear(ops.Linear):
             return ops.Linear.backward(ctx, g)
         x2, weight = ctx.saved
         g2 = reshape(g, (-1, weight.shape[0]))                           # (R, Dout)
-        gx = mm(g2, weight).reshape(ctx.shape) if ctx.needs_input_grad(0) else None
-        gw = mm(g2.T, x2) if ctx.needs_input_grad(1) else None            # (Dout, Din)
+        gx = mm(g2, weight, ctx.bf16).reshape(ctx.shape) if ctx.needs_input_grad(0) else None
+        gw = mm(g2.T, x2, ctx.bf16) if ctx.needs_input_grad(1) else None  # (Dout, Din)
         gb = ck.sum_rows(g2) if ctx.needs_input_grad(2) else None         # (Dout,)
         return gx, gw, gb
 
@@ -294,6 +300,7 @@ class BandDot(ops.BandDot):
         ctx.in_c = _f32(a, b)
         if not ctx.in_c:
             return ops.BandDot.forward(ctx, a, b, window)
+        a, b = operands(ctx, a, b)                                    # bf16 under autocast
         ctx.save_for_backward(a, b)
         return ck.band_dot(a, b, window)                              # (B, T, w)
 
@@ -302,6 +309,7 @@ class BandDot(ops.BandDot):
         if not ctx.in_c:
             return ops.BandDot.backward(ctx, g)
         a, b = ctx.saved
+        g = operands(ctx, g)
         return ck.band_mix(g, b), ck.band_mix_t(g, a)                 # (B, T, d) each
 
 
@@ -311,6 +319,7 @@ class BandMix(ops.BandMix):
         ctx.in_c = _f32(p, v)
         if not ctx.in_c:
             return ops.BandMix.forward(ctx, p, v)
+        p, v = operands(ctx, p, v)                                    # bf16 under autocast
         ctx.save_for_backward(p, v)
         return ck.band_mix(p, v)                                      # (B, T, d)
 
@@ -319,6 +328,7 @@ class BandMix(ops.BandMix):
         if not ctx.in_c:
             return ops.BandMix.backward(ctx, g)
         p, v = ctx.saved
+        g = operands(ctx, g)
         return ck.band_dot(g, v, p.shape[-1]), ck.band_mix_t(p, g)    # (B, T, w), (B, T, d)
 
 

@@ -4,10 +4,13 @@ as minit2t/ops, with the products and the windows computed by the OpenCL kernels
 
 Legend: M/K/N matrix sides, Bt flattened batch, R rows, Din/Dout linear features,
 "..." batch dims. Each class replaces the op it subclasses (opencl_backend.OPS).
+Under autocast (ctx.bf16) the operands are rounded to bf16 on the host first
+(minit2t.amp.operands, as the reference ops do); the kernels sum in float32.
 """
 import numpy as np
 
 from minit2t import ops
+from minit2t.amp import operands
 from minit2t.backends import opencl_kernels as ocl
 from minit2t.ops import conv, linear, matmul
 
@@ -30,6 +33,7 @@ class MatMul(ops.MatMul):
         if not ctx.on_device:
             return ops.MatMul.forward(ctx, a, b)
         matmul.check(a, b, (a.shape, b.shape))
+        a, b = operands(ctx, a, b)                                  # bf16 under autocast
         ctx.save_for_backward(a, b)
         return mm(a, b)
 
@@ -38,6 +42,7 @@ class MatMul(ops.MatMul):
         if not ctx.on_device:
             return ops.MatMul.backward(ctx, g)
         a, b = ctx.saved
+        g = operands(ctx, g)
         ga = ops.unbroadcast(mm(g, np.swapaxes(b, -1, -2)), a.shape) if ctx.needs_input_grad(0) else None
         gb = ops.unbroadcast(mm(np.swapaxes(a, -1, -2), g), b.shape) if ctx.needs_input_grad(1) else None
         return ga, gb
@@ -48,6 +53,7 @@ class Linear(ops.Linear):
     def forward(ctx, x, weight, bias=None):
         linear.check(x, weight, bias)
         x2 = x.reshape(-1, x.shape[-1])                                   # (R, Din)
+        x2, weight = operands(ctx, x2, weight)                            # bf16 under autocast
         y = mm(x2, weight.T)                                              # (R, Dout)
         ctx.save_for_backward(x2, weight)
         ctx.shape = x.shape
@@ -58,9 +64,10 @@ class Linear(ops.Linear):
     def backward(ctx, g):
         x2, weight = ctx.saved
         g2 = g.reshape(-1, weight.shape[0])                               # (R, Dout)
+        gb = g2.sum(axis=0) if ctx.needs_input_grad(2) else None          # (Dout,)
+        g2 = operands(ctx, g2)                                            # bf16 under autocast
         gx = mm(g2, weight).reshape(ctx.shape) if ctx.needs_input_grad(0) else None
         gw = mm(g2.T, x2) if ctx.needs_input_grad(1) else None            # (Dout, Din)
-        gb = g2.sum(axis=0) if ctx.needs_input_grad(2) else None          # (Dout,)
         return gx, gw, gb
 
 

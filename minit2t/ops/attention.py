@@ -17,6 +17,9 @@ attention adds log size_j); it is a constant: no gradient flows to it. The gradi
 packed as qkv was. Only qkv and P (B, h, N, N) are kept for the backward. P is never handed
 out: a layer that shows or changes the probabilities (a hook on its softmax, dropout on them)
 composes matmul and softmax instead.
+Under autocast (minit2t.amp) the operands of every product are bf16: qkv and g rounded
+once, P rounded after the softmax (and kept so for the backward, as torch keeps it), gS
+rounded before its two products; the softmax and its backward run in float32.
 A backend may replace this op with a faster one (minit2t.backends).
 """
 import math
@@ -24,6 +27,7 @@ import numbers
 
 import numpy as np
 
+from minit2t.amp import operands
 from minit2t.ops.function import Function
 
 
@@ -54,11 +58,12 @@ class Attention(Function):
     @staticmethod
     def forward(ctx, qkv, num_heads, scale, key_bias=None):
         num_heads, scale = check_attention(qkv, num_heads, scale, key_bias)   # a float keeps qkv's dtype
+        qkv = operands(ctx, qkv)                                    # bf16 under autocast
         q, k, v = split_heads(qkv, num_heads)                       # (B, h, N, d) each
         s = (q @ k.swapaxes(-1, -2)) * scale                        # (B, h, N, N)
         if key_bias is not None:
             s += key_bias[:, None, None, :]                         # (B, 1, 1, N) on every row
-        p = softmax_rows(s)                                         # (B, h, N, N)
+        p = operands(ctx, softmax_rows(s))                          # (B, h, N, N)
         ctx.num_heads, ctx.scale = num_heads, scale
         ctx.save_for_backward(qkv, p)
         return merge_heads(p @ v)                                   # (B, N, D)
@@ -66,16 +71,17 @@ class Attention(Function):
     @staticmethod
     def backward(ctx, g):                                            # (B, N, D)
         qkv, p = ctx.saved
+        g = operands(ctx, g)                                        # bf16 under autocast
         h, (B, N, D) = ctx.num_heads, g.shape
         q, k, v = split_heads(qkv, h)                               # (B, h, N, d) each
         go = g.reshape(B, N, h, D // h).transpose(0, 2, 1, 3)       # (B, h, N, d)
         gp = go @ v.swapaxes(-1, -2)                                # (B, h, N, N)
         gs = p * (gp - (gp * p).sum(axis=-1, keepdims=True))        # (B, h, N, N)
-        gs *= ctx.scale
+        gs = operands(ctx, gs)                                      # bf16 under autocast
         gqkv = np.empty(qkv.shape, dtype=p.dtype)                   # (B, N, 3*D)
         gq, gk, gv = split_heads(gqkv, h)                           # (B, h, N, d) views of it
-        gq[...] = gs @ k
-        gk[...] = gs.swapaxes(-1, -2) @ q
+        gq[...] = (gs @ k) * ctx.scale
+        gk[...] = (gs.swapaxes(-1, -2) @ q) * ctx.scale
         gv[...] = p.swapaxes(-1, -2) @ go
         return (gqkv,)
 

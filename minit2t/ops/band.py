@@ -13,11 +13,13 @@ Each is a loop over the w offsets of one product of two (B, n, d) slices, so mem
 O(B T (w + d)). The backwards are the same three functions:
     BandDot: grad a = band_mix(g, b), grad b = band_mix_t(g, a)
     BandMix: grad p = band_dot(g, v), grad v = band_mix_t(p, g)
+Under autocast (minit2t.amp) the operands (and g) are rounded to bf16 first.
 """
 import numbers
 
 import numpy as np
 
+from minit2t.amp import operands
 from minit2t.ops.function import Function
 
 
@@ -73,12 +75,14 @@ class BandDot(Function):
     @staticmethod
     def forward(ctx, a, b, window):
         w = check_band("band_dot", window, a=a, b=b)
+        a, b = operands(ctx, a, b)                                  # bf16 under autocast
         ctx.save_for_backward(a, b)
         return band_dot(a, b, w)                                    # (B, T, w)
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved
+        g = operands(ctx, g)                                        # bf16 under autocast
         return band_mix(g, b), band_mix_t(g, a)                     # (B, T, d) each
 
 
@@ -88,12 +92,14 @@ class BandMix(Function):
     @staticmethod
     def forward(ctx, p, v):
         check_band("band_mix", None, p=p, v=v)
+        p, v = operands(ctx, p, v)                                  # bf16 under autocast
         ctx.save_for_backward(p, v)
         return band_mix(p, v)                                       # (B, T, d)
 
     @staticmethod
     def backward(ctx, g):
         p, v = ctx.saved
+        g = operands(ctx, g)                                        # bf16 under autocast
         return band_dot(g, v, p.shape[-1]), band_mix_t(p, g)        # (B, T, w), (B, T, d)
 
 

@@ -19,7 +19,7 @@ The seam: apply asks the active backend for its version of the op
 a backend may replace a whole op, forward and backward together, with a
 faster one (the C backend's are in minit2t/backends/c_ops.py).
 """
-from minit2t import grad_mode
+from minit2t import amp, grad_mode
 from minit2t.backends import implementation
 
 
@@ -31,6 +31,7 @@ class Context:
         self.inputs = ()          # the input tensors (set only when tracked)
         self.saved = ()
         self.n_outputs = 1        # > 1 for ops whose forward returns a tuple
+        self.bf16 = amp.bf16_enabled()   # under autocast: products take bf16 operands (amp.operands)
 
     def save_for_backward(self, *arrays):
         self.saved = arrays

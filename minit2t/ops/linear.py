@@ -6,8 +6,10 @@ Dout output features. weight is (Dout, Din) as in torch.
     gx = g @ weight              (R, Dout) @ (Dout, Din)
     gw = g^T @ x                 (Dout, R) @ (R, Din)
     gb = sum of g's rows         (Dout,)
+Under autocast (minit2t.amp) x, weight and g are rounded to bf16 before each product.
 A backend may replace this op with a faster one (minit2t.backends).
 """
+from minit2t.amp import operands
 from minit2t.ops.function import Function
 
 
@@ -27,6 +29,7 @@ class Linear(Function):
     def forward(ctx, x, weight, bias=None):
         check(x, weight, bias)
         x2 = x.reshape(-1, x.shape[-1])                                   # (R, Din)
+        x2, weight = operands(ctx, x2, weight)                            # bf16 under autocast
         ctx.save_for_backward(x2, weight)
         ctx.shape = x.shape
         y = x2 @ weight.T if bias is None else x2 @ weight.T + bias       # (R, Dout)
@@ -36,7 +39,8 @@ class Linear(Function):
     def backward(ctx, g):
         x2, weight = ctx.saved
         g2 = g.reshape(-1, weight.shape[0])                               # (R, Dout)
+        gb = g2.sum(axis=0) if ctx.needs_input_grad(2) else None          # (Dout,)
+        g2 = operands(ctx, g2)                                            # bf16 under autocast
         gx = (g2 @ weight).reshape(ctx.shape) if ctx.needs_input_grad(0) else None   # (..., Din)
         gw = g2.T @ x2 if ctx.needs_input_grad(1) else None               # (Dout, Din)
-        gb = g2.sum(axis=0) if ctx.needs_input_grad(2) else None          # (Dout,)
         return gx, gw, gb

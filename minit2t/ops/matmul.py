@@ -4,10 +4,12 @@ Legend: M rows of a, K shared dim, N columns of b, "..." batch dims (broadcast).
     out = a @ b        (..., M, K) @ (..., K, N) -> (..., M, N)
     ga  = g @ b^T      summed over the batch dims that a was broadcast along
     gb  = a^T @ g      likewise for b
+Under autocast (minit2t.amp) a, b and g are rounded to bf16 before each product.
 A backend may replace this op with a faster one (minit2t.backends).
 """
 import numpy as np
 
+from minit2t.amp import operands
 from minit2t.ops.function import Function, unbroadcast
 
 
@@ -31,6 +33,7 @@ class MatMul(Function):
         a = a[None, :] if a.ndim == 1 else a                        # (1, K)
         b = b[:, None] if b.ndim == 1 else b                        # (K, 1)
         check(a, b, given)
+        a, b = operands(ctx, a, b)                                  # bf16 under autocast
         ctx.save_for_backward(a, b)
         out = np.matmul(a, b)                                       # (..., M, N)
         out = out[..., 0, :] if ctx.vector[0] else out              # (..., N) for a 1-D a
@@ -39,6 +42,7 @@ class MatMul(Function):
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved
+        g = operands(ctx, g)                                        # bf16 under autocast
         g = g[..., None] if ctx.vector[1] else g                    # (..., M, 1)
         g = g[..., None, :] if ctx.vector[0] else g                 # (..., 1, N)
         ga = gb = None
