@@ -21,6 +21,31 @@ def failure(name, fn, **kw):
     return str(info.value)
 
 
+def leaves_first(L):
+    """Every tensor of L's graph, each after all of its inputs."""
+    order, seen = [], set()
+
+    def visit(t):
+        if id(t) not in seen:
+            seen.add(id(t))
+            for inp in (t._ctx.inputs if t._ctx else ()):
+                visit(inp)
+            order.append(t)
+    visit(L)
+    return order
+
+
+def backprop(L, *leaves, add=lambda old, g: old + g):
+    grads = {id(L): np.ones_like(L.data)}
+    for t in reversed(leaves_first(L)):
+        if t._ctx is None:
+            continue
+        for inp, g in zip(t._ctx.inputs, t._ctx.fn.backward(t._ctx, grads[id(t)])):
+            if g is not None:
+                grads[id(inp)] = add(grads[id(inp)], g) if id(inp) in grads else g
+    return tuple(grads[id(leaf)] for leaf in leaves)
+
+
 def layer_norm_backward(g, x, weight, eps):
     xhat = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + eps)
     dxhat = g * weight

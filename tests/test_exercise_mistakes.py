@@ -13,6 +13,24 @@ from exercise_solutions import failure
 from minit2t import exercises as ex
 
 
+def test_backprop_overwriting_where_paths_meet():
+    msg = failure("backprop", lambda L, *leaves: sol.backprop(L, *leaves, add=lambda old, g: g))
+    assert "output g" in msg and "max abs error" in msg and "L () = Sum(" in msg and "x (" in msg
+
+
+def test_backprop_in_the_order_the_ops_were_met_not_topological():
+    def wrong(L, *leaves):                                                 # breadth-first: a tensor may be
+        grads, queue = {id(L): np.ones_like(L.data)}, [L]                 # passed on before all its uses
+        while queue:
+            t = queue.pop(0)
+            if t._ctx is not None:
+                for inp, g in zip(t._ctx.inputs, t._ctx.fn.backward(t._ctx, grads[id(t)])):
+                    grads[id(inp)] = grads.get(id(inp), 0) + g
+                    queue.append(inp)
+        return tuple(grads[id(leaf)] for leaf in leaves)
+    assert "max abs error" in failure("backprop", wrong)
+
+
 def test_restructurize_reshaped_without_the_transpose():
     msg = failure("restructurize", lambda x, side: x.reshape(x.shape[0], x.shape[2], side, side))
     assert "output image: max abs error" in msg and "at index" in msg

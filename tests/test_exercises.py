@@ -18,7 +18,7 @@ from minit2t.models.token_transformer import TokenAttention
 
 # ---- right solutions ------------------------------------------------------------
 
-NAMES = ["adamw_step", "cross_entropy_backward", "fold", "gelu_backward", "layer_norm_backward", "prm_exp",
+NAMES = ["adamw_step", "backprop", "cross_entropy_backward", "fold", "gelu_backward", "layer_norm_backward", "prm_exp",
          "restructurize", "sinusoid_table", "softmax_backward", "t2t_attention", "t2t_module", "unfold",
          "warmup_cosine"]
 RIGHT = {name: getattr(sol, name) for name in NAMES}

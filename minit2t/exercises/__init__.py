@@ -9,7 +9,7 @@
     ex.reveal("unfold")                           # the library's own code for it (inspect.getsource)
     ex.solution("unfold")                         # the reference, a function with the statement's signature
 
-Exercises: layer_norm_backward, softmax_backward, gelu_backward, cross_entropy_backward (backward.py);
+Exercises: backprop (autograd.py); layer_norm_backward, softmax_backward, gelu_backward, cross_entropy_backward (backward.py);
 unfold, fold, restructurize, t2t_attention, prm_exp (tokens.py); sinusoid_table, t2t_module (model.py);
 adamw_step, warmup_cosine (training.py).
 
@@ -37,7 +37,7 @@ never pasted in a notebook: ex.reveal(name), or the third hint, prints it from t
 import inspect
 import textwrap
 
-from minit2t.exercises import backward, model, tokens, training  # noqa: F401  (they register the exercises)
+from minit2t.exercises import autograd, backward, model, tokens, training  # noqa: F401  (they register the exercises)
 from minit2t.exercises.checking import check, get
 from minit2t.exercises.core import EXERCISES
 

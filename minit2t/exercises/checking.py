@@ -7,7 +7,8 @@ constant factor, the right values in the wrong places).
 """
 import numpy as np
 
-from minit2t.exercises.core import EXERCISES
+from minit2t.exercises.core import EXERCISES, formula
+from minit2t.tensor import Tensor
 
 
 def get(name):
@@ -17,7 +18,12 @@ def get(name):
 
 
 def _describe_case(args):
+    tensors = {id(v): key for key, v in args.items() if isinstance(v, Tensor)}
+
     def one(key, v):
+        if isinstance(v, Tensor):                                        # a graph's output: how it was made
+            made = formula(v, {i: n for i, n in tensors.items() if n != key}) if v._ctx else "a leaf"
+            return f"{key} {v.shape}" + ("" if made == "a leaf" else f" = {made}")
         if isinstance(v, np.ndarray):
             return f"{key} {v.shape}" + ("" if v.flags.c_contiguous else " non-contiguous")
         if isinstance(v, dict):

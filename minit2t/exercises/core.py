@@ -78,3 +78,12 @@ def window(rng, i):
     B, C = side(rng, i, 1, 2), side(rng, i, 1, 3)
     H, W = (side(rng, i, max(1, k - 2 * p), 6) for _ in range(2))
     return B, C, H, W, k, s, p
+
+
+def formula(t, names):
+    """How Tensor t was made, as ops of the tensors in `names` (id -> name), e.g. Sum(Tanh(Add(Mul(x, w), b)))."""
+    if id(t) in names:
+        return names[id(t)]
+    if t._ctx is None:
+        return f"{float(t.data):g}" if t.data.size == 1 else f"a constant {t.shape}"
+    return f"{t._ctx.fn.__name__}({', '.join(formula(i, names) for i in t._ctx.inputs)})"
