@@ -2,13 +2,19 @@
 
     python notebooks/build.py                      # every notebooks/*.ipynb
     python notebooks/build.py 02_soft_split        # the ones named
+    python notebooks/build.py --learner OUTDIR     # learner copies of every notebook (or of the ones named)
 
 Each runs in a fresh kernel of this interpreter (sys.executable: ipykernel started by the Python that runs
 this script, not the first "python3" kernel Jupyter finds, which may be another environment's), with
 notebooks/ as its working directory and the repository root first on its PYTHONPATH, so it imports this
 checkout's minit2t. tests/test_notebooks.py runs them through execute() too.
+
+A learner's copy (--learner OUTDIR) is the notebook with its outputs cleared and every build cell's function
+body after its "# YOUR CODE" comment line replaced by `...` (the convention of minit2t/exercises: the
+committed notebook holds the reference there, ex.solution(name), so that it runs and its checks pass).
 """
 import os
+import re
 import sys
 import tempfile
 import time
@@ -23,6 +29,7 @@ from nbclient import NotebookClient
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 KERNEL = "minit2t-this-python"
+YOUR_CODE = re.compile(r"^(\s+)# YOUR CODE")                # the comment line that opens a build cell's body
 
 
 def this_python_kernel(folder):
@@ -55,8 +62,58 @@ def execute(path, timeout=300):
     return nb
 
 
+def is_build_cell(cell):
+    return cell.cell_type == "code" and any(YOUR_CODE.match(line) for line in cell.source.splitlines())
+
+
+def blank_body(source):
+    """A build cell's source with each body after a "# YOUR CODE" line (the lines indented at least as far,
+    up to the first line that is not) replaced by one line `...` at the comment's indentation."""
+    out, indent = [], None
+    for line in source.splitlines():
+        if indent is not None and (not line.strip() or line.startswith(indent)):
+            continue                                       # still the reference's body: dropped
+        if indent is not None:
+            out.append(indent + "...")
+            indent = None
+        out.append(line)
+        match = YOUR_CODE.match(line)
+        if match:
+            indent = match.group(1)
+    if indent is not None:
+        out.append(indent + "...")
+    return "\n".join(out)
+
+
+def learner_copy(nb):
+    """The notebook a learner starts from: no outputs, and `...` where each build cell's body was."""
+    nb = nbformat.from_dict(nb)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+            if is_build_cell(cell):
+                cell.source = blank_body(cell.source)
+    return nb
+
+
+def write_learner_copies(paths, folder):
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in paths:
+        nb = learner_copy(nbformat.read(path, as_version=4))
+        nbformat.write(nb, folder / path.name)
+        print(f"{folder / path.name}: {sum(map(is_build_cell, nb.cells))} build cells to write")
+
+
 def main(names):
+    learner = None
+    if names and names[0] == "--learner":
+        if len(names) < 2:
+            raise SystemExit("usage: python notebooks/build.py --learner OUTDIR [NOTEBOOK ...]")
+        learner, names = names[1], names[2:]
     paths = [HERE / f"{n}.ipynb" for n in names] if names else sorted(HERE.glob("*.ipynb"))
+    if learner is not None:
+        return write_learner_copies(paths, learner)
     for path in paths:
         start = time.perf_counter()
         nb = execute(path)

@@ -32,6 +32,9 @@ _spec = importlib.util.spec_from_file_location("notebooks_build", NOTEBOOK_DIR /
 build = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(build)
 MAX_TOTAL_BYTES = 2_400_000                                             # about 300 kB a notebook, for eight
+BUILD_CELLS_AT_LEAST = {"01_autograd": 2, "02_soft_split": 2, "03_t2t_attention": 2}   # notebook -> build cells
+CHECK_CALL = re.compile(r"\b(ex|exercises)\.check\(")
+SOLUTION_CALL = re.compile(r"\b(ex|exercises)\.solution\(")
 
 
 def _code(nb):
@@ -117,3 +120,34 @@ def test_notebook_runs(path):
     nb = build.execute(path, timeout=CELL_TIMEOUT)   # raises CellExecutionError, with the traceback, on a failing cell
     outputs = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
+
+
+def test_blank_body_keeps_the_cell_around_the_body():
+    source = ('def my_fold(cols, H, W, k, s, p):\n    """Doc."""\n    # YOUR CODE: sum each column back\n'
+              '    H2 = H\n\n    return ex.solution("fold")(cols, H2, W, k, s, p)\nex.check("fold", my_fold)')
+    assert build.blank_body(source) == ('def my_fold(cols, H, W, k, s, p):\n    """Doc."""\n'
+                                        '    # YOUR CODE: sum each column back\n    ...\nex.check("fold", my_fold)')
+
+
+@pytest.mark.parametrize("name", sorted(BUILD_CELLS_AT_LEAST))
+def test_build_cells(name):
+    """Where a notebook introduces a piece the learner writes it: enough build cells, each filled with the
+    library's reference (ex.solution, never pasted code) and checked at once with ex.check."""
+    cells = [c for c in nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4).cells if build.is_build_cell(c)]
+    assert len(cells) >= BUILD_CELLS_AT_LEAST[name], f"{name}: {len(cells)} build cells"
+    for cell in cells:
+        body = cell.source.split("# YOUR CODE", 1)[1]
+        assert SOLUTION_CALL.search(body) and CHECK_CALL.search(cell.source), cell.source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_learner_copy(path, tmp_path):
+    """notebooks/build.py --learner: outputs cleared, no reference left, every build cell still checks."""
+    build.main(["--learner", str(tmp_path), path.stem])
+    nb = nbformat.read(tmp_path / path.name, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert not any(c.outputs or c.execution_count for c in code)
+    assert not SOLUTION_CALL.search(_code(nb)), f"{path.name}: a learner's copy still calls ex.solution"
+    cells = [c for c in code if build.is_build_cell(c)]
+    assert len(cells) >= BUILD_CELLS_AT_LEAST.get(path.stem, 0)
+    assert all(CHECK_CALL.search(c.source) and "    ...\n" in c.source + "\n" for c in cells)
