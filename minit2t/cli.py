@@ -92,7 +92,9 @@ def cmd_export(args):
 
 
 def cmd_bench(args):
-    rows, why_not, threads = speed.bench(args.model, args.batch_size, args.infer_batch, args.repeats, args.threads)
+    precisions = speed.PRECISIONS if args.precision == "all" else (args.precision,)
+    rows, why_not, threads = speed.bench(args.model, args.batch_size, args.infer_batch, args.repeats, args.threads,
+                                         precisions=precisions, with_torch=args.torch)
     print("\n".join(speed.report(args.model, rows, why_not, threads, args.repeats)))
 
 
@@ -104,6 +106,10 @@ def _bench_parser(sub):
     p.add_argument("--infer-batch", type=_positive, default=256, help="of inference (default 256)")
     p.add_argument("--repeats", type=_positive, default=5, help="timed runs of each (default 5)")
     p.add_argument("--threads", type=_positive, default=None, help="default: every core this process may use")
+    p.add_argument("--precision", choices=speed.PRECISIONS + ("all",), default="all",
+                   help="fp32, bf16 (under autocast; torch's under torch.autocast) or all (default)")
+    p.add_argument("--torch", action=argparse.BooleanOptionalAction, default=True,
+                   help="beside the PyTorch transcription, in the same precision (default; --no-torch: not)")
     p.set_defaults(fn=cmd_bench)
 
 

@@ -49,6 +49,9 @@ RECIPE = (
     Option("ema", "float", None, "also keep an exponential moving average of the weights (e.g. 0.999 a step), "
            "evaluated after every epoch and saved in the checkpoint (eval --ema scores it)", lo=0.0, hi=1.0,
            lo_open=True, optional=True, added_later=True, metavar="DECAY"),
+    Option("precision", "choice", "fp32", "bf16: the forward and the loss under mt.autocast(\"bfloat16\") "
+           "(products in bf16, master weights, gradients and the optimiser in fp32); kept on --resume",
+           choices=("fp32", "bf16"), added_later=True),
     Option("seed", "int", 0, "of the initialisation, the shuffling and the augmentation", lo=0, hi=MAX_COUNT),
     Option("backend", "choice", None, "the kernels (none: C when it is built, else NumPy)", choices=BACKENDS,
            optional=True, resume=True),

@@ -15,6 +15,7 @@ import sys
 import time
 
 from minit2t import backends, data, optim, random, recipe, reduction, runlog, runs
+from minit2t.amp import autocast
 from minit2t.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
 from minit2t.evaluation import NonFiniteOutput, check_finite_outputs, evaluate, predict  # noqa: F401
 from minit2t.hub import init_from, init_source
@@ -62,7 +63,8 @@ def train_one_epoch(model, loader, epoch, opt, sched, cfg, epochs, where=None, e
         for step, (x, y) in enumerate(loader.iter_epoch(epoch)):
             if where is not None:
                 where["step"] = step + 1
-            loss, logits = batch_loss(model, x, y, 0.0 if cfg["mixup"] else cfg["label_smoothing"])
+            with autocast("bfloat16", enabled=cfg["precision"] == "bf16"):
+                loss, logits = batch_loss(model, x, y, 0.0 if cfg["mixup"] else cfg["label_smoothing"])
             value = float(loss.item())
             if not math.isfinite(value):
                 raise NonFiniteLoss(f"loss became {value} at epoch {epoch + 1}, step {step + 1}")

@@ -30,19 +30,30 @@ def threads_restored():
 
 
 def test_bench_prints_both_frameworks_and_their_ratio(capsys):
+    """Every precision by default: fp32 beside torch eager, bf16 beside torch's bf16 autocast."""
     assert cli_main(["bench", "--model", "t2t_vit_cifar", "--batch-size", "2", "--infer-batch", "3",
                      "--repeats", "1", "--threads", "1"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("t2t_vit_cifar: ") and "1 threads" in lines[0]
-    for line, what, batch in ((lines[1], "training step", 2), (lines[2], "inference", 3)):
-        m = re.match(rf"{what}, +batch {batch} +minit2t +([\d.]+) images/s +torch +([\d.]+) images/s +ratio ([\d.]+)",
-                     line)
+    rows = ((lines[1], "training step", 2, "fp32"), (lines[2], "training step", 2, "bf16"),
+            (lines[3], "inference", 3, "fp32"), (lines[4], "inference", 3, "bf16"))
+    for line, what, batch, precision in rows:
+        m = re.match(rf"{what}, +batch {batch} +{precision} +minit2t +([\d.]+) images/s +torch +([\d.]+) images/s "
+                     rf"+ratio ([\d.]+)", line)
         assert m, line
         mine, theirs, ratio = map(float, m.groups())
         # the printed ratio is of the unrounded rates: within one hundredth of the printed rates' (in integer
         # hundredths, so that 0.99 - 0.98 is not 0.010000000000000009)
         assert mine > 0 and theirs > 0 and abs(round(100 * ratio) - round(100 * mine / theirs)) <= 1
-    assert lines[3].startswith("medians of 1 runs")
+    assert lines[5].startswith("medians of 1 runs")
+
+
+def test_bench_one_precision_without_torch(capsys):
+    assert cli_main(["bench", "--batch-size", "2", "--infer-batch", "2", "--repeats", "1", "--threads", "1",
+                     "--precision", "bf16", "--no-torch"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 4 and all(" bf16  minit2t " in line and "torch" not in line for line in lines[1:3])
+    assert lines[3] == "torch not measured: --no-torch was given"
 
 
 def test_bench_without_torch_says_why(monkeypatch):
@@ -71,6 +82,8 @@ def test_bench_refuses_bad_flags():
         cli_main(["bench", "--batch-size", "0"])
     with pytest.raises(SystemExit):
         cli_main(["bench", "--model", "resnet50"])
+    with pytest.raises(SystemExit):
+        cli_main(["bench", "--precision", "fp16"])
 
 
 def test_ab_builds_times_builds_in_turn(tmp_path):

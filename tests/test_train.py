@@ -41,6 +41,26 @@ def test_killed_run_resumes_to_the_same_weights(dataset, tmp_path, monkeypatch):
     assert weights and all(np.array_equal(a[k], b[k]) for k in weights)
 
 
+def test_bf16_run_records_its_precision_and_resumes_in_it(dataset, tmp_path, monkeypatch):
+    """--precision bf16: the products run in bf16 (the weights end elsewhere than fp32's), the
+    checkpoint records it, and a killed run resumes in bf16 to the same weights bit for bit;
+    resuming it as fp32 is refused."""
+    runs_ = {}
+    for precision in ("fp32", "bf16"):
+        runs_[precision] = str(tmp_path / precision)
+        train.run(_cfg(epochs=2, precision=precision), dataset, runs_[precision])
+    a, b = _weights(runs_["fp32"]), _weights(runs_["bf16"])
+    assert not np.array_equal(a["model.head.weight"], b["model.head.weight"])
+    assert train.read_checkpoint_meta(os.path.join(runs_["bf16"], runs.CHECKPOINT))["run_config"]["precision"] == "bf16"
+    killed = str(tmp_path / "killed")
+    killed_at_step(monkeypatch, 13, lambda: train.run(_cfg(epochs=2, precision="bf16"), dataset, killed))
+    train.run(_cfg(epochs=2, precision="bf16"), dataset, killed, resume=True)
+    c = _weights(killed)
+    assert all(np.array_equal(b[k], c[k]) for k in b if k.startswith("model."))
+    with pytest.raises(ValueError, match="precision"):
+        train.run(_cfg(epochs=3, precision="fp32"), dataset, killed, resume=True)
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(dataset, tmp_path, monkeypatch, capsys):
     out = str(tmp_path / "run")
     real_ce, calls = train.cross_entropy, {"n": 0}
