@@ -31,7 +31,7 @@ from cffi import FFI
 HERE = os.path.dirname(os.path.abspath(__file__))
 GENERATED = os.path.join(os.path.dirname(HERE), "build", "cext")
 SOURCES = ["runtime.c", "gemm.c", "gemm_loops.c", "gemm_threads.c", "gemm_avx2.c",
-           "gemm_avx512.c", "im2col.c", "fused.c", "band.c", "attention.c"]
+           "gemm_avx512.c", "gemm_bf16.c", "im2col.c", "fused.c", "band.c", "attention.c"]
 TEMPLATES = ["im2col_fast.c", "fused_fast.c", "band_fast.c", "attention_fast.c"]
 ISAS = {"avx2": 0, "avx512": 1}      # a template's suffix in each build: its FAST_AVX512
 HEADERS = ["minit2t.h", "runtime.h", "gemm_blocking.h", "gemm_tile.h", "fast_isa.h",
@@ -49,7 +49,7 @@ def _cdef():
 def _module_source():
     """The module's own C source: the API, and where the fast versions are
     not compiled, each fast name defined as its reference."""
-    fast = sorted(set(re.findall(r"\b(\w+)_(avx2|avx512)\(", _cdef())))
+    fast = sorted(set(re.findall(r"\b(\w+)_(avx2|avx512|avx512bf16|amx)\(", _cdef())))
     aliases = "".join(f"#define {name}_{isa} {name}_ref\n" for name, isa in fast)
     return f'#include "runtime.h"\n#if !MINIT2T_X86\n{aliases}#endif\n'
 

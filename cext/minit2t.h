@@ -62,6 +62,20 @@ void sgemm_bias(int64_t bt, int64_t m, int64_t n, int64_t k,
                 const float *a, const int64_t *sa, const float *b,
                 const int64_t *sb, const float *bias, float *c, const int64_t *sc);
 
+/* ---- matmul in bfloat16: C[b] = bf16(A[b]) @ bf16(B[b]) (+ bias) ----------
+ * Arguments as sgemm_bias (bias may be NULL). bf16(x) rounds each float to
+ * the nearest bfloat16 (ties to even; NaN stays NaN), as torch's
+ * .bfloat16(); the products and their sums are float32, C is float32. The
+ * rounding happens as A and B are packed (gemm_bf16.c), never as a pass
+ * of its own. Versions by ISA level (minit2t_isa):
+ *   _ref          plain loops: round, multiply-add in k order, then the bias */
+void sgemm_bf16_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
+                    const float *a, const int64_t *sa, const float *b,
+                    const int64_t *sb, const float *bias, float *c, const int64_t *sc);
+void sgemm_bf16(int64_t bt, int64_t m, int64_t n, int64_t k,
+                const float *a, const int64_t *sa, const float *b,
+                const int64_t *sb, const float *bias, float *c, const int64_t *sc);
+
 /* ---- unfold (im2col): x (B, C, H, W) -> cols (B, C*k*k, L) --------------
  * x has strides sx = {batch, channel, row, col}; cols is contiguous.
  * cols[b, (c*k + i)*k + j, oh*Wo + ow] = x[b, c, oh*s - p + i, ow*s - p + j]
@@ -234,10 +248,13 @@ int attention_backward(const float *qkv, const float *p, const float *g, float *
                        int64_t B, int64_t N, int64_t h, int64_t d, float scale, int bf16);
 
 /* ---- instruction set and threads ----------------------------------------
- * ISA levels: 0 scalar (the _ref loops), 1 AVX2+FMA, 2 AVX-512F.
+ * ISA levels: 0 scalar (the _ref loops), 1 AVX2+FMA, 2 AVX-512F,
+ * 3 AVX512-BF16 (with BW, VL), 4 AMX-BF16. The float32 kernels run their
+ * _avx512 at levels 2-4; levels 3 and 4 pick the bf16 GEMM's versions.
  * minit2t_cpu_isa: the best level this CPU runs; minit2t_isa: the level the
- * dispatchers use now; minit2t_set_isa caps it (tests, comparisons) and
- * returns the level in force, never above what the CPU runs. */
+ * dispatchers use now (AMX only once the OS lent this process the tiles,
+ * else 3); minit2t_set_isa caps it (tests, comparisons) and returns the
+ * level in force, never above what the CPU runs. */
 int minit2t_cpu_isa(void);
 int minit2t_isa(void);
 int minit2t_set_isa(int level);

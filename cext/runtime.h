@@ -19,17 +19,20 @@
 #define MINIT2T_X86 0
 #endif
 
-/* The levels of minit2t_isa: which version of a kernel the dispatchers call. */
-enum { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2 };
+/* The levels of minit2t_isa: which version of a kernel the dispatchers call.
+ * The float32 kernels stop at AVX-512F (a level above runs their _avx512);
+ * the two levels above it are the bf16 GEMM's (gemm_bf16.c): AVX512_BF16
+ * (vdpbf16ps, with AVX-512BW/VL) and AMX (tiles, AMX-BF16). */
+enum { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2, ISA_AVX512_BF16 = 3, ISA_AMX = 4 };
 
-/* A dispatcher's call: name_avx512, name_avx2 or name_ref by the level isa
- * (a variable: it is read twice), with args, the parenthesised arguments;
- * its value is that call's. E.g.
+/* A dispatcher's call: name_avx512 (at AVX512 or above), name_avx2 or
+ * name_ref by the level isa (a variable: it is read twice), with args, the
+ * parenthesised arguments; its value is that call's. E.g.
  *     int isa = minit2t_isa();
  *     DISPATCH(isa, band_dot, (a, b, s, nb, T, d, w));
  * Where the fast versions are not compiled it calls name_ref, always. */
 #if MINIT2T_X86
-#define DISPATCH(isa, name, args) ((isa) == ISA_AVX512 ? name##_avx512 args \
+#define DISPATCH(isa, name, args) ((isa) >= ISA_AVX512 ? name##_avx512 args \
                                    : (isa) == ISA_AVX2 ? name##_avx2 args : name##_ref args)
 #else
 #define DISPATCH(isa, name, args) ((void)(isa), name##_ref args)
@@ -60,5 +63,10 @@ float *minit2t_scratch(enum scratch_slot slot, size_t nfloats);
 
 /* How many threads are worth waking for `work` (flops or bytes moved). */
 int minit2t_threads_for(double work);
+
+/* Whether this process may use AMX tiles: on Linux it asks the kernel for
+ * the tile data permission (arch_prctl ARCH_REQ_XCOMP_PERM) the first time
+ * it is called, and answers that same reply ever after (1: granted). */
+int minit2t_amx_ready(void);
 
 #endif

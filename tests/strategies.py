@@ -383,3 +383,14 @@ def attention_cases(draw, max_tokens=9, max_width=4):
     v = r.standard_normal((B, T, dv))
     tau = draw(st.sampled_from([d ** -0.5, 0.2, 1.0]))
     return q, k, v, tau, draw(st.integers(1, T + 2))
+
+
+# ---- the bf16 GEMM (tests/test_bf16_kernels.py) ------------------------------
+
+@st.composite
+def bf16_gemm_cases(draw):
+    """(a, b, bias): gemm_cases' operands (sides 0 to 145 around every micro-tile, K 0 to 513,
+    any layouts and batch kinds) and a bias (N,) or None."""
+    a, b = draw(gemm_cases())
+    bias = make_array(draw(seeds), (b.shape[-1],), np.float32) if draw(st.booleans()) else None
+    return a, b, bias

@@ -51,7 +51,7 @@ except ImportError as exc:  # not compiled, or unable to load: the NumPy backend
     ffi = lib = None
     build_error = _why_not(exc)
 
-ISAS = ("scalar", "avx2", "avx512")          # minit2t_set_isa's levels, in order
+ISAS = ("scalar", "avx2", "avx512", "avx512_bf16", "amx")   # minit2t_set_isa's levels, in order
 
 
 def _threads_from_env():

@@ -14,9 +14,13 @@ Threads: $MINIT2T_NUM_THREADS, else every core this process may run on;
 minit2t.backends.set_num_threads(n) changes it. A forked child computes on
 one thread (GNU OpenMP's thread pool does not survive fork).
 
-Instruction set: the best this CPU runs, or at most $MINIT2T_ISA (scalar, avx2 or
-avx512), e.g. MINIT2T_ISA=avx2 to run the AVX2 kernels on an AVX-512 CPU;
-set_isa(level) changes it.
+Instruction set: the best this CPU runs, or at most $MINIT2T_ISA (scalar, avx2, avx512,
+avx512_bf16 or amx), e.g. MINIT2T_ISA=avx2 to run the AVX2 kernels on an AVX-512 CPU;
+set_isa(level) changes it. The float32 kernels stop at avx512; the two levels above it
+choose the bf16 GEMM's version (matmul(..., bf16=True)): avx512_bf16 its vdpbf16ps
+kernel, amx its AMX tile kernel (where Linux lends this process the tiles; else the level
+in force is avx512_bf16, and isa() says so). At avx512 and avx2 the bf16 GEMM rounds its
+operands as it packs them and runs float32 micro-kernels.
 """
 import warnings
 
@@ -58,12 +62,14 @@ def get_num_threads():
 
 
 def isa():
-    """The instruction set the kernels dispatch to: 'avx512', 'avx2' or 'scalar'."""
+    """The instruction set the kernels dispatch to: 'amx', 'avx512_bf16', 'avx512', 'avx2' or
+    'scalar' (the float32 kernels run 'avx512' at the two levels above it)."""
     return _ISAS[lib.minit2t_isa()]
 
 
 def set_isa(level):
-    """Cap the instruction set ('scalar', 'avx2', 'avx512'); returns the one in force."""
+    """Cap the instruction set ('scalar', 'avx2', 'avx512', 'avx512_bf16', 'amx'); returns the
+    one in force (never above what this CPU runs)."""
     if level not in _ISAS:
         raise ValueError(f"the instruction set must be one of {', '.join(_ISAS)}; got {level!r}")
     return _ISAS[lib.minit2t_set_isa(_ISAS.index(level))]

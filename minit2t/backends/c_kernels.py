@@ -23,7 +23,6 @@ Outputs come from a pool of recycled buffers (_cmem).
 """
 import numpy as np
 
-from minit2t.amp import to_bf16
 from minit2t.backends._cmem import contiguous, ffi, lib, pool, ptr, strides, usable
 from minit2t.backends._checks import (check_copy, check_layer_norm, check_layer_norm_backward, check_linear,
                                       check_matmul, check_same_shape)
@@ -44,30 +43,32 @@ def _float32(what, *arrays):
 
 def matmul(a, b, bf16=False):
     """a (M, K) @ b (K, N) -> (M, N); batched (Bt, M, K) @ (Bt, K, N) -> (Bt, M, N).
-    bf16: the operands rounded to bfloat16, float32 sums (float32 arrays only)."""
+    bf16: the bf16 GEMM (float32 operands rounded to bfloat16 as they are packed, float32
+    sums); float64 operands are never rounded."""
     a, b = np.asarray(a), np.asarray(b)
     shape = check_matmul(a, b)
     if a.dtype != np.float32 or b.dtype != np.float32:
         return np.matmul(a, b)               # float64: NumPy (the kernels are float32)
-    if bf16:
-        a, b = to_bf16(a), to_bf16(b)
     a, b = usable(a), usable(b)
     if a.ndim == 3 and b.ndim == 2 and a.size and a.strides[0] == a.shape[1] * a.strides[1]:
         flat = a.reshape(-1, a.shape[2])     # (Bt*M, K), a view: one GEMM
-        return _gemm(flat, b, (1, flat.shape[0], b.shape[1])).reshape(shape)
+        return _gemm(flat, b, (1, flat.shape[0], b.shape[1]), bf16).reshape(shape)
     bt = shape[0] if len(shape) == 3 else 1
-    return _gemm(a, b, (bt,) + shape[-2:]).reshape(shape)
+    return _gemm(a, b, (bt,) + shape[-2:], bf16).reshape(shape)
 
 
-def _gemm(a, b, shape):
-    """C (Bt, M, N) = a @ b with a, b 2-D or 3-D (batch 1 broadcast)."""
+def _gemm(a, b, shape, bf16=False):
+    """C (Bt, M, N) = a @ b with a, b 2-D or 3-D (batch 1 broadcast); bf16: by sgemm_bf16."""
     bt, m, n = shape
     out = pool.empty(shape)
     if out.size:
         sa = strides(a, (0 if a.ndim == 3 and a.shape[0] > 1 else None, -2, -1))
         sb = strides(b, (0 if b.ndim == 3 and b.shape[0] > 1 else None, -2, -1))
         sc = strides(out, (0, 1))
-        lib.sgemm(bt, m, n, a.shape[-1], ptr(a), sa, ptr(b), sb, ptr(out), sc)
+        if bf16:
+            lib.sgemm_bf16(bt, m, n, a.shape[-1], ptr(a), sa, ptr(b), sb, ffi.NULL, ptr(out), sc)
+        else:
+            lib.sgemm(bt, m, n, a.shape[-1], ptr(a), sa, ptr(b), sb, ptr(out), sc)
     return out
 
 
@@ -145,17 +146,17 @@ def copy_into(dst, src):
 
 def linear_forward(x, weight, bias, bf16=False):
     """x (R, Din) @ weight.T + bias (Dout,) -> (R, Dout): the bias added in the GEMM.
-    bf16: x and weight rounded to bfloat16, float32 sums."""
+    bf16: by sgemm_bf16 (x and weight rounded to bfloat16 as they are packed, float32 sums;
+    the bias as it is)."""
     x, weight, bias = np.asarray(x), np.asarray(weight), np.asarray(bias)
     r, dout = check_linear(x, weight, bias)
     _float32("linear_forward", x, weight, bias)
-    if bf16:
-        x, weight = to_bf16(x), to_bf16(weight)
     x, w, b = usable(x), usable(weight.T), contiguous(bias)        # w (Din, Dout), a view
     out = pool.empty((1, r, dout))
     if out.size:
-        lib.sgemm_bias(1, r, dout, x.shape[1], ptr(x), strides(x, (None, 0, 1)), ptr(w),
-                       strides(w, (None, 0, 1)), ptr(b), ptr(out), strides(out, (0, 1)))
+        gemm = lib.sgemm_bf16 if bf16 else lib.sgemm_bias
+        gemm(1, r, dout, x.shape[1], ptr(x), strides(x, (None, 0, 1)), ptr(w),
+             strides(w, (None, 0, 1)), ptr(b), ptr(out), strides(out, (0, 1)))
     return out[0]
 
 

@@ -1,0 +1,39 @@
+/* The bfloat16 GEMM: the reference loops and the dispatcher.
+ * C = bf16(A) @ bf16(B) (+ bias): each operand rounded to the nearest
+ * bfloat16 (round_bf16, bf16.h), the products and their sums in float32.
+ *
+ * Legend as in gemm.c: C (M, N) = A (M, K) @ B (K, N), for each of Bt matrices.
+ *   a  A (Bt, M, K), strides sa = {batch, row, col}
+ *   b  B (Bt, K, N), strides sb = {batch, row, col}
+ *   c  C (Bt, M, N), strides sc = {batch, row}; columns contiguous
+ *   bias (N,) added to every row of C, or NULL */
+#include "runtime.h"
+#include "bf16.h"
+
+/* The plain loops, as sgemm_ref: row i of C is zeroed, then bf16(A[i, p])
+ * * bf16(row p of B) is added to it for p = 0 .. K-1 (each product exact in
+ * float32, each sum rounded), then the bias. */
+void sgemm_bf16_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
+                    const float *a, const int64_t *sa, const float *b,
+                    const int64_t *sb, const float *bias, float *c, const int64_t *sc)
+{
+    for (int64_t t = 0; t < bt; t++)
+        for (int64_t i = 0; i < m; i++) {
+            float *ci = c + t * sc[0] + i * sc[1];        /* row i of C: N */
+            for (int64_t j = 0; j < n; j++) ci[j] = 0.0f;
+            for (int64_t p = 0; p < k; p++) {
+                float aip = round_bf16(a[t * sa[0] + i * sa[1] + p * sa[2]]);
+                const float *bp = b + t * sb[0] + p * sb[1];  /* row p of B */
+                for (int64_t j = 0; j < n; j++) ci[j] += aip * round_bf16(bp[j * sb[2]]);
+            }
+            if (bias)
+                for (int64_t j = 0; j < n; j++) ci[j] += bias[j];
+        }
+}
+
+void sgemm_bf16(int64_t bt, int64_t m, int64_t n, int64_t k,
+                const float *a, const int64_t *sa, const float *b,
+                const int64_t *sb, const float *bias, float *c, const int64_t *sc)
+{
+    sgemm_bf16_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);
+}
