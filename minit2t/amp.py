@@ -4,7 +4,7 @@ bfloat16 (bf16) is float32 with the last 16 bits of the significand dropped: the
 8-bit exponent (so the same range, 1e-38 .. 3e38, no overflow where float32 has none) but
 8 significant bits instead of 24, about 2.4 decimal digits. Rounding a float32 to bf16
 (round to nearest, ties to even, as torch's .bfloat16() does) moves it by at most half a
-bf16 step: a relative error of at most 2^-9 = 0.2%.
+bf16 step: a relative error of at most 2^-8 = 0.4%.
 
 What runs in bf16 under autocast, and what does not:
   - The products: every operand of the matmul-like ops (Linear, MatMul, the fused
@@ -17,7 +17,7 @@ What runs in bf16 under autocast, and what does not:
     handed to the optimiser and the master weights stay float32. Their sums and
     differences (a mean, a variance, x - max, a weight plus a tiny update) are what bf16
     gets wrong: w + 1e-4 * w rounds back to w in bf16, so an update smaller than 2^-9 of
-    its weight would be lost at every step.
+    its weight (half a step) would be lost at every step.
   - The backward of an op that ran under autocast follows the same rule (its ctx
     remembers it), wherever backward() is called.
   - float64 operands are never rounded (autocast casts float32 only, as torch's does).

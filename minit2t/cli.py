@@ -5,6 +5,7 @@ import sys
 import time
 
 from minit2t import backends, data, recipe, speed
+from minit2t.amp import autocast
 from minit2t.approx import parse_attention_spec, swap_t2t_attention
 from minit2t.convert import convert
 from minit2t.export import export_run
@@ -75,12 +76,14 @@ def cmd_eval(args):
         swap_t2t_attention(model, args.t2t_attention)
     images, labels = data.load_cifar10(args.data, split="test", download_if_missing=True if args.download else None)
     start = time.perf_counter()
-    accuracy = evaluate(model, images, labels, progress=sys.stderr, tta=args.tta)
+    with autocast("bfloat16", enabled=args.precision == "bf16"):
+        accuracy = evaluate(model, images, labels, progress=sys.stderr, tta=args.tta)
     rate = len(labels) / (time.perf_counter() - start)
     backend = backends.get_backend().__name__.split(".")[-1].replace("_backend", "")
     extras = ([model.config["reduce"]] if "reduce" in model.config else []) + \
              ([f"t2t attention {args.t2t_attention}"] if args.t2t_attention else []) + \
-             (["flip TTA (two passes an image)"] if args.tta else []) + (["the weights' average"] if args.ema else [])
+             (["flip TTA (two passes an image)"] if args.tta else []) + (["the weights' average"] if args.ema else []) + \
+             (["bf16 autocast"] if args.precision == "bf16" else [])
     print(f"images/s: {rate:.1f} (batch 256, {', '.join([backend + ' backend'] + extras)})")
     print(f"test accuracy: {accuracy:.4f}")
 
@@ -144,6 +147,7 @@ def _train_parser(sub):
     p.add_argument("--model", choices=list_models(), help="the model of a plain state dict (other files name theirs)")
     recipe.OPTIONS["backend"].add_flag(p)
     recipe.OPTIONS["reduce"].add_flag(p)
+    recipe.OPTIONS["precision"].add_flag(p)
     p.add_argument("--t2t-attention", default=None, metavar="SPEC",
                    help="replace the T2T module's attention: exact, local:window=98, performer:features=49, "
                         "scatterbrain:window=49,features=24, lsh:bucket=49,hashes=2 (options: minit2t.approx.spec)")

@@ -92,3 +92,17 @@ def test_eval_prints_accuracy_last(dataset, tmp_path, capsys):
     assert cli_main(["eval", "--data", dataset, "--checkpoint", os.path.join(out, runs.CHECKPOINT)]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("test accuracy: 0.") and len(last) == len("test accuracy: 0.0000")
+
+
+def test_eval_in_bf16_says_so_and_scores_close(dataset, tmp_path, capsys):
+    out = str(tmp_path / "run")
+    train.run(_cfg(epochs=1), dataset, out)
+    scores = {}
+    for precision in ("fp32", "bf16"):
+        capsys.readouterr()
+        assert cli_main(["eval", "--data", dataset, "--checkpoint", os.path.join(out, runs.CHECKPOINT),
+                         "--precision", precision]) == 0
+        lines = capsys.readouterr().out.strip().splitlines()
+        assert ("bf16 autocast" in lines[-2]) == (precision == "bf16")
+        scores[precision] = float(lines[-1].split()[-1])
+    assert abs(scores["bf16"] - scores["fp32"]) <= 0.1        # 40 images: a few may change class at most
