@@ -2,9 +2,13 @@
 
     python benchmarks/bench_kernels.py            # 1 and 2 threads
     python benchmarks/bench_kernels.py --quick    # smoke run: 1 thread, 2 repeats
+    python benchmarks/bench_kernels.py --bf16 --threads 2     # only the bf16 GEMM's table
 
 matmul: GFLOP/s (2*M*K*N / time) of each minit2t backend, NumPy (OpenBLAS)
 and torch on the model's shapes, and the geometric mean of backend / NumPy.
+bf16 matmul: the C backend's bf16 GEMM (matmul(..., bf16=True)) at each ISA
+level this CPU has, against its float32 GEMM, on the GEMMs of a
+t2t_vit_cifar training step at batch 128: ms, and float32 time / bf16 time.
 unfold+fold: time of one unfold plus one fold, effective GB/s
 (2 * (input + columns bytes) / time: each op reads one and writes the other)
 and torch's time / the backend's.
@@ -39,6 +43,12 @@ MATMUL_SHAPES = [  # (M, K, N); "T": A given transposed, as in a weight gradient
     (8192, 128, 384), (8192, 128, 256), (8192, 256, 128),
     (32768, 288, 96), (131072, 27, 96), (1024, 1024, 1024), (384, 8320, 128, "T"),
 ]
+BF16_SHAPES = [  # (M, K, N, how): "W" B given transposed (x @ weight.T), "T" A given transposed (g^T x)
+    (8320, 128, 384, "W"), (8320, 128, 256, "W"), (8320, 256, 128, "W"), (8320, 128, 128, "W"),
+    (8320, 384, 128, ""), (384, 8320, 128, "T"), (128, 8320, 256, "T"),
+    (8192, 288, 128, "W"), (128, 8192, 288, "T"), (32768, 27, 96, "W"), (32768, 32, 32, "W"),
+]
+BF16_LEVELS = ["avx2", "avx512", "avx512_bf16", "amx"]    # those this CPU has get a column
 WINDOW_SHAPES = [  # ((B, C, H, W), k, s, p)
     ((128, 3, 32, 32), 3, 1, 1), ((128, 32, 32, 32), 3, 2, 1),
     ((128, 32, 16, 16), 3, 2, 1), ((8, 3, 224, 224), 7, 4, 2),
@@ -106,6 +116,28 @@ def bench_matmul(backends, repeats):
         print(f"geometric mean {name}/numpy: {gmean:.2f}")
 
 
+def bench_bf16(be, repeats):
+    """The bf16 GEMM at each level against the float32 GEMM (at the best level), in turn."""
+    import numpy as np
+    best = be.isa()
+    levels = [lv for lv in BF16_LEVELS if be.set_isa(lv) == lv]
+    be.set_isa(best)
+    print("\nbf16 matmul ms".ljust(20) + f"{'float32':>9}" + "".join(f"{lv:>12}{'x':>6}" for lv in levels))
+    rng = np.random.default_rng(0)
+    for m, k, n, how in BF16_SHAPES:
+        a = rng.standard_normal((k, m) if how == "T" else (m, k), dtype=np.float32)
+        a = a.T if how == "T" else a                                  # (M, K)
+        b = rng.standard_normal((n, k) if how == "W" else (k, n), dtype=np.float32)
+        b = b.T if how == "W" else b                                  # (K, N)
+        times = best_times([lambda: be.matmul(a, b)], repeats)
+        for lv in levels:
+            be.set_isa(lv)
+            times += best_times([lambda: be.matmul(a, b, bf16=True)], repeats)
+        be.set_isa(best)
+        line = f"{m}x{k}x{n}{' ' + how if how else ''}".ljust(20) + f"{times[0] * 1e3:9.2f}"
+        print(line + "".join(f"{t * 1e3:12.2f}{times[0] / t:6.2f}" for t in times[1:]))
+
+
 def bench_windows(backends, repeats):
     import numpy as np
     import torch
@@ -164,7 +196,7 @@ def bench_opencl_transfers(be, repeats):
               + f"{100 * parts[1] / sum(parts):10.0f}")
 
 
-def run_one(threads, repeats):
+def run_one(threads, repeats, only_bf16=False):
     import torch
     torch.set_num_threads(threads)
     backends = loaded_backends()
@@ -173,7 +205,13 @@ def run_one(threads, repeats):
         if hasattr(be, "isa"):
             isa = f", {name} ISA {be.isa()}, {be.get_num_threads()} threads"
     print(f"\n=== {threads} thread(s){isa} ===")
-    bench_matmul(backends, repeats)
+    if not only_bf16:
+        bench_matmul(backends, repeats)
+    for name, be in backends:
+        if name == "c":
+            bench_bf16(be, repeats)
+    if only_bf16:
+        return
     bench_windows(backends, 2 * repeats)          # ms-scale calls: more repeats
     for name, be in backends:
         if name == "opencl":
@@ -196,18 +234,20 @@ def main():
     parser.add_argument("--quick", action="store_true", help="1 thread, 2 repeats")
     parser.add_argument("--threads", type=int, nargs="+", default=None)
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--bf16", action="store_true", help="only the bf16 GEMM's table")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     threads = args.threads or ([1] if args.quick else [1, 2])
     repeats = args.repeats or (2 if args.quick else 10)
     if args.child:
-        run_one(threads[0], repeats)
+        run_one(threads[0], repeats, args.bf16)
         return
     print(f"{cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}")
     for n in threads:
         env = dict(os.environ, OPENBLAS_NUM_THREADS=str(n), OMP_NUM_THREADS=str(n),
                    MKL_NUM_THREADS=str(n), MINIT2T_NUM_THREADS=str(n), POCL_MAX_PTHREAD_COUNT=str(n))
         cmd = [sys.executable, __file__, "--child", "--threads", str(n), "--repeats", str(repeats)]
+        cmd += ["--bf16"] if args.bf16 else []
         sys.stdout.flush()
         subprocess.run(cmd, env=env, check=True)
 

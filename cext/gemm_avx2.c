@@ -83,7 +83,7 @@ static void pack_rows_avx2(int64_t rows, int64_t kc, const float *a, int64_t rsa
  * 144 x 512 (288 KB) in L2; B sliver KC x NR = 512 x 16 (32 KB) in L1/L2;
  * B panel KC x NC up to 512 x 1536 (3 MB) in L3. A large KC means few
  * passes over C: measured faster here than KC = 192..384. */
-static const gemm_blocking blocking_avx2 = {
+const gemm_blocking gemm_blocking_avx2 = {
     .mr = MR, .nr = NR, .mc = 144, .kc = 512, .nc = 1536,
     .ukernel_rows = ukernel_avx2_rows, .ukernel_packed = ukernel_avx2_packed,
     .pack_rows = pack_rows_avx2, .pack_wide = 0,
@@ -93,14 +93,14 @@ void sgemm_avx2(int64_t bt, int64_t m, int64_t n, int64_t k,
                 const float *a, const int64_t *sa, const float *b,
                 const int64_t *sb, float *c, const int64_t *sc)
 {
-    gemm_threaded(&blocking_avx2, bt, m, n, k, a, sa, b, sb, NULL, c, sc);
+    gemm_threaded(&gemm_blocking_avx2, bt, m, n, k, a, sa, b, sb, NULL, c, sc);
 }
 
 void sgemm_bias_avx2(int64_t bt, int64_t m, int64_t n, int64_t k,
                      const float *a, const int64_t *sa, const float *b,
                      const int64_t *sb, const float *bias, float *c, const int64_t *sc)
 {
-    gemm_threaded(&blocking_avx2, bt, m, n, k, a, sa, b, sb, bias, c, sc);
+    gemm_threaded(&gemm_blocking_avx2, bt, m, n, k, a, sa, b, sb, bias, c, sc);
 }
 
 #endif /* MINIT2T_X86; elsewhere the dispatchers call only sgemm_ref */

@@ -88,7 +88,7 @@ static void pack_rows_avx512(int64_t rows, int64_t kc, const float *a, int64_t r
  * (AMD EPYC, 1 thread): K = 288 (the T2T layer's 3 x 3 x 32) in one K
  * block, 98 against 91 GFLOP/s; a weight gradient 128 x 8320 x 128, 97
  * against 86; no shape measured slower. */
-static const gemm_blocking blocking_avx512 = {
+const gemm_blocking gemm_blocking_avx512 = {
     .mr = MR, .nr = NR, .mc = 144, .kc = 384, .nc = 1536,
     .ukernel_rows = ukernel_avx512_rows, .ukernel_packed = ukernel_avx512_packed,
     .pack_rows = pack_rows_avx512, .pack_wide = 64,
@@ -98,14 +98,14 @@ void sgemm_avx512(int64_t bt, int64_t m, int64_t n, int64_t k,
                   const float *a, const int64_t *sa, const float *b,
                   const int64_t *sb, float *c, const int64_t *sc)
 {
-    gemm_threaded(&blocking_avx512, bt, m, n, k, a, sa, b, sb, NULL, c, sc);
+    gemm_threaded(&gemm_blocking_avx512, bt, m, n, k, a, sa, b, sb, NULL, c, sc);
 }
 
 void sgemm_bias_avx512(int64_t bt, int64_t m, int64_t n, int64_t k,
                        const float *a, const int64_t *sa, const float *b,
                        const int64_t *sb, const float *bias, float *c, const int64_t *sc)
 {
-    gemm_threaded(&blocking_avx512, bt, m, n, k, a, sa, b, sb, bias, c, sc);
+    gemm_threaded(&gemm_blocking_avx512, bt, m, n, k, a, sa, b, sb, bias, c, sc);
 }
 
 #endif /* MINIT2T_X86; elsewhere the dispatchers call only sgemm_ref */

@@ -31,9 +31,31 @@ void sgemm_bf16_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
         }
 }
 
+/* Products under 2048 multiply-adds go to the reference, as in sgemm:
+ * packing would cost more than it saves. */
+#define TINY_GEMM 2048.0
+
+/* The versions, by ISA level (runtime.h): the reference, the float32
+ * micro-kernels of AVX2 or AVX-512F on operands rounded as they are packed,
+ * vdpbf16ps (at the AMX level too). Where the fast versions are not
+ * compiled, the reference. */
+typedef void (*sgemm_bf16_version)(int64_t bt, int64_t m, int64_t n, int64_t k,
+                                   const float *a, const int64_t *sa, const float *b,
+                                   const int64_t *sb, const float *bias, float *c,
+                                   const int64_t *sc);
+#if MINIT2T_X86
+static const sgemm_bf16_version versions[] = {sgemm_bf16_ref, sgemm_bf16_avx2, sgemm_bf16_avx512,
+                                              sgemm_bf16_avx512bf16, sgemm_bf16_avx512bf16};
+#else
+static const sgemm_bf16_version versions[] = {sgemm_bf16_ref, sgemm_bf16_ref, sgemm_bf16_ref,
+                                              sgemm_bf16_ref, sgemm_bf16_ref};
+#endif
+
 void sgemm_bf16(int64_t bt, int64_t m, int64_t n, int64_t k,
                 const float *a, const int64_t *sa, const float *b,
                 const int64_t *sb, const float *bias, float *c, const int64_t *sc)
 {
-    sgemm_bf16_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);
+    int isa = minit2t_isa();
+    if ((double)m * (double)n * (double)k < TINY_GEMM) isa = ISA_SCALAR;
+    versions[isa](bt, m, n, k, a, sa, b, sb, bias, c, sc);
 }

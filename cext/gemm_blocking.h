@@ -38,6 +38,11 @@ typedef struct {
     int64_t pack_wide;
 } gemm_blocking;
 
+/* Each ISA's blocking (gemm_avx2.c, gemm_avx512.c; only on x86-64, and to
+ * be used only where the CPU has the ISA). The bf16 GEMM runs their
+ * ukernel_rows on operands it has rounded to bf16 (gemm_bf16_fast.c). */
+extern const gemm_blocking gemm_blocking_avx2, gemm_blocking_avx512;
+
 /* One product C = A @ B + bias; strides in floats. */
 typedef struct {
     int64_t m, n, k;
@@ -87,6 +92,14 @@ void gemm_threaded(const gemm_blocking *g, int64_t bt, int64_t m, int64_t n,
                    int64_t k, const float *a, const int64_t *sa,
                    const float *b, const int64_t *sb, const float *bias,
                    float *c, const int64_t *sc);
+
+/* Matrix t of a batch (arguments as sgemm_bias) as a gemm_problem. */
+gemm_problem gemm_problem_at(int64_t t, int64_t m, int64_t n, int64_t k, const float *a,
+                             const int64_t *sa, const float *b, const int64_t *sb,
+                             const float *bias, float *c, const int64_t *sc);
+
+/* The slice of P that computes rows (by_rows) or columns [lo, lo + cnt) of C. */
+gemm_problem gemm_problem_slice(const gemm_problem *P, int by_rows, int64_t lo, int64_t cnt);
 
 /* ---- gemm_loops.c: the blocking, on the calling thread ---- */
 

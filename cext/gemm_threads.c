@@ -16,18 +16,6 @@
  * region calls gemm_loops, which has no OpenMP construct of its own (a
  * nested region would cost a team each). */
 #include "gemm_blocking.h"
-#ifdef _OPENMP
-#include <omp.h>
-#endif
-
-static int thread_id(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
 
 /* Products of several K blocks (a weight gradient x^T g has K = the batch's
  * rows): the shared panels of gemm_team would meet at a barrier twice per
@@ -43,20 +31,25 @@ static void gemm_sliced(const gemm_blocking *g, const gemm_problem *P, int nt)
     int parts = (int)ceil_div(len, per);
 #pragma omp parallel for num_threads(parts) schedule(static, 1) if (parts > 1)
     for (int t = 0; t < parts; t++) {
-        gemm_problem S = *P;
-        int64_t lo = t * per, cnt = MIN(per, len - lo);
-        if (by_rows) {
-            S.m = cnt;
-            S.a += lo * P->rsa;
-            S.c += lo * P->rsc;
-        } else {
-            S.n = cnt;
-            S.b += lo * P->csb;
-            S.c += lo;
-            S.bias = P->bias ? P->bias + lo : NULL;
-        }
+        gemm_problem S = gemm_problem_slice(P, by_rows, t * per, MIN(per, len - t * per));
         gemm_loops(g, &S);
     }
+}
+
+gemm_problem gemm_problem_slice(const gemm_problem *P, int by_rows, int64_t lo, int64_t cnt)
+{
+    gemm_problem S = *P;
+    if (by_rows) {
+        S.m = cnt;
+        S.a += lo * P->rsa;
+        S.c += lo * P->rsc;
+    } else {
+        S.n = cnt;
+        S.b += lo * P->csb;
+        S.c += lo;
+        S.bias = P->bias ? P->bias + lo : NULL;
+    }
+    return S;
 }
 
 /* gemm_team's work items for one B panel of nb columns: mblocks x split
@@ -94,7 +87,7 @@ static void gemm_team(const gemm_blocking *g, const gemm_problem *P, int nt)
     }
 #pragma omp parallel num_threads(nt)
     {
-        float *my_a = ap + thread_id() * per_a, *my_edge = edge_a + thread_id() * per_e;
+        float *my_a = ap + minit2t_thread_id() * per_a, *my_edge = edge_a + minit2t_thread_id() * per_e;
         for (int64_t jc = 0; jc < P->n; jc += nc)
             for (int64_t pc = 0; pc < P->k; pc += kc) {
                 int64_t nb = MIN(nc, P->n - jc), kb = MIN(kc, P->k - pc);
@@ -116,11 +109,9 @@ static void gemm_team(const gemm_blocking *g, const gemm_problem *P, int nt)
     }
 }
 
-/* Matrix t of the batch as a gemm_problem. */
-static gemm_problem problem_at(int64_t t, int64_t m, int64_t n, int64_t k,
-                               const float *a, const int64_t *sa, const float *b,
-                               const int64_t *sb, const float *bias, float *c,
-                               const int64_t *sc)
+gemm_problem gemm_problem_at(int64_t t, int64_t m, int64_t n, int64_t k, const float *a,
+                             const int64_t *sa, const float *b, const int64_t *sb,
+                             const float *bias, float *c, const int64_t *sc)
 {
     gemm_problem P = {m, n, k, a + t * sa[0], sa[1], sa[2],
                       b + t * sb[0], sb[1], sb[2], c + t * sc[0], sc[1], bias};
@@ -144,13 +135,13 @@ void gemm_threaded(const gemm_blocking *g, int64_t bt, int64_t m, int64_t n,
     if (nt > 1 && (bt >= 4 * nt || bt % nt == 0)) {      /* one matrix per thread */
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
         for (int64_t t = 0; t < bt; t++) {
-            gemm_problem P = problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc);
+            gemm_problem P = gemm_problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc);
             gemm_loops(g, &P);
         }
         return;
     }
     for (int64_t t = 0; t < bt; t++) {
-        gemm_problem P = problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc);
+        gemm_problem P = gemm_problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc);
         if (nt == 1) gemm_loops(g, &P);
         else if (k > g->kc) gemm_sliced(g, &P, nt);
         else gemm_team(g, &P, nt);

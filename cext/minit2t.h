@@ -68,10 +68,25 @@ void sgemm_bias(int64_t bt, int64_t m, int64_t n, int64_t k,
  * .bfloat16(); the products and their sums are float32, C is float32. The
  * rounding happens as A and B are packed (gemm_bf16.c), never as a pass
  * of its own. Versions by ISA level (minit2t_isa):
- *   _ref          plain loops: round, multiply-add in k order, then the bias */
+ *   _ref          plain loops: round, multiply-add in k order, then the bias
+ *   _avx2, _avx512   A and B rounded as they are packed, kept as floats;
+ *                 the float32 micro-kernels' tiles, 6 x 16 / 12 x 32
+ *   _avx512bf16   A and B packed as pairs of bf16 along K; vdpbf16ps, a
+ *                 12 x 32 tile of C
+ * The bf16 instructions read bf16 subnormals as 0 and flush subnormal
+ * results to 0; the other versions keep them. */
 void sgemm_bf16_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
                     const float *a, const int64_t *sa, const float *b,
                     const int64_t *sb, const float *bias, float *c, const int64_t *sc);
+void sgemm_bf16_avx2(int64_t bt, int64_t m, int64_t n, int64_t k,
+                     const float *a, const int64_t *sa, const float *b,
+                     const int64_t *sb, const float *bias, float *c, const int64_t *sc);
+void sgemm_bf16_avx512(int64_t bt, int64_t m, int64_t n, int64_t k,
+                       const float *a, const int64_t *sa, const float *b,
+                       const int64_t *sb, const float *bias, float *c, const int64_t *sc);
+void sgemm_bf16_avx512bf16(int64_t bt, int64_t m, int64_t n, int64_t k,
+                           const float *a, const int64_t *sa, const float *b,
+                           const int64_t *sb, const float *bias, float *c, const int64_t *sc);
 void sgemm_bf16(int64_t bt, int64_t m, int64_t n, int64_t k,
                 const float *a, const int64_t *sa, const float *b,
                 const int64_t *sb, const float *bias, float *c, const int64_t *sc);

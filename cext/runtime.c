@@ -11,6 +11,9 @@
 #if defined(_OPENMP) && defined(__unix__)
 #include <pthread.h>
 #endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #if MINIT2T_X86
 #include <cpuid.h>
 #endif
@@ -118,6 +121,15 @@ int minit2t_threads_for(double work)
 #else
     (void)work;
     return 1;
+#endif
+}
+
+int minit2t_thread_id(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
 #endif
 }
 

@@ -64,6 +64,9 @@ float *minit2t_scratch(enum scratch_slot slot, size_t nfloats);
 /* How many threads are worth waking for `work` (flops or bytes moved). */
 int minit2t_threads_for(double work);
 
+/* The calling thread's number in its OpenMP team (0 outside one). */
+int minit2t_thread_id(void);
+
 /* Whether this process may use AMX tiles: on Linux it asks the kernel for
  * the tile data permission (arch_prctl ARCH_REQ_XCOMP_PERM) the first time
  * it is called, and answers that same reply ever after (1: granted). */
