@@ -37,15 +37,14 @@ void sgemm_bf16_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
 
 /* The versions, by ISA level (runtime.h): the reference, the float32
  * micro-kernels of AVX2 or AVX-512F on operands rounded as they are packed,
- * vdpbf16ps (at the AMX level too). Where the fast versions are not
- * compiled, the reference. */
+ * vdpbf16ps, AMX. Where the fast versions are not compiled, the reference. */
 typedef void (*sgemm_bf16_version)(int64_t bt, int64_t m, int64_t n, int64_t k,
                                    const float *a, const int64_t *sa, const float *b,
                                    const int64_t *sb, const float *bias, float *c,
                                    const int64_t *sc);
 #if MINIT2T_X86
 static const sgemm_bf16_version versions[] = {sgemm_bf16_ref, sgemm_bf16_avx2, sgemm_bf16_avx512,
-                                              sgemm_bf16_avx512bf16, sgemm_bf16_avx512bf16};
+                                              sgemm_bf16_avx512bf16, sgemm_bf16_amx};
 #else
 static const sgemm_bf16_version versions[] = {sgemm_bf16_ref, sgemm_bf16_ref, sgemm_bf16_ref,
                                               sgemm_bf16_ref, sgemm_bf16_ref};

@@ -10,7 +10,8 @@
  *                      kept as floats; float32 FMA micro-kernels (AVX2,
  *                      AVX-512F: CPUs without bf16 instructions)
  *   gemm_bf16_avx512.c pairs: A rows and B slivers packed as pairs of bf16
- *                      along K; the vdpbf16ps micro-kernel (AVX512-BF16) */
+ *                      along K; the vdpbf16ps micro-kernel (AVX512-BF16)
+ *   gemm_bf16_amx.c    the pairs' packing; the AMX tile micro-kernel */
 #ifndef MINIT2T_GEMM_BF16_H
 #define MINIT2T_GEMM_BF16_H
 #include "gemm_blocking.h"
@@ -52,8 +53,8 @@ void gemm_bf16_run(const bf16_kit *kit, int64_t bt, int64_t m, int64_t n, int64_
                    const float *a, const int64_t *sa, const float *b, const int64_t *sb,
                    const float *bias, float *c, const int64_t *sc);
 
-/* ---- gemm_bf16_avx512.c: the packing into pairs (lda, and B's rows, in
- * bf16; kp even). */
+/* ---- gemm_bf16_avx512.c: the packing into pairs, for the AMX kit too
+ * (lda, and B's rows, in bf16; kp even). */
 void bf16_pack_a_pairs(int64_t mb, int64_t kb, const float *a, int64_t rsa, int64_t csa,
                        int64_t mp, int64_t kp, void *dst, int64_t lda);
 void bf16_pack_b_pairs(int64_t kb, int64_t w, const float *b, int64_t rsb, int64_t csb,

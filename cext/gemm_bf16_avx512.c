@@ -1,13 +1,13 @@
 /* The bf16 GEMM with AVX512-BF16: sgemm_bf16_avx512bf16 (arguments as
  * sgemm_bf16), its vdpbf16ps micro-kernel, and the packing of A and B into
- * pairs of bf16 along K. The
+ * pairs of bf16 along K, which the AMX kit (gemm_bf16_amx.c) shares. The
  * loops around the micro-kernel: gemm_bf16_loops.c. Legend as in
- * gemm_bf16.h. Of the bf16 GEMM's files this one is compiled for
- * AVX512-BF16 (with AVX-512BW for the shuffles), and sgemm_bf16
+ * gemm_bf16.h. Of the bf16 GEMM's files this one and the AMX one are
+ * compiled for AVX512-BF16 (with AVX-512BW for the shuffles), and sgemm_bf16
  * calls them only on CPUs that have it (runtime.c).
  *
  * A pair is 32 bits: bf16(x[2q]) in the low half, bf16(x[2q + 1]) in the
- * high one, as vdpbf16ps reads them:
+ * high one, as vdpbf16ps (and AMX's tdpbf16ps) read them:
  *   A block  rows of kp bf16 (kp / 2 pairs), row stride lda bf16
  *   B sliver kp / 2 rows of NR pairs: (B[2q, j], B[2q + 1, j]) at q * NR + j
  * The conversion is vcvtne2ps2bf16 (nearest even, as round_bf16; it reads
@@ -130,7 +130,8 @@ static inline void pack_block(const float *src, int64_t rs, int64_t cs, int64_t 
  * column of the pair) or one by one, and transposed in registers when the
  * destination runs the other way. The blocks are taken along the
  * direction src is contiguous in, so that it is read in long runs (a
- * transposed A: down its columns). */
+ * transposed A: down its columns, 3.5 against 8.2 ms for an AMX weight
+ * gradient 384 x 8320 x 128 on one thread). */
 static void pack_pairs(const float *src, int64_t rs, int64_t cs, int64_t R, int64_t C,
                        int64_t Rp, int64_t Q, uint32_t *dst, int64_t dr, int64_t dq)
 {

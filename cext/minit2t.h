@@ -73,6 +73,9 @@ void sgemm_bias(int64_t bt, int64_t m, int64_t n, int64_t k,
  *                 the float32 micro-kernels' tiles, 6 x 16 / 12 x 32
  *   _avx512bf16   A and B packed as pairs of bf16 along K; vdpbf16ps, a
  *                 12 x 32 tile of C
+ *   _amx          the same packing, K padded to 32; AMX tiles: a 32 x 32
+ *                 tile of C in four 16 x 16 float32 tiles (where Linux
+ *                 refuses the process the tiles: _avx512bf16)
  * The bf16 instructions read bf16 subnormals as 0 and flush subnormal
  * results to 0; the other versions keep them. */
 void sgemm_bf16_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
@@ -87,6 +90,9 @@ void sgemm_bf16_avx512(int64_t bt, int64_t m, int64_t n, int64_t k,
 void sgemm_bf16_avx512bf16(int64_t bt, int64_t m, int64_t n, int64_t k,
                            const float *a, const int64_t *sa, const float *b,
                            const int64_t *sb, const float *bias, float *c, const int64_t *sc);
+void sgemm_bf16_amx(int64_t bt, int64_t m, int64_t n, int64_t k,
+                    const float *a, const int64_t *sa, const float *b,
+                    const int64_t *sb, const float *bias, float *c, const int64_t *sc);
 void sgemm_bf16(int64_t bt, int64_t m, int64_t n, int64_t k,
                 const float *a, const int64_t *sa, const float *b,
                 const int64_t *sb, const float *bias, float *c, const int64_t *sc);
