@@ -121,15 +121,16 @@ def report(title, wall, seconds, opt_s, images, flops, rate):
           f"machine's GEMM rate ({rate:.1f} GFLOP/s at 1024^3)")
 
 
-def torch_report(model, x, y, xi, threads, repeats, top=8):
-    """The PyTorch transcription's step and inference: wall time and its costliest aten ops (self time)."""
+def torch_report(model, x, y, xi, threads, repeats, top=8, bf16=False):
+    """The PyTorch transcription's step and inference (bf16: under torch.autocast): wall time and its
+    costliest aten ops (self time)."""
     import torch
     from torch.profiler import ProfilerActivity, profile
 
     from minit2t import speed
-    for title, fn, images in ((f"torch training step (batch {len(x)})", speed.torch_runners(model, x, y, threads)[0], len(x)),
+    for title, fn, images in ((f"torch training step (batch {len(x)})", speed.torch_runners(model, x, y, threads, bf16)[0], len(x)),
                               (f"torch inference (batch {len(xi)}, no_grad)",
-                               speed.torch_runners(model, xi, y[:1].repeat(len(xi)), threads)[1], len(xi))):
+                               speed.torch_runners(model, xi, y[:1].repeat(len(xi)), threads, bf16)[1], len(xi))):
         fn()                                                      # warm-up
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             t0 = time.perf_counter()
@@ -153,6 +154,8 @@ def parse_args():
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--backend", default=None)
     parser.add_argument("--torch", action="store_true", help="profile the PyTorch transcription too")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="bf16: the forward (and loss) under mt.autocast / torch.autocast")
     return parser.parse_args()
 
 
@@ -171,9 +174,12 @@ def main():
     y = rng.integers(0, model.num_classes, args.batch_size)
     xi = rng.standard_normal((args.infer_batch, C, H, W)).astype(np.float32)
 
+    bf16 = args.precision == "bf16"
+
     def step():
         model.train()
-        loss = mt.nn.functional.cross_entropy(model(mt.tensor(x)), y, label_smoothing=0.1)
+        with mt.autocast("bfloat16", enabled=bf16):
+            loss = mt.nn.functional.cross_entropy(model(mt.tensor(x)), y, label_smoothing=0.1)
         opt.zero_grad()
         loss.backward()
         t0 = time.perf_counter()
@@ -182,7 +188,7 @@ def main():
 
     def infer():
         model.eval()
-        with mt.no_grad():
+        with mt.no_grad(), mt.autocast("bfloat16", enabled=bf16):
             model(mt.tensor(xi))
         return 0.0
 
@@ -190,7 +196,8 @@ def main():
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?") \
         if os.path.exists("/proc/cpuinfo") else "?"
     isa = mt.get_backend("c").isa() if mt.get_backend().name == "c" else "-"
-    print(f"model {args.model}, {args.threads} threads, backend {mt.get_backend().name} (ISA {isa}), CPU {cpu}; "
+    print(f"model {args.model}, {args.threads} threads, backend {mt.get_backend().name} (ISA {isa}), {args.precision}, "
+          f"CPU {cpu}; "
           f"{macs / 1e6:.1f}M MACs per image")
     report(f"training step (batch {args.batch_size})", *run_profiled(step, args.repeats), args.batch_size,
            3 * 2 * macs * args.batch_size, rate)
@@ -198,7 +205,7 @@ def main():
            2 * macs * args.infer_batch, rate)
     print(f"\nmedian of {args.repeats} runs after a warm-up; the profiled wrappers add a few microseconds per op")
     if args.torch:
-        torch_report(model, x, y, xi, args.threads, args.repeats)
+        torch_report(model, x, y, xi, args.threads, args.repeats, bf16=bf16)
 
 
 if __name__ == "__main__":
