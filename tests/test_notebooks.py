@@ -32,7 +32,8 @@ _spec = importlib.util.spec_from_file_location("notebooks_build", NOTEBOOK_DIR /
 build = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(build)
 MAX_TOTAL_BYTES = 2_700_000                                             # about 300 kB a notebook, for nine
-BUILD_CELLS_AT_LEAST = {"01_autograd": 2, "02_soft_split": 2, "03_t2t_attention": 2}   # notebook -> build cells
+BUILD_CELLS_AT_LEAST = {"01_autograd": 2, "02_soft_split": 2, "03_t2t_attention": 2, "04_the_model": 2,
+                       "05_training_and_inside": 2}                            # notebook -> build cells
 CHECK_CALL = re.compile(r"\b(ex|exercises)\.check\(")
 SOLUTION_CALL = re.compile(r"\b(ex|exercises)\.solution\(")
 
