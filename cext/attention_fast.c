@@ -16,9 +16,7 @@
  * rounded to bfloat16 in cache, each once per head: the transposed k or v
  * as it is made, q, v, k and g into rounded copies (N x d each, in the
  * thread's scratch after the transposed one), P after the softmax and gS
- * before its products in place; the products themselves stay float32, or,
- * on CPUs with AVX512-BF16, run on bf16 pairs (attention_bf16.h: bf16 = 2
- * inside, the same roundings, the sums in another order). */
+ * before its products in place; the products themselves stay float32. */
 #include "fast_isa.h"
 #include "vmath.h"
 #include "softmax_rows.h"
@@ -87,32 +85,28 @@ gemm_tile(const int nv, const int masked, int64_t rows, int64_t K, const float *
  * runs of ATTN_NV vectors (then 2, then 1; only a last partial vector is
  * masked), and for each run the rows in tiles of ATTN_RB: the run of B
  * stays in L1. */
-#if ATTN_NV >= 4
-#define ROWS_OF_4(ROWS) else ROWS(4, 0);
-#else
-#define ROWS_OF_4(ROWS)
-#endif
-/* The runs of columns of C (M, n), each over all rows by ROWS(nv, masked)
- * (TILE_ROWS here, DP_ROWS in attention_bf16.h): nv vectors of VW columns,
- * ATTN_NV, then 2, then 1, only a last partial vector masked (tail). */
-#define COLUMN_RUNS(ROWS)                                                              \
-    for (int64_t j = 0; j < n;) {                                                     \
-        int64_t left = ceil_div(n - j, VW);                 /* vectors to go */       \
-        int nv = left >= ATTN_NV ? ATTN_NV : left >= 2 ? 2 : 1;                       \
-        int64_t w = MIN(n - j, nv * VW);                                              \
-        VTAIL tail = VTAILMASK(w - (nv - 1) * VW);                                    \
-        if (w < nv * VW && nv == 1) ROWS(1, 1);                                       \
-        else if (w < nv * VW) ROWS(2, 1);                   /* nv < ATTN_NV here */   \
-        else if (nv == 1) ROWS(1, 0);                                                 \
-        else if (nv == 2) ROWS(2, 0);                                                 \
-        ROWS_OF_4(ROWS)                                                               \
-        j += w;                                                                       \
-    }
-
 static void small_gemm(int64_t M, int64_t n, int64_t K, const float *a, int64_t rsa, int64_t csa,
                        const float *b, int64_t rsb, float *c, int64_t rsc, float alpha)
 {
-    COLUMN_RUNS(TILE_ROWS)
+    for (int64_t j = 0; j < n;) {
+        int64_t left = ceil_div(n - j, VW);                          /* vectors to go */
+        int nv = left >= ATTN_NV ? ATTN_NV : left >= 2 ? 2 : 1;
+        int64_t w = MIN(n - j, nv * VW);
+        VTAIL tail = VTAILMASK(w - (nv - 1) * VW);
+        if (w < nv * VW) {
+            if (nv == 1) TILE_ROWS(1, 1);
+            else TILE_ROWS(2, 1);                                    /* nv < ATTN_NV here */
+        } else if (nv == 1) {
+            TILE_ROWS(1, 0);
+        } else if (nv == 2) {
+            TILE_ROWS(2, 0);
+#if ATTN_NV >= 4
+        } else {
+            TILE_ROWS(4, 0);
+#endif
+        }
+        j += w;
+    }
 }
 
 #undef TILE_ROWS
@@ -202,10 +196,6 @@ static void softmax_head(float *p, const float *kb, int64_t N, int64_t np)
     }
 }
 
-#if FAST_AVX512
-#include "attention_bf16.h"                  /* the products on vdpbf16ps, under autocast */
-#endif
-
 /* Ask for the rows of the next head (N rows of d floats at stride rs from
  * x): its q, k, v are scattered over qkv, one short run per token, which
  * the hardware prefetcher does not follow. Into L2 (locality 1), not L1:
@@ -276,18 +266,6 @@ static void one_head(int backward, int64_t u, const float *qkv, const float *kbi
         for (int part = 0; part < 3; part++) prefetch_rows(qkv + next + part * D, N, d, rs);
         if (backward) prefetch_rows(g + b1 * N * D + (u + 1) % h * d, N, d, D);
     }
-#if FAST_AVX512
-    if (bf16 == 2) {                                                 /* on vdpbf16ps */
-        if (backward)
-            backward_head_dp(qkv + base, qkv + base + D, qkv + base + 2 * D, p_in + u * N * np, g + gbase,
-                             out + base, out + base + D, out + base + 2 * D, N, np, d, rs, D, scale, t, s,
-                             t + d * np);
-        else
-            forward_head_dp(qkv + base, qkv + base + D, qkv + base + 2 * D, kbias ? kbias + b * N : NULL,
-                            out + gbase, p ? p + u * N * np : s, N, np, d, rs, D, scale, t, t + d * np);
-        return;
-    }
-#endif
     if (backward)
         backward_head(qkv + base, qkv + base + D, qkv + base + 2 * D, p_in + u * N * np, g + gbase,
                       out + base, out + base + D, out + base + 2 * D, N, np, d, rs, D, scale, t, s,
@@ -307,18 +285,12 @@ static int attention_heads(int backward, const float *qkv, const float *kbias, c
                            float *p, const float *g, float *out, int64_t B, int64_t N, int64_t h,
                            int64_t d, float scale, int bf16)
 {
-    int64_t np = attention_row(N), extra = bf16 ? 3 * N * d : 0;
+    int64_t np = attention_row(N);
     int nt = minit2t_threads_for(4.0 * (double)(B * h) * (double)(N * np) * (double)(d + 8));
     int failed = 0;
-#if FAST_AVX512
-    if (bf16 && minit2t_isa() >= ISA_AVX512_BF16) {                  /* the products on pairs */
-        bf16 = 2;
-        extra = dp_scratch(N, np, d);
-    }
-#endif
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *t = minit2t_scratch(SCRATCH_ATTN_T, (size_t)MAX(d * np + extra, 1));
+        float *t = minit2t_scratch(SCRATCH_ATTN_T, (size_t)MAX(d * np + (bf16 ? 3 * N * d : 0), 1));
         float *s = backward || !p ? minit2t_scratch(SCRATCH_ATTN_S, (size_t)MAX(N * np, 1)) : t;
         if (!t || !s) {
 #pragma omp atomic write

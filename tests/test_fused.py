@@ -262,21 +262,14 @@ def test_attention_bf16_every_level(c, B, N, h, d):
     want_p[..., :N] = ctx.saved[1]
     plain = out((B, N, h * d))
     assert c.lib.attention_forward_ref(c.ptr(qkv), c.ffi.NULL, c.ptr(plain), c.ffi.NULL, B, N, h, d, scale, 0) == 0
-    cap = c.lib.minit2t_isa()
-    dp = [("avx512", 3)] if c.lib.minit2t_cpu_isa() >= 3 else []       # the AVX-512 build on vdpbf16ps
-    try:
-        for level, isa in [(level, cap) for level in levels(c)] + dp:
-            c.lib.minit2t_set_isa(2 if level == "avx512" and isa != 3 else isa)   # 2: float32 products
-            o, p, gqkv = out((B, N, h * d)), out((B, h, N, Np)), out((B, N, 3 * h * d))
-            forward, backward = (getattr(c.lib, f"attention_{way}_{level}") for way in ("forward", "backward"))
-            assert forward(c.ptr(qkv), c.ffi.NULL, c.ptr(o), c.ptr(p), B, N, h, d, scale, 1) == 0
-            assert backward(c.ptr(qkv), c.ptr(p), c.ptr(g), c.ptr(gqkv), B, N, h, d, scale, 1) == 0
-            what_level = f"{level}{' on vdpbf16ps' if isa == 3 else ''}"
-            for what, got, ref in (("out", o, want), ("p", p, want_p), ("gqkv", gqkv, want_g)):
-                assert_close(got, ref, 5e-4, 1e-6, f"{what_level} bf16 {what}")
-            assert np.array_equal(p, mt.amp.to_bf16(p)), f"{what_level}: P is not kept in bf16"
-    finally:
-        c.lib.minit2t_set_isa(cap)
+    for level in levels(c):
+        o, p, gqkv = out((B, N, h * d)), out((B, h, N, Np)), out((B, N, 3 * h * d))
+        forward, backward = (getattr(c.lib, f"attention_{way}_{level}") for way in ("forward", "backward"))
+        assert forward(c.ptr(qkv), c.ffi.NULL, c.ptr(o), c.ptr(p), B, N, h, d, scale, 1) == 0
+        assert backward(c.ptr(qkv), c.ptr(p), c.ptr(g), c.ptr(gqkv), B, N, h, d, scale, 1) == 0
+        for what, got, ref in (("out", o, want), ("p", p, want_p), ("gqkv", gqkv, want_g)):
+            assert_close(got, ref, 5e-4, 1e-6, f"{level} bf16 {what}")
+        assert np.array_equal(p, mt.amp.to_bf16(p)), f"{level}: P is not kept in bf16"
     if N * d > 8:                                      # the rounding shows: off float32 by ~2^-9
         assert relative_error(plain, want) > 1e-3
 
