@@ -174,7 +174,9 @@ static void loops_team(const bf16_kit *kit, const gemm_problem *P, int nt)
  * rows) would meet at the team's barriers twice per K block, and a thread
  * descheduled by other work holds the others there: the threads take fixed
  * slices of C instead, rows (or columns, when N is the longer side) at
- * multiples of MR (NR), each packing its own panels of B (A). */
+ * multiples of MR (NR), each packing its own panels of B (A). Faster even
+ * on a quiet machine, though each thread packs all of B: AMX, 2 threads,
+ * 384 x 8320 x 128 (A transposed) 0.99 against 1.10 ms for the team. */
 static void loops_sliced(const bf16_kit *kit, const gemm_problem *P, int nt)
 {
     int by_rows = P->m >= P->n;
