@@ -16,7 +16,8 @@ What the C versions add, all of it memory layout, none of it math:
   - GetItem and Split return contiguous pieces and write their gradients into one
     buffer laid out as their input is;
   - Attention (c_attention.py) reads q, k, v where the qkv Linear wrote them and writes
-    its gradient back packed, one head per work item (cext/attention.c).
+    its gradient back packed, one head per work item (cext/attention.c); the band
+    products are in c_band.py.
 Under autocast (ctx.bf16) Linear and MatMul run the bf16 GEMM (cext/gemm_bf16.c: the
 rounding of the operands in its packing), Attention the fused kernels' bf16 mode; the band
 products round their operands (minit2t.amp.to_bf16) and run the float32 kernels.
@@ -25,9 +26,9 @@ Legend: M/K/N matrix sides, R rows, Din/Dout linear features, "..." leading dims
 import numpy as np
 
 from minit2t import ops
-from minit2t.amp import operands
 from minit2t.backends import c_kernels as ck
 from minit2t.backends.c_attention import Attention
+from minit2t.backends.c_band import BandDot, BandMix
 from minit2t.ops import activation, conv, linear, matmul, norm, shape
 
 
@@ -292,44 +293,6 @@ class Fold(ops.Fold):
     @staticmethod
     def backward(ctx, g):
         return (ck.unfold(g, *ctx.args),)                             # (B, C*k*k, L)
-
-
-class BandDot(ops.BandDot):
-    @staticmethod
-    def forward(ctx, a, b, window):
-        ctx.in_c = _f32(a, b)
-        if not ctx.in_c:
-            return ops.BandDot.forward(ctx, a, b, window)
-        a, b = operands(ctx, a, b)                                    # bf16 under autocast
-        ctx.save_for_backward(a, b)
-        return ck.band_dot(a, b, window)                              # (B, T, w)
-
-    @staticmethod
-    def backward(ctx, g):
-        if not ctx.in_c:
-            return ops.BandDot.backward(ctx, g)
-        a, b = ctx.saved
-        g = operands(ctx, g)
-        return ck.band_mix(g, b), ck.band_mix_t(g, a)                 # (B, T, d) each
-
-
-class BandMix(ops.BandMix):
-    @staticmethod
-    def forward(ctx, p, v):
-        ctx.in_c = _f32(p, v)
-        if not ctx.in_c:
-            return ops.BandMix.forward(ctx, p, v)
-        p, v = operands(ctx, p, v)                                    # bf16 under autocast
-        ctx.save_for_backward(p, v)
-        return ck.band_mix(p, v)                                      # (B, T, d)
-
-    @staticmethod
-    def backward(ctx, g):
-        if not ctx.in_c:
-            return ops.BandMix.backward(ctx, g)
-        p, v = ctx.saved
-        g = operands(ctx, g)
-        return ck.band_dot(g, v, p.shape[-1]), ck.band_mix_t(p, g)    # (B, T, w), (B, T, d)
 
 
 OPS = {ops.Add: Add, ops.Concat: Concat, ops.MatMul: MatMul, ops.Linear: Linear, ops.LayerNorm: LayerNorm,
