@@ -18,6 +18,7 @@
  * thread's scratch after the transposed one), P after the softmax and gS
  * before its products in place; the products themselves stay float32. */
 #include "fast_isa.h"
+#include "bf16_run.h"
 #include "vmath.h"
 #include "softmax_rows.h"
 #include "transpose8.h"
@@ -125,21 +126,10 @@ static void transpose_rows(const float *x, int64_t N, int64_t np, int64_t d, int
     }
 }
 
-/* n floats at x rounded to bf16 in place (n a multiple of VW). */
-static void round_bf16_vectors(float *x, int64_t n)
-{
-    for (int64_t j = 0; j < n; j += VW) VSTORE(x + j, VBF16(VLOAD(x + j)));
-}
-
 /* x (N rows of d, row stride rs) -> y (N rows of d, contiguous), rounded to bf16. */
 static void round_bf16_rows(const float *x, int64_t N, int64_t d, int64_t rs, float *y)
 {
-    int64_t d0 = d / VW * VW;
-    VTAIL m = VTAILMASK(d - d0);
-    for (int64_t i = 0; i < N; i++, x += rs, y += d) {
-        for (int64_t c = 0; c < d0; c += VW) VSTORE(y + c, VBF16(VLOAD(x + c)));
-        if (d0 < d) VSTORET(y + d0, m, VBF16(VLOADT(x + d0, m, 0.0f)));
-    }
+    for (int64_t i = 0; i < N; i++) round_run(x + i * rs, y + i * d, d);
 }
 
 /* The scores x[j .. j + VW) plus the key biases kb (NULL: none); lanes past
@@ -218,14 +208,14 @@ static void forward_head(const float *q, const float *k, const float *v, const f
     int64_t rsq = rs, rsv = rs;
     transpose_rows(k, N, np, d, rs, kt);                             /* (d, np) */
     if (bf16) {
-        round_bf16_vectors(kt, d * np);
+        round_run(kt, kt, d * np);
         round_bf16_rows(q, N, d, rs, r);                             /* (N, d) */
         round_bf16_rows(v, N, d, rs, r + N * d);                     /* (N, d) */
         q = r, v = r + N * d, rsq = rsv = d;
     }
     small_gemm(N, np, d, q, rsq, 1, kt, np, p, np, scale);           /* S (N, np) */
     softmax_head(p, kb, N, np);                                      /* P (N, np) */
-    if (bf16) round_bf16_vectors(p, N * np);
+    if (bf16) round_run(p, p, N * np);
     small_gemm(N, d, N, p, np, 1, v, rsv, o, ro, 1.0f);              /* O (N, d) */
 }
 
@@ -240,7 +230,7 @@ static void backward_head(const float *q, const float *k, const float *v, const 
     int64_t rsq = rs, rsg = ro;
     transpose_rows(v, N, np, d, rs, vt);                             /* (d, np) */
     if (bf16) {
-        round_bf16_vectors(vt, d * np);
+        round_run(vt, vt, d * np);
         round_bf16_rows(g, N, d, ro, r);                             /* (N, d) each */
         round_bf16_rows(k, N, d, rs, r + N * d);
         round_bf16_rows(q, N, d, rs, r + 2 * N * d);
@@ -248,7 +238,7 @@ static void backward_head(const float *q, const float *k, const float *v, const 
     }
     small_gemm(N, np, d, g, rsg, 1, vt, np, ds, np, 1.0f);           /* gP (N, np) */
     for (int64_t i = 0; i < N; i++) softmax_row_backward(ds + i * np, p + i * np, ds + i * np, np);
-    if (bf16) round_bf16_vectors(ds, N * np);
+    if (bf16) round_run(ds, ds, N * np);
     small_gemm(N, d, N, ds, np, 1, k, rsq, gq, rs, scale);           /* gq = gS k */
     small_gemm(N, d, N, ds, 1, np, q, rsq, gk, rs, scale);           /* gk = gS^T q */
     small_gemm(N, d, N, p, 1, np, g, rsg, gv, rs, 1.0f);             /* gv = P^T g */

@@ -14,6 +14,7 @@
  * for bit (the reference adds the bias last, a kernel first). */
 #include <string.h>
 #include "fast_isa.h"
+#include "bf16_run.h"
 #include "gemm_bf16.h"
 #include "transpose8.h"
 
@@ -22,17 +23,6 @@
 #else
 #define FLOAT32_GEMM gemm_blocking_avx2
 #endif
-
-/* d[0:n] = bf16(s[0:n]), d may be s. */
-static inline void round_run(const float *s, float *d, int64_t n)
-{
-    int64_t j = 0;
-    for (; j + VW <= n; j += VW) VSTORE(d + j, VBF16(VLOAD(s + j)));
-    if (j < n) {
-        VTAIL m = VTAILMASK(n - j);
-        VSTORET(d + j, m, VBF16(VLOADT(s + j, m, 0.0f)));
-    }
-}
 
 /* The kit's pack_a, and its pack_b with ldd = nr: dst[r * ldd + c] =
  * bf16(src[r * rs + c * cs]) for r < R, c < C; 0 for R <= r < Rp or
