@@ -34,7 +34,7 @@ import threading
 import numpy as np
 
 _state = threading.local()
-DTYPES = ("bfloat16",)
+PRECISIONS = ("fp32", "bf16")          # the names train, eval and bench take: --precision NAME
 
 
 def to_bf16(x):
@@ -59,10 +59,15 @@ def bf16_enabled():
 def operands(ctx, *arrays):
     """The operands of a product in an op whose context is ctx: rounded to bf16 (the float32
     ones) when the op ran under autocast, else as they are."""
-    if not getattr(ctx, "bf16", False):
+    if not ctx.bf16:
         return arrays if len(arrays) > 1 else arrays[0]
     out = tuple(to_bf16(a) if a.dtype == np.float32 else a for a in arrays)
     return out if len(out) > 1 else out[0]
+
+
+def for_precision(name):
+    """The autocast that --precision NAME asks for: bf16's, or one that does nothing (fp32)."""
+    return autocast("bfloat16", enabled=name == "bf16")
 
 
 def _dtype_name(dtype):

@@ -5,7 +5,7 @@ import sys
 import time
 
 from minit2t import backends, data, recipe, speed
-from minit2t.amp import autocast
+from minit2t.amp import PRECISIONS, for_precision
 from minit2t.approx import parse_attention_spec, swap_t2t_attention
 from minit2t.convert import convert
 from minit2t.export import export_run
@@ -76,7 +76,7 @@ def cmd_eval(args):
         swap_t2t_attention(model, args.t2t_attention)
     images, labels = data.load_cifar10(args.data, split="test", download_if_missing=True if args.download else None)
     start = time.perf_counter()
-    with autocast("bfloat16", enabled=args.precision == "bf16"):
+    with for_precision(args.precision):
         accuracy = evaluate(model, images, labels, progress=sys.stderr, tta=args.tta)
     rate = len(labels) / (time.perf_counter() - start)
     backend = backends.get_backend().__name__.split(".")[-1].replace("_backend", "")
@@ -95,7 +95,7 @@ def cmd_export(args):
 
 
 def cmd_bench(args):
-    precisions = speed.PRECISIONS if args.precision == "all" else (args.precision,)
+    precisions = PRECISIONS if args.precision == "all" else (args.precision,)
     rows, why_not, threads = speed.bench(args.model, args.batch_size, args.infer_batch, args.repeats, args.threads,
                                          precisions=precisions, with_torch=args.torch)
     print("\n".join(speed.report(args.model, rows, why_not, threads, args.repeats)))
@@ -109,7 +109,7 @@ def _bench_parser(sub):
     p.add_argument("--infer-batch", type=_positive, default=256, help="of inference (default 256)")
     p.add_argument("--repeats", type=_positive, default=5, help="timed runs of each (default 5)")
     p.add_argument("--threads", type=_positive, default=None, help="default: every core this process may use")
-    p.add_argument("--precision", choices=speed.PRECISIONS + ("all",), default="all",
+    p.add_argument("--precision", choices=PRECISIONS + ("all",), default="all",
                    help="fp32, bf16 (under autocast; torch's under torch.autocast) or all (default)")
     p.add_argument("--torch", action=argparse.BooleanOptionalAction, default=True,
                    help="beside the PyTorch transcription, in the same precision (default; --no-torch: not)")

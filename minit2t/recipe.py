@@ -10,6 +10,7 @@ A run config, as saved in a checkpoint, is these options plus what the run recor
 training images came from), train_images (how many), model_kwargs (model options beside the recipe's).
 Options added after the first checkpoints were written (added_later) take their defaults there.
 """
+from minit2t.amp import PRECISIONS
 from minit2t.backends import BACKENDS
 from minit2t.models import list_models
 from minit2t.models.config import MODEL_OPTIONS, check_soft_split, model_option
@@ -51,7 +52,7 @@ RECIPE = (
            lo_open=True, optional=True, added_later=True, metavar="DECAY"),
     Option("precision", "choice", "fp32", "bf16: the forward and the loss under mt.autocast(\"bfloat16\") "
            "(products in bf16, master weights, gradients and the optimiser in fp32); kept on --resume",
-           choices=("fp32", "bf16"), added_later=True),
+           choices=PRECISIONS, added_later=True),
     Option("seed", "int", 0, "of the initialisation, the shuffling and the augmentation", lo=0, hi=MAX_COUNT),
     Option("backend", "choice", None, "the kernels (none: C when it is built, else NumPy)", choices=BACKENDS,
            optional=True, resume=True),

@@ -36,9 +36,6 @@ def cpu_name():
         return platform.processor() or "unknown CPU"
 
 
-PRECISIONS = ("fp32", "bf16")
-
-
 def minit2t_runners(model, x, y, bf16=False):
     """(train step, inference) of a minit2t model on the batch x (B, C, H, W), labels y (B,); bf16:
     the forward and the loss under mt.autocast("bfloat16")."""

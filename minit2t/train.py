@@ -15,7 +15,7 @@ import sys
 import time
 
 from minit2t import backends, data, optim, random, recipe, reduction, runlog, runs
-from minit2t.amp import autocast
+from minit2t.amp import for_precision
 from minit2t.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
 from minit2t.evaluation import NonFiniteOutput, check_finite_outputs, evaluate, predict  # noqa: F401
 from minit2t.hub import init_from, init_source
@@ -63,7 +63,7 @@ def train_one_epoch(model, loader, epoch, opt, sched, cfg, epochs, where=None, e
         for step, (x, y) in enumerate(loader.iter_epoch(epoch)):
             if where is not None:
                 where["step"] = step + 1
-            with autocast("bfloat16", enabled=cfg["precision"] == "bf16"):
+            with for_precision(cfg["precision"]):
                 loss, logits = batch_loss(model, x, y, 0.0 if cfg["mixup"] else cfg["label_smoothing"])
             value = float(loss.item())
             if not math.isfinite(value):
