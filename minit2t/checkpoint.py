@@ -32,7 +32,7 @@ EMA_UPDATES = EMA_PREFIX + "updates"
 OPT_PREFIX = "optimizer."            # optimizer.state.<i>.<key>, optimizer.param_groups.<g>.<key>
 STATE_KEYS = ("step", "exp_avg", "exp_avg_sq")                         # AdamW's, per parameter
 GROUP_KEYS = ("lr", "betas", "eps", "weight_decay", "initial_lr", "params")
-HISTORY_KEYS = ("train_loss", "train_acc", "test_acc", "images_per_s", "lr", "wall_s")
+HISTORY_KEYS = ("train_loss", "train_acc", "images_per_s", "lr", "wall_s")   # and test_acc where scored
 
 def _text(obj):
     return np.array(json.dumps(obj))
@@ -157,7 +157,7 @@ def _check_history(history, epoch):
         row = need(row, dict, f"history entry {i + 1}")
         if row.get("epoch") != i + 1 or isinstance(row.get("epoch"), bool):
             raise Invalid(f"history entry {i + 1} says epoch {row.get('epoch')!r}")
-        for key in HISTORY_KEYS + tuple(k for k in ("total_s", "ema_test_acc", "steps") if k in row):
+        for key in HISTORY_KEYS + tuple(k for k in ("test_acc", "total_s", "ema_test_acc", "steps") if k in row):
             number(row.get(key), f"history entry {i + 1} {key}")
 
 

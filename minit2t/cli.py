@@ -52,7 +52,7 @@ def cmd_train(args):
         raise ValueError(f"--epochs {given['epochs']} and --steps {given['steps']}: give one (--steps sets the epochs)")
     history = run({**recipe.DEFAULTS, **given}, args.data, args.out, resume=args.resume, init=args.init,
                   overwrite=args.overwrite, given=given, download=True if args.download else None)
-    if history:
+    if history and "test_acc" in history[-1]:
         if "ema_test_acc" in history[-1]:
             print(f"the weights' average (--ema): test accuracy {history[-1]['ema_test_acc']:.4f}")
         print(f"test accuracy: {history[-1]['test_acc']:.4f}")

@@ -50,6 +50,9 @@ RECIPE = (
     Option("ema", "float", None, "also keep an exponential moving average of the weights (e.g. 0.999 a step), "
            "evaluated after every epoch and saved in the checkpoint (eval --ema scores it)", lo=0.0, hi=1.0,
            lo_open=True, optional=True, added_later=True, metavar="DECAY"),
+    Option("eval_every", "int", 1, "score the test images after every N-th epoch and after the last (the other "
+           "epochs' log rows hold no test accuracy: the time goes to training)", lo=1, hi=MAX_COUNT, resume=True,
+           added_later=True, metavar="N"),
     Option("precision", "choice", "fp32", "bf16: the forward and the loss under mt.autocast(\"bfloat16\") "
            "(products in bf16, master weights, gradients and the optimiser in fp32); kept on --resume",
            choices=PRECISIONS, added_later=True),

@@ -10,7 +10,9 @@ import sys
 
 
 def plot_curves(history, path):
-    """Loss and accuracy against epochs (needs matplotlib; skipped with a note without it)."""
+    """Loss and accuracy against epochs, and test accuracy against the run's minutes (its total_s, the
+    training steps and the scoring; wall_s, the steps alone, in logs without it). Needs matplotlib;
+    skipped with a note without it."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -20,15 +22,25 @@ def plot_curves(history, path):
               "(pip install matplotlib)", file=sys.stderr)
         return
     epochs = [h["epoch"] for h in history]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.5))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(13, 3.5))
     ax1.plot(epochs, [h["train_loss"] for h in history], marker="o")
     ax1.set(xlabel="epoch", ylabel="train loss")
     ax2.plot(epochs, [h["train_acc"] for h in history], marker="o", label="train")
-    ax2.plot(epochs, [h["test_acc"] for h in history], marker="o", label="test")
-    if all("ema_test_acc" in h for h in history):
-        ax2.plot(epochs, [h["ema_test_acc"] for h in history], marker="o", label="test, the weights' average")
+    scored = [h for h in history if "test_acc" in h]               # --eval-every N: every N-th epoch
+    ax2.plot([h["epoch"] for h in scored], [h["test_acc"] for h in scored], marker="o", label="test")
+    if scored and all("ema_test_acc" in h for h in scored):
+        ax2.plot([h["epoch"] for h in scored], [h["ema_test_acc"] for h in scored], marker="o",
+                 label="test, the weights' average")
     ax2.set(xlabel="epoch", ylabel="accuracy")
     ax2.legend()
+    minutes = [h.get("total_s", h["wall_s"]) / 60 for h in scored]
+    ax3.plot(minutes, [h["test_acc"] for h in scored], marker="o", label="test")
+    if scored and all("ema_test_acc" in h for h in scored):
+        ax3.plot(minutes, [h["ema_test_acc"] for h in scored], marker="o", label="test, the weights' average")
+    ax3.set(xlabel="minutes of training and scoring" if all("total_s" in h for h in scored)
+            else "minutes of training steps",
+            ylabel="test accuracy")
+    ax3.legend()
     fig.tight_layout()
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=100)

@@ -222,13 +222,14 @@ def train_epochs(model, opt, sched, loader, test, cfg, out_dir, start, history, 
         left = cfg["steps"] - sched.last_step if cfg.get("steps") else None
         loss, acc, rate = train_one_epoch(model, loader, epoch, opt, sched, cfg, cfg["epochs"], where, ema, left)
         clock += time.perf_counter() - t0
-        where["step"] = None                                  # the test evaluation
-        test_acc = evaluate(model, *test)
-        row = dict(epoch=epoch + 1, train_loss=loss, train_acc=acc, test_acc=test_acc, images_per_s=rate,
+        row = dict(epoch=epoch + 1, train_loss=loss, train_acc=acc, images_per_s=rate,
                    lr=sched.get_last_lr()[-1], wall_s=clock, steps=sched.last_step)
-        if ema is not None:
-            with ema.swapped_in(model):
-                row["ema_test_acc"] = evaluate(model, *test)
+        if scored(epoch + 1, cfg):
+            where["step"] = None                              # the test evaluation
+            row["test_acc"] = evaluate(model, *test)
+            if ema is not None:
+                with ema.swapped_in(model):
+                    row["ema_test_acc"] = evaluate(model, *test)
         total += time.perf_counter() - t0
         history.append(dict(row, total_s=total))
         runs.remove_stale_temps(out_dir)
@@ -236,7 +237,18 @@ def train_epochs(model, opt, sched, loader, test, cfg, out_dir, start, history, 
         where["saved"] = epoch + 1
         runlog.write_metrics(os.path.join(out_dir, "metrics.jsonl"), history)
         runlog.plot_curves(history, os.path.join(out_dir, "curves.png"))
-        average = f", the weights' average {row['ema_test_acc']:.4f}" if ema is not None else ""
-        print(f"epoch {epoch + 1}: train loss {loss:.4f} acc {acc:.4f}, test accuracy {test_acc:.4f}{average}",
-              flush=True)
+        print(f"epoch {epoch + 1}: train loss {loss:.4f} acc {acc:.4f}, {scores(row, cfg)}", flush=True)
     return history
+
+
+def scored(epoch, cfg):
+    """Whether epoch (1, 2, ...) ends with a test evaluation: every --eval-every-th, and the last."""
+    return epoch % cfg.get("eval_every", 1) == 0 or epoch == cfg["epochs"]
+
+
+def scores(row, cfg):
+    """A log row's test scores in words."""
+    if "test_acc" not in row:
+        return f"test not scored (--eval-every {cfg.get('eval_every', 1)})"
+    average = f", the weights' average {row['ema_test_acc']:.4f}" if "ema_test_acc" in row else ""
+    return f"test accuracy {row['test_acc']:.4f}{average}"

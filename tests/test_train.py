@@ -28,6 +28,20 @@ def test_loss_falls_and_outputs_are_written(dataset, tmp_path):
     assert os.path.exists(os.path.join(out, runs.CHECKPOINT))
 
 
+def test_eval_every_scores_every_nth_epoch_and_the_last(dataset, tmp_path, capsys):
+    """--eval-every 2 over 3 epochs: epochs 2 and 3 scored, epoch 1's row without test accuracy; the
+    checkpoint, log and curves take such rows, and --resume --epochs 4 goes on from them (epoch 4 scored)."""
+    out = str(tmp_path / "run")
+    history = train.run(_cfg(epochs=3, eval_every=2), dataset, out)
+    assert ["test_acc" in h for h in history] == [False, True, True]
+    assert "test not scored (--eval-every 2)" in capsys.readouterr().out
+    lines = [json.loads(s) for s in open(os.path.join(out, "metrics.jsonl"))]
+    assert lines == json.loads(json.dumps(history))
+    assert os.path.exists(os.path.join(out, "curves.png"))
+    history = train.run(_cfg(epochs=4, eval_every=2), dataset, out, resume=True)
+    assert ["test_acc" in h for h in history] == [False, True, True, True]
+
+
 def test_killed_run_resumes_to_the_same_weights(dataset, tmp_path, monkeypatch):
     full = str(tmp_path / "full")
     train.run(_cfg(), dataset, full)
