@@ -34,9 +34,10 @@ def plot_curves(history, path):
     ax2.set(xlabel="epoch", ylabel="accuracy")
     ax2.legend()
     minutes = [h.get("total_s", h["wall_s"]) / 60 for h in scored]
-    ax3.plot(minutes, [h["test_acc"] for h in scored], marker="o", label="test")
+    ax3.plot(minutes, [h["test_acc"] for h in scored], marker="o", color="C1", label="test")   # as in ax2
     if scored and all("ema_test_acc" in h for h in scored):
-        ax3.plot(minutes, [h["ema_test_acc"] for h in scored], marker="o", label="test, the weights' average")
+        ax3.plot(minutes, [h["ema_test_acc"] for h in scored], marker="o", color="C2",
+                 label="test, the weights' average")
     ax3.set(xlabel="minutes of training and scoring" if all("total_s" in h for h in scored)
             else "minutes of training steps",
             ylabel="test accuracy")
