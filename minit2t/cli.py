@@ -123,7 +123,8 @@ def _train_parser(sub):
     for option in recipe.RECIPE:                             # each None unless given: minit2t/recipe.py
         option.add_flag(p, help=TRAIN_HELP.get(option.name))
     p.add_argument("--out", required=True, metavar="DIR", help="checkpoints, metrics.jsonl, curves.png")
-    changeable = " and ".join(recipe.flag(k) for k in recipe.CHANGEABLE_ON_RESUME)
+    flags = [recipe.flag(k) for k in recipe.CHANGEABLE_ON_RESUME]
+    changeable = ", ".join(flags[:-1]) + " and " + flags[-1]
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true",
                        help="continue the run in DIR from DIR/last.npz, with the settings it was started with: "

@@ -40,7 +40,7 @@ def test_train_flags_are_the_recipe():
     assert set(args) - NOT_RECIPE == set(recipe.RUN_KEYS)
     assert all(args[key] is None for key in recipe.RUN_KEYS)             # a caller sees what was given
     assert recipe.DEFAULTS == {o.name: o.default for o in recipe.RECIPE}
-    assert runs.CHANGEABLE_ON_RESUME == ("epochs", "backend")
+    assert runs.CHANGEABLE_ON_RESUME == ("epochs", "eval_every", "backend")
 
 
 @pytest.mark.parametrize("option", recipe.RECIPE, ids=lambda o: o.name)
@@ -112,7 +112,7 @@ def test_the_recipe_sets_its_model_options():
 def test_resume_help_names_what_may_change(capsys):
     with pytest.raises(SystemExit):
         cli_main(["train", "--help"])
-    assert "--epochs and --backend may change" in " ".join(capsys.readouterr().out.split())
+    assert "--epochs, --eval-every and --backend may change" in " ".join(capsys.readouterr().out.split())
 
 
 def test_the_training_docs_list_every_flag():
