@@ -26,22 +26,17 @@ def plot_curves(history, path):
     ax1.plot(epochs, [h["train_loss"] for h in history], marker="o")
     ax1.set(xlabel="epoch", ylabel="train loss")
     ax2.plot(epochs, [h["train_acc"] for h in history], marker="o", label="train")
-    scored = [h for h in history if "test_acc" in h]               # --eval-every N: every N-th epoch
-    ax2.plot([h["epoch"] for h in scored], [h["test_acc"] for h in scored], marker="o", label="test")
-    if scored and all("ema_test_acc" in h for h in scored):
-        ax2.plot([h["epoch"] for h in scored], [h["ema_test_acc"] for h in scored], marker="o",
-                 label="test, the weights' average")
     ax2.set(xlabel="epoch", ylabel="accuracy")
-    ax2.legend()
+    scored = [h for h in history if "test_acc" in h]               # --eval-every N: every N-th epoch
+    average = bool(scored) and all("ema_test_acc" in h for h in scored)
     minutes = [h.get("total_s", h["wall_s"]) / 60 for h in scored]
-    ax3.plot(minutes, [h["test_acc"] for h in scored], marker="o", color="C1", label="test")   # as in ax2
-    if scored and all("ema_test_acc" in h for h in scored):
-        ax3.plot(minutes, [h["ema_test_acc"] for h in scored], marker="o", color="C2",
-                 label="test, the weights' average")
+    for ax, x in ((ax2, [h["epoch"] for h in scored]), (ax3, minutes)):
+        ax.plot(x, [h["test_acc"] for h in scored], marker="o", color="C1", label="test")
+        if average:
+            ax.plot(x, [h["ema_test_acc"] for h in scored], marker="o", color="C2", label="test, the weights' average")
+        ax.legend()
     ax3.set(xlabel="minutes of training and scoring" if all("total_s" in h for h in scored)
-            else "minutes of training steps",
-            ylabel="test accuracy")
-    ax3.legend()
+            else "minutes of training steps", ylabel="test accuracy")
     fig.tight_layout()
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=100)

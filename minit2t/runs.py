@@ -192,7 +192,7 @@ def resumed_config(saved, cfg, given, done, path):
     """The settings a resumed run continues with: the saved run's, with a different epochs or backend
     from `given` (default: cfg) applied; any other setting given that differs is refused, naming each."""
     given = cfg if given is None else given
-    out, refused = dict(saved), []
+    out, refused = {**DEFAULTS, **saved}, []                    # options added since it was saved: their defaults
     for key, value in given.items():
         if key in ("data", "train_images"):
             continue

@@ -243,12 +243,12 @@ def train_epochs(model, opt, sched, loader, test, cfg, out_dir, start, history, 
 
 def scored(epoch, cfg):
     """Whether epoch (1, 2, ...) ends with a test evaluation: every --eval-every-th, and the last."""
-    return epoch % cfg.get("eval_every", 1) == 0 or epoch == cfg["epochs"]
+    return epoch % cfg["eval_every"] == 0 or epoch == cfg["epochs"]
 
 
 def scores(row, cfg):
     """A log row's test scores in words."""
     if "test_acc" not in row:
-        return f"test not scored (--eval-every {cfg.get('eval_every', 1)})"
+        return f"test not scored (--eval-every {cfg['eval_every']})"
     average = f", the weights' average {row['ema_test_acc']:.4f}" if "ema_test_acc" in row else ""
     return f"test accuracy {row['test_acc']:.4f}{average}"

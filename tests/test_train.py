@@ -42,6 +42,23 @@ def test_eval_every_scores_every_nth_epoch_and_the_last(dataset, tmp_path, capsy
     assert ["test_acc" in h for h in history] == [False, True, True, True]
 
 
+def test_a_run_saved_before_later_options_existed_resumes_with_their_defaults(dataset, tmp_path):
+    """A checkpoint whose run config predates --precision and --eval-every (added_later) resumes, in
+    fp32 and scoring every epoch, as its settings were then."""
+    out = str(tmp_path / "run")
+    train.run(_cfg(epochs=1), dataset, out)
+    path = os.path.join(out, runs.CHECKPOINT)
+    arrays = dict(np.load(path))
+    run = json.loads(str(arrays["run_config"]))
+    del run["precision"], run["eval_every"]
+    arrays["run_config"] = np.array(json.dumps(run))
+    np.savez(path, **arrays)
+    history = train.run(_cfg(epochs=2), dataset, out, resume=True, given={"epochs": 2})
+    assert ["test_acc" in h for h in history] == [True, True]
+    saved = train.read_checkpoint_meta(path)["run_config"]
+    assert (saved["precision"], saved["eval_every"]) == ("fp32", 1)
+
+
 def test_killed_run_resumes_to_the_same_weights(dataset, tmp_path, monkeypatch):
     full = str(tmp_path / "full")
     train.run(_cfg(), dataset, full)
