@@ -64,6 +64,11 @@ RECIPE = (
     Option("reduce", "text", None, "token reduction in the backbone blocks: tome:r=8, evit:keep=0.7, mctf:r=8 "
            "(options: minit2t.reduction.spec), or none", optional=True, added_later=True, parse=parse_spec,
            metavar="SPEC"),
+    Option("distill", "text", None, "soft distillation (DeiT): the targets mix the label with the predictions of a "
+           "teacher, the run's model without --reduce holding these weights (pretrained:NAME or a weights file)",
+           optional=True, added_later=True, metavar="WEIGHTS"),
+    Option("distill_weight", "float", 0.5, "with --distill, the teacher's share of the targets (the label's: "
+           "1 - W)", lo=0.0, hi=1.0, hi_closed=True, added_later=True, metavar="W"),
 )
 OPTIONS = by_name(RECIPE)
 DEFAULTS = defaults(RECIPE)

@@ -14,10 +14,13 @@ import os
 import sys
 import time
 
+import numpy as np
+
 from minit2t import backends, data, optim, random, recipe, reduction, runlog, runs
 from minit2t.amp import for_precision
 from minit2t.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
 from minit2t.evaluation import NonFiniteOutput, check_finite_outputs, evaluate, predict  # noqa: F401
+from minit2t.grad_mode import no_grad
 from minit2t.hub import init_from, init_source
 from minit2t.models import create_model
 from minit2t.models.zoo import CIFAR_INPUT, CIFAR_VARIANTS
@@ -50,10 +53,12 @@ class Progress:
         self.stream.write("\n")
 
 
-def train_one_epoch(model, loader, epoch, opt, sched, cfg, epochs, where=None, ema=None, max_steps=None):
+def train_one_epoch(model, loader, epoch, opt, sched, cfg, epochs, where=None, ema=None, max_steps=None,
+                    teacher=None):
     """One pass over the loader (its first max_steps batches, when given); returns (mean loss, train
     accuracy, images/s). where["step"] follows the step being run (1-based), for the message of an
-    interrupted run; ema (optim.EMA) follows the weights after every step."""
+    interrupted run; ema (optim.EMA) follows the weights after every step; a teacher (--distill)
+    mixes its predictions into the targets."""
     model.train()
     steps = len(loader) if max_steps is None else min(len(loader), max_steps)
     progress = Progress(epoch, epochs, steps)
@@ -64,7 +69,10 @@ def train_one_epoch(model, loader, epoch, opt, sched, cfg, epochs, where=None, e
             if where is not None:
                 where["step"] = step + 1
             with for_precision(cfg["precision"]):
-                loss, logits = batch_loss(model, x, y, 0.0 if cfg["mixup"] else cfg["label_smoothing"])
+                smoothing = 0.0 if cfg["mixup"] else cfg["label_smoothing"]
+                if teacher is not None:
+                    y, smoothing = distilled_targets(teacher, x, y, smoothing, cfg["distill_weight"]), 0.0
+                loss, logits = batch_loss(model, x, y, smoothing)
             value = float(loss.item())
             if not math.isfinite(value):
                 raise NonFiniteLoss(f"loss became {value} at epoch {epoch + 1}, step {step + 1}")
@@ -97,13 +105,40 @@ def batch_loss(model, x, y, label_smoothing):
     return cross_entropy(logits, y, label_smoothing=label_smoothing), logits
 
 
+def distilled_targets(teacher, x, y, label_smoothing, weight):
+    """Soft distillation's targets (DeiT): (1 - weight) x the label (ints (B,) or mixed (B, K)),
+    smoothed, + weight x the teacher's probabilities. The cross-entropy is linear in its target,
+    so this is (1 - weight) CE(label) + weight CE(teacher) in one."""
+    with no_grad():
+        probs = teacher(Tensor(x)).softmax(axis=-1).numpy().astype(np.float64)   # (B, K)
+    K = probs.shape[1]
+    label = np.eye(K)[y] if y.ndim == 1 else y                         # (B, K)
+    label = label * (1 - label_smoothing) + label_smoothing / K
+    return (1 - weight) * label + weight * probs                       # (B, K)
+
+
+def distill_teacher(cfg, model):
+    """The teacher --distill names: the run's model without --reduce, holding those weights, in eval mode."""
+    if reduction.uses_consistency(model):
+        raise ValueError("--distill does not combine with MCTF's fine-tuning, which has a teacher pass of its own")
+    teacher = new_model(cfg, reduce=False)
+    init_from(teacher, cfg["distill"])
+    return teacher.eval()
+
+
+def new_model(cfg, reduce=True):
+    """The run's model (with its --reduce unless reduce=False), freshly initialised."""
+    cifar = {} if cfg["model"] in CIFAR_VARIANTS else CIFAR_INPUT
+    model = create_model(cfg["model"], **{**cifar, **recipe.model_kwargs(cfg), **cfg.get("model_kwargs", {})})
+    if reduce and cfg.get("reduce"):
+        reduction.reduce_tokens(model, cfg["reduce"])                 # ToMe, EViT or MCTF in the blocks
+    return model
+
+
 def build(cfg, steps_per_epoch):
     """Model, optimiser (no decay on biases, norms, cls_token, pos_embed) and warm-up + cosine schedule."""
     random.manual_seed(cfg["seed"])
-    cifar = {} if cfg["model"] in CIFAR_VARIANTS else CIFAR_INPUT
-    model = create_model(cfg["model"], **{**cifar, **recipe.model_kwargs(cfg), **cfg.get("model_kwargs", {})})
-    if cfg.get("reduce"):
-        reduction.reduce_tokens(model, cfg["reduce"])                 # ToMe, EViT or MCTF in the blocks
+    model = new_model(cfg)
     groups = optim.param_groups_for_weight_decay(model, cfg["weight_decay"])
     opt = optim.AdamW(groups, lr=cfg["lr"])
     total = runs.total_steps(cfg, steps_per_epoch)
@@ -166,6 +201,8 @@ def run(cfg, data_path, out_dir, resume=False, init=None, overwrite=False, given
             cfg, saved = runs.open_run(out_dir, {**recipe.DEFAULTS, **cfg}, resume, overwrite, given)
             where["saved"] = saved["epoch"] if saved else None
             runs.remove_stale_temps(out_dir)
+            if cfg["distill"]:
+                init_source(cfg["distill"])                   # the teacher's file, before the data is read
             if cfg["backend"]:
                 backends.set_backend(cfg["backend"])
             loader, *test = load_data(data_path, cfg, download)   # test: (images, labels)
@@ -176,11 +213,12 @@ def run(cfg, data_path, out_dir, resume=False, init=None, overwrite=False, given
             if init:
                 init_from(model, init)
             ema = optim.EMA(model, cfg["ema"]) if cfg.get("ema") else None   # after --init: averages from there
+            teacher = distill_teacher(cfg, model) if cfg.get("distill") else None
             if overwrite and os.path.exists(path):
                 runs.remove_outputs(out_dir)
             start, history = (0, []) if saved is None else \
                 _resume(out_dir, model, opt, sched, cfg, len(loader), ema)
-            return train_epochs(model, opt, sched, loader, test, cfg, out_dir, start, history, where, ema)
+            return train_epochs(model, opt, sched, loader, test, cfg, out_dir, start, history, where, ema, teacher)
     except KeyboardInterrupt:
         raise runs.Interrupted(runs.interrupted_message(path, where)) from None
     finally:
@@ -209,7 +247,7 @@ def _resume(out_dir, model, opt, sched, cfg, steps_per_epoch, ema=None):
     return start, history
 
 
-def train_epochs(model, opt, sched, loader, test, cfg, out_dir, start, history, where, ema=None):
+def train_epochs(model, opt, sched, loader, test, cfg, out_dir, start, history, where, ema=None, teacher=None):
     """Epochs start+1 .. cfg["epochs"]: train, evaluate on test (images, labels) (and the weights'
     average, as ema_test_acc), then save the checkpoint, metrics.jsonl and curves.png into out_dir;
     returns the history."""
@@ -220,7 +258,8 @@ def train_epochs(model, opt, sched, loader, test, cfg, out_dir, start, history, 
         where.update(epoch=epoch + 1, step=0, steps=len(loader))
         t0 = time.perf_counter()
         left = cfg["steps"] - sched.last_step if cfg.get("steps") else None
-        loss, acc, rate = train_one_epoch(model, loader, epoch, opt, sched, cfg, cfg["epochs"], where, ema, left)
+        loss, acc, rate = train_one_epoch(model, loader, epoch, opt, sched, cfg, cfg["epochs"], where, ema, left,
+                                          teacher)
         clock += time.perf_counter() - t0
         row = dict(epoch=epoch + 1, train_loss=loss, train_acc=acc, images_per_s=rate,
                    lr=sched.get_last_lr()[-1], wall_s=clock, steps=sched.last_step)

@@ -196,6 +196,70 @@ def test_reduction_with_layer_scale_changes_the_output_as_the_scale_says():
     assert not np.allclose(small, skipped, atol=0)
 
 
+# ---- soft distillation (--distill) --------------------------------------------------------------------
+
+def test_distilled_targets_are_the_two_cross_entropies_torch_computes():
+    """CE(s, (1 - w) label + w p_teacher) = (1 - w) CE(s, label) + w CE(s, p_teacher), as torch has them."""
+    torch = pytest.importorskip("torch")
+    teacher = tiny().eval()
+    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    y = np.array([3, 0, 9, 3])
+    targets = train.distilled_targets(teacher, x, y, 0.1, 0.3)              # (B, K)
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, rtol=1e-6)              # a float32 softmax
+    with mt.no_grad():
+        t_logits = torch.tensor(teacher(mt.tensor(x)).numpy(), dtype=torch.float64)
+    s = np.random.default_rng(1).standard_normal((4, 10))
+    got = mt.nn.functional.cross_entropy(mt.tensor(s), targets).item()
+    st = torch.tensor(s)
+    want = 0.7 * torch.nn.functional.cross_entropy(st, torch.tensor(y), label_smoothing=0.1) + \
+        0.3 * torch.nn.functional.cross_entropy(st, t_logits.softmax(-1))
+    assert abs(got - want.item()) < 1e-6                             # the teacher ran in float32
+
+
+def test_a_student_that_is_its_teacher_has_nothing_to_learn_at_weight_one():
+    model, teacher = tiny(), tiny().eval()                           # the same seed: the same weights
+    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    loss, _ = train.batch_loss(model, x, train.distilled_targets(teacher, x, np.arange(4), 0.0, 1.0), 0.0)
+    loss.backward()
+    assert max(float(np.abs(p.grad).max()) for p in model.parameters()) < 1e-6
+    loss, _ = train.batch_loss(model, x, train.distilled_targets(teacher, x, np.arange(4), 0.0, 0.5), 0.0)
+    model.zero_grad()
+    loss.backward()
+    assert max(float(np.abs(p.grad).max()) for p in model.parameters()) > 1e-4   # the label still pulls
+
+
+def test_a_reduced_run_distils_from_the_unreduced_model_and_resumes(dataset, tmp_path):
+    base = str(tmp_path / "base")
+    train.run(run_config(epochs=1), dataset, base)
+    teacher = os.path.join(base, runs.CHECKPOINT)
+    out = str(tmp_path / "student")
+    cfg = run_config(epochs=1, reduce="tome:r=2", distill=teacher, distill_weight=0.7)
+    train.run(cfg, dataset, out, init=teacher)
+    run = load_checkpoint(os.path.join(out, runs.CHECKPOINT))["run_config"]
+    assert (run["distill"], run["distill_weight"], run["reduce"]) == (teacher, 0.7, "tome:r=2")
+    train.run(dict(cfg, epochs=2), dataset, out, resume=True)
+    assert len(load_checkpoint(os.path.join(out, runs.CHECKPOINT))["history"]) == 2
+
+
+def test_distill_refuses_a_missing_teacher_and_mctf_in_one_line(dataset, tmp_path, capsys):
+    missing = str(tmp_path / "nothing.npz")
+    assert cli_main(["train", "--data", dataset, "--out", str(tmp_path / "a"), "--distill", missing]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nothing.npz" in err[0]
+    base = str(tmp_path / "base")
+    train.run(run_config(epochs=1), dataset, base)
+    with pytest.raises(ValueError, match="MCTF"):
+        train.run(run_config(epochs=1, reduce="mctf:r=2", distill=os.path.join(base, runs.CHECKPOINT)), dataset,
+                  str(tmp_path / "b"))
+    assert not os.path.exists(tmp_path / "b")
+
+
+@pytest.mark.parametrize("flag", [["--distill-weight", "1.5"], ["--distill-weight", "-0.1"]])
+def test_a_distill_weight_outside_0_1_stops_the_parser(flag, tmp_path):
+    with pytest.raises(SystemExit):
+        cli_main(["train", "--out", str(tmp_path / "o")] + flag)
+
+
 # ---- the shipped hour -------------------------------------------------------------------------------
 
 @pytest.mark.skipif(not os.path.exists(CIFAR), reason="needs the full CIFAR-10: set $MINIT2T_DATA "
