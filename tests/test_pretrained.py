@@ -15,7 +15,8 @@ from minit2t.cli import main as cli_main
 ROOT = Path(__file__).resolve().parent.parent
 CIFAR = os.environ.get("MINIT2T_DATA") or str(ROOT.parent / "shared" / "data" / "cifar-10-binary.tar.gz")
 NAME = "t2t_vit_cifar"
-SHIPPED = [NAME, "t2t_vit_cifar_8ep"]                      # the model, and the one notebooks 3, 6 and 7 measure
+SHIPPED = [NAME, "t2t_vit_cifar_8ep", "t2t_vit_cifar_32ep"]   # the model; the one notebooks 3, 6 and 7 measure;
+                                                                # the one shipped as t2t_vit_cifar before it
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -25,7 +26,8 @@ def test_shipped_model_loads_in_eval_mode(name):
     assert os.path.getsize(path) < 8_000_000, "the shipped weights should stay a few MB"
     model = mt.pretrained(name)
     assert not model.training and all(not m.training for m in model.modules())
-    assert model.config == mt.create_model(NAME).config
+    weighed = lambda config: {k: v for k, v in config.items() if k not in hub.TRAINING_ONLY}  # noqa: E731
+    assert weighed(model.config) == weighed(mt.create_model(NAME).config)   # dropout rates change no weight
     assert model.default_cfg["input_size"] == (3, 32, 32)
     assert model.default_cfg["mean"] == list(mt.data.CIFAR10_MEAN)
     x = mt.tensor(np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype(np.float32))
@@ -40,7 +42,8 @@ def test_shipped_model_loads_in_eval_mode(name):
 def test_training_log_and_curves_lie_beside_it(name):
     log = mt.pretrained_log(name)
     assert [row["epoch"] for row in log] == list(range(1, len(log) + 1))
-    assert all(0.0 <= row["test_acc"] <= 1.0 for row in log)
+    assert all(0.0 <= row["test_acc"] <= 1.0 for row in log if "test_acc" in row)   # train --eval-every N
+    assert "test_acc" in log[-1]                                      # the last epoch is always scored
     assert os.path.getsize(os.path.join(hub.WEIGHTS_DIR, f"{name}.curves.png")) > 1000
     assert os.path.getsize(os.path.join(hub.WEIGHTS_DIR, f"{name}.md")) > 500          # its card
 
