@@ -235,6 +235,20 @@ void band_mix_t_avx2(const float *p, const float *a, float *y, int64_t nb, int64
 void band_mix_t_avx512(const float *p, const float *a, float *y, int64_t nb, int64_t T, int64_t d, int64_t w);
 void band_mix_t(const float *p, const float *a, float *y, int64_t nb, int64_t T, int64_t d, int64_t w);
 
+/* ---- ToMe's bipartite soft matching (match.c; ops.ToMeMatch) ---------------
+ * B (nb) batch, h heads, N tokens, d head width; k (B, h, N, d) float32 at element
+ * strides (sb, sh, sn, 1); slot (B, N) int64 out: the output token of each token, N - r
+ * of them, for r merged pairs (0 <= r <= (N - 1) / 2). Returns 0, or -1 when out of memory.
+ * The fast versions take every shape: images on threads, vector dot products. */
+int tome_match_ref(const float *k, int64_t *slot, int64_t nb, int64_t h, int64_t N, int64_t d,
+                   int64_t sb, int64_t sh, int64_t sn, int64_t r);
+int tome_match_avx2(const float *k, int64_t *slot, int64_t nb, int64_t h, int64_t N, int64_t d,
+                    int64_t sb, int64_t sh, int64_t sn, int64_t r);
+int tome_match_avx512(const float *k, int64_t *slot, int64_t nb, int64_t h, int64_t N, int64_t d,
+                      int64_t sb, int64_t sh, int64_t sn, int64_t r);
+int tome_match(const float *k, int64_t *slot, int64_t nb, int64_t h, int64_t N, int64_t d,
+               int64_t sb, int64_t sh, int64_t sn, int64_t r);
+
 /* ---- attention: softmax(q k^T * scale) v per head, from packed qkv (attention.c)
  * B batch, N tokens, h heads, d head width, D = h * d; all arrays contiguous.
  *   qkv   (B, N, 3, h, d)   q, k, v of each head (the qkv Linear's output)

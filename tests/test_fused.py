@@ -560,3 +560,57 @@ def test_c_attention_fused_and_composed_agree_with_the_reference(c, B, h, key_bi
     finally:
         backends.set_backend(before)
         backends.set_num_threads(threads)
+
+
+# ---- ToMe's matching (cext/match.c) ----------------------------------------------------
+
+def _keys(seed, B, h, N, d):
+    """Keys (B, h, N, d) as the attention has them: a strided view into a packed qkv (B, N, 3 h d)."""
+    qkv = f32(seed, (B, N, 3 * h * d))
+    return qkv[:, :, h * d:2 * h * d].reshape(B, N, h, d).transpose(0, 2, 1, 3)
+
+
+@pytest.mark.parametrize("B, h, N, d, r", [(3, 4, 65, 32, 16), (2, 2, 7, 5, 3), (1, 1, 2, 3, 0), (4, 3, 64, 17, 31),
+                                           (2, 4, 197, 64, 8), (2, 1, 3, 1, 1)])
+def test_tome_match_every_level_gives_the_reference_slots(c, B, h, N, d, r):
+    """tome_match_{ref, avx2, avx512} on the strided keys, and on a contiguous copy, give the
+    slots of ops.ToMeMatch's NumPy reference (float64 scores: no near-tie flips between them)."""
+    k = _keys(B + N, B, h, N, d)
+    want = ops.ToMeMatch.forward(None, k.astype(np.float64), r)
+    for level in levels(c):
+        for keys in (k, np.ascontiguousarray(k)):
+            slot = np.full((B, N), -7, np.int64)
+            sb, sh, sn, _ = (s // 4 for s in keys.strides)
+            status = getattr(c.lib, f"tome_match_{level}")(
+                c.ffi.cast("float *", keys.ctypes.data), c.ffi.cast("int64_t *", slot.ctypes.data), B, h, N, d,
+                sb, sh, sn, r)
+            assert status == 0
+            np.testing.assert_array_equal(slot, want, err_msg=level)
+    assert sorted(set(want[0])) == list(range(N - r))                 # N - r output tokens, each used
+
+
+def test_tome_match_ranks_nan_as_numpy_does(c):
+    """A token whose keys hold a NaN has NaN similarities: the reference never merges it (NumPy sorts
+    NaN last); the kernel does the same, and the other tokens' slots agree."""
+    from minit2t.backends.c_match import tome_match
+    k = np.ascontiguousarray(_keys(5, 2, 2, 21, 4))
+    k[0, :, 4, 1] = np.nan                                            # A token 2 of image 0
+    k[1, 0, 7, 0] = np.nan                                            # B token 3 of image 1
+    np.testing.assert_array_equal(tome_match(k, 6), ops.ToMeMatch.forward(None, k, 6))
+
+
+def test_tome_match_op_runs_in_c_for_float32_and_refuses_bad_input(c, monkeypatch):
+    from minit2t.backends import c_match
+    monkeypatch.setattr(backends, "_active", backends.get_backend("c"))
+    assert backends.implementation(ops.ToMeMatch) is c_match.ToMeMatch
+    calls = []
+    real = c_match.tome_match
+    monkeypatch.setattr(c_match, "tome_match", lambda k, r: calls.append(k.dtype) or real(k, r))
+    k = _keys(3, 2, 4, 33, 8)
+    np.testing.assert_array_equal(ops.ToMeMatch.compute(k, 5), ops.ToMeMatch.forward(None, k.astype(np.float64), 5))
+    ops.ToMeMatch.compute(k.astype(np.float64), 5)                    # float64: the reference
+    assert calls == [np.float32]
+    for bad, words in ((lambda: ops.ToMeMatch.compute(k, 17), "0 to 16 pairs of 33 tokens, got r=17"),
+                       (lambda: ops.ToMeMatch.compute(k[0], 2), r"keys \(B, h, N, d\) of floats, got float32 \(4, 33, 8\)")):
+        with pytest.raises(ValueError, match=words):
+            bad()

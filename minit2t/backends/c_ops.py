@@ -17,7 +17,7 @@ What the C versions add, all of it memory layout, none of it math:
     buffer laid out as their input is;
   - Attention (c_attention.py) reads q, k, v where the qkv Linear wrote them and writes
     its gradient back packed, one head per work item (cext/attention.c); the band
-    products are in c_band.py.
+    products are in c_band.py, ToMe's matching (one kernel call for the batch) in c_match.py.
 Under autocast (ctx.bf16) Linear and MatMul run the bf16 GEMM (cext/gemm_bf16.c: the
 rounding of the operands in its packing), Attention the fused kernels' bf16 mode; the band
 products round their operands (minit2t.amp.to_bf16) and run the float32 kernels.
@@ -29,6 +29,7 @@ from minit2t import ops
 from minit2t.backends import c_kernels as ck
 from minit2t.backends.c_attention import Attention
 from minit2t.backends.c_band import BandDot, BandMix
+from minit2t.backends.c_match import ToMeMatch
 from minit2t.ops import activation, conv, linear, matmul, norm, shape
 
 
@@ -298,4 +299,4 @@ class Fold(ops.Fold):
 OPS = {ops.Add: Add, ops.Concat: Concat, ops.MatMul: MatMul, ops.Linear: Linear, ops.LayerNorm: LayerNorm,
        ops.Softmax: Softmax, ops.GELU: GELU, ops.Reshape: Reshape, ops.GetItem: GetItem, ops.Split: Split,
        ops.Unfold: Unfold, ops.Fold: Fold, ops.BandDot: BandDot, ops.BandMix: BandMix,
-       ops.Attention: Attention}
+       ops.Attention: Attention, ops.ToMeMatch: ToMeMatch}

@@ -15,7 +15,7 @@ The cls token (index 0) is never merged: it always keeps slot 0.
 """
 import numpy as np
 
-from minit2t.grad_mode import no_grad
+from minit2t.ops.match import bipartite_slots, cosine, mean_over_heads, protect_cls  # noqa: F401 (shared)
 from minit2t.tensor import Tensor
 
 
@@ -76,63 +76,3 @@ def merge(x, P):                                                     # (B, ..., 
     """The tokens of x (a Tensor) merged by the assignment matrix P (B, M, N): P @ x along N."""
     P = P.reshape(P.shape[:1] + (1,) * (x.ndim - 3) + P.shape[1:])   # (B, 1.., M, N)
     return Tensor(P.astype(x.dtype, copy=False)) @ x                 # (B, ..., M, D)
-
-
-def mean_over_heads(k):                                              # (B, h, N, d)
-    """k averaged over its heads, (B, N, d), as a running sum of the heads' slices: NumPy's mean
-    over the middle axis of a strided view (the keys inside the packed qkv) takes several times
-    as long."""
-    total = k[:, 0].astype(k.dtype, copy=True)                       # (B, N, d)
-    for i in range(1, k.shape[1]):
-        np.add(total, k[:, i], out=total)
-    total /= k.shape[1]
-    return total
-
-
-def cosine(a, b):
-    """Cosine similarities (B, Na, Nb) between the rows of a (B, Na, D) and b (B, Nb, D)."""
-    with no_grad():                                                  # through the active backend:
-        dots = (Tensor(a) @ Tensor(np.swapaxes(b, -1, -2))).data     # (B, Na, Nb) NumPy's BLAS threads
-                                                                     # would compete with the C backend's
-    norm_a = np.sqrt(np.einsum("bnd,bnd->bn", a, a))                 # (B, Na)
-    norm_b = np.sqrt(np.einsum("bnd,bnd->bn", b, b))                 # (B, Nb)
-    return dots / np.maximum(norm_a[:, :, None] * norm_b[:, None, :], 1e-12)
-
-
-def bipartite_slots(scores, r1, r2=0):
-    """Bipartite soft matching (ToMe), and its second direction (MCTF).
-
-    The N tokens alternate between two sets, A = tokens 0, 2, 4, ... and B = 1, 3, 5, ...;
-    scores (B, Na, Nb) rates merging A token i with B token j, and the cls row (A's first) is -inf.
-      step 1: every A token picks its best B; the r1 A tokens with the best picks merge into them.
-      step 2 (r2 > 0): every B token picks its best unmerged A by the same scores (not recomputed);
-              the r2 B tokens with the best picks merge into them.
-    Output order: the unmerged A tokens in their order (cls first), then the B tokens that stayed:
-    in their order after step 1 alone, best pick first after step 2 (as the reference code).
-    Returns slot (B, N) and M = N - r1 - r2."""
-    Bt, Na, Nb = scores.shape
-    rows = np.arange(Bt)[:, None]
-    order = np.argsort(-scores.max(axis=-1), axis=-1, kind="stable")  # (B, Na) best edge first
-    merged, kept = order[:, :r1], np.sort(order[:, r1:], axis=-1)    # (B, r1), (B, Na - r1)
-    slot_a, slot_b = np.zeros((Bt, Na), int), np.zeros((Bt, Nb), int)
-    slot_a[rows, kept] = np.arange(Na - r1)
-    if r2 == 0:
-        slot_b[:] = Na - r1 + np.arange(Nb)
-    else:
-        back = np.swapaxes(np.take_along_axis(scores, kept[:, :, None], axis=1), 1, 2)  # (B, Nb, Na - r1)
-        order2 = np.argsort(-back.max(axis=-1), axis=-1, kind="stable")  # (B, Nb) best edge first
-        merged2, kept2 = order2[:, :r2], order2[:, r2:]
-        slot_b[rows, kept2] = Na - r1 + np.arange(Nb - r2)
-        slot_b[rows, merged2] = np.take_along_axis(back.argmax(axis=-1), merged2, axis=1)
-    partner = np.take_along_axis(scores.argmax(axis=-1), merged, axis=1)  # (B, r1) their B tokens
-    slot_a[rows, merged] = np.take_along_axis(slot_b, partner, axis=1)
-    slot = np.zeros((Bt, Na + Nb), int)
-    slot[:, 0::2], slot[:, 1::2] = slot_a, slot_b
-    return slot, Na + Nb - r1 - r2
-
-
-def protect_cls(scores):
-    """scores with the cls token's row (A's first) at -inf, so it never merges."""
-    scores = scores.copy()
-    scores[:, 0, :] = -np.inf
-    return scores

@@ -11,8 +11,9 @@ In each block, after the attention residual and before the MLP:
             original tokens each stands for; sizes add                    (B, N - r, D)
 and every attention adds log s_j to the logits of key j (proportional attention).
 """
+from minit2t.ops import ToMeMatch
 from minit2t.reduction.block import ReducingBlock
-from minit2t.reduction.merge import assignment, bipartite_slots, cosine, mean_over_heads, merge, protect_cls
+from minit2t.reduction.merge import assignment, merge
 
 
 class ToMeBlock(ReducingBlock):
@@ -24,8 +25,7 @@ class ToMeBlock(ReducingBlock):
         x, _, k = self.attend(x, state, probabilities=False)         # (B, N, D), keys (B, h, N, d)
         r = min(self.r if r is None else r, (x.shape[1] - 1) // 2)   # at most half the tokens
         if r > 0:
-            metric = mean_over_heads(k.data)                         # (B, N, d)
-            slot, M = bipartite_slots(protect_cls(cosine(metric[:, 0::2], metric[:, 1::2])), r)
+            slot, M = ToMeMatch.compute(k.data, r), x.shape[1] - r   # (B, N): metric and match (ops/match.py)
             x = merge(x, assignment(slot, M, state.sizes(x), x.dtype))  # (B, M, D) size-weighted means
             state.update(slot, M)
         return self.feed_forward(x)                                  # (B, M, D)
