@@ -55,10 +55,10 @@ def one_hot(slot, M, dtype=np.float64):
 
 def group_sums(values, slot, M):                                     # (B, N)
     """(B, M): for each slot, the sum of the values of the tokens sent to it."""
-    out = np.zeros((slot.shape[0], M))
-    b, n = np.nonzero(slot >= 0)
-    np.add.at(out, (b, slot[b, n]), values[b, n])
-    return out
+    B = slot.shape[0]
+    sent = slot >= 0                                                 # (B, N) the tokens that go somewhere
+    flat = (np.arange(B)[:, None] * M + slot)[sent]                  # each one's (b, slot) as b * M + slot
+    return np.bincount(flat, weights=values[sent], minlength=B * M).reshape(B, M)
 
 
 def assignment(slot, M, weights=None, dtype=np.float64):
@@ -68,7 +68,8 @@ def assignment(slot, M, weights=None, dtype=np.float64):
     total = group_sums(w, slot, M)                                   # (B, M)
     P = np.zeros((slot.shape[0], M, slot.shape[1]), dtype)
     b, n = np.nonzero(slot >= 0)
-    P[b, slot[b, n], n] = w[b, n] / total[b, slot[b, n]]
+    s = slot[b, n]
+    P[b, s, n] = w[b, n] / total[b, s]
     return P
 
 
