@@ -19,6 +19,12 @@ from minit2t.reduction.spec import parse_spec
 
 MAX_COUNT = 10 ** 9                                 # epochs, batch size, images: a bound, not a setting
 
+
+def weights_spec(spec):
+    """A --distill (or --init) spec's form: pretrained:NAME, or the path of a .npz weights file."""
+    if not (spec.startswith("pretrained:") and len(spec) > len("pretrained:")) and not spec.endswith(".npz"):
+        raise Invalid(f"must be pretrained:NAME or a .npz weights file, got {spec!r}")
+
 RECIPE = (
     Option("model", "choice", "t2t_vit_cifar", "a zoo model, one of mt.list_models()", choices=tuple(list_models()),
            metavar="NAME"),
@@ -65,8 +71,8 @@ RECIPE = (
            "(options: minit2t.reduction.spec), or none", optional=True, added_later=True, parse=parse_spec,
            metavar="SPEC"),
     Option("distill", "text", None, "soft distillation (DeiT): the targets mix the label with the predictions of a "
-           "teacher, the run's model without --reduce holding these weights (pretrained:NAME or a weights file)",
-           optional=True, added_later=True, metavar="WEIGHTS"),
+           "teacher, the run's model without --reduce holding these weights (pretrained:NAME or a .npz weights file)",
+           optional=True, added_later=True, parse=weights_spec, metavar="WEIGHTS"),
     Option("distill_weight", "float", 0.5, "with --distill, the teacher's share of the targets (the label's: "
            "1 - W)", lo=0.0, hi=1.0, hi_closed=True, added_later=True, metavar="W"),
 )

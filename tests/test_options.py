@@ -48,7 +48,8 @@ def test_a_flag_reads_and_checks_by_its_declaration(option, capsys):
     if option.kind == "bool":
         assert getattr(_train_args([option.flag]), option.name) is True
         return
-    good = {"model": "vit_cifar", "backend": "numpy", "reduce": "tome:r=2"}.get(option.name)
+    good = {"model": "vit_cifar", "backend": "numpy", "reduce": "tome:r=2",
+            "distill": "pretrained:t2t_vit_cifar"}.get(option.name)
     if good is None:
         top = option.hi if option.hi < math.inf else option.lo + 2
         middle = option.lo + 1 if option.kind == "int" else (option.lo + top) / 2
