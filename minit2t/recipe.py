@@ -21,7 +21,7 @@ MAX_COUNT = 10 ** 9                                 # epochs, batch size, images
 
 
 def weights_spec(spec):
-    """A --distill (or --init) spec's form: pretrained:NAME, or the path of a .npz weights file."""
+    """The form of --distill's value: pretrained:NAME, or the path of a .npz weights file."""
     if not (spec.startswith("pretrained:") and len(spec) > len("pretrained:")) and not spec.endswith(".npz"):
         raise Invalid(f"must be pretrained:NAME or a .npz weights file, got {spec!r}")
 
@@ -71,7 +71,8 @@ RECIPE = (
            "(options: minit2t.reduction.spec), or none", optional=True, added_later=True, parse=parse_spec,
            metavar="SPEC"),
     Option("distill", "text", None, "soft distillation (DeiT): the targets mix the label with the predictions of a "
-           "teacher, the run's model without --reduce holding these weights (pretrained:NAME or a .npz weights file)",
+           "teacher, the run's model without --reduce holding these weights (pretrained:NAME or a .npz weights "
+           "file)",
            optional=True, added_later=True, parse=weights_spec, metavar="WEIGHTS"),
     Option("distill_weight", "float", 0.5, "with --distill, the teacher's share of the targets (the label's: "
            "1 - W)", lo=0.0, hi=1.0, hi_closed=True, added_later=True, metavar="W"),
