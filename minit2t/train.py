@@ -112,8 +112,8 @@ def distilled_targets(teacher, x, y, label_smoothing, weight):
     with no_grad():
         probs = teacher(Tensor(x)).softmax(axis=-1).numpy().astype(np.float64)   # (B, K)
     K = probs.shape[1]
-    label = np.eye(K)[y] if y.ndim == 1 else y                         # (B, K)
-    label = label * (1 - label_smoothing) + label_smoothing / K
+    label = (data.smooth_one_hot(y, K, label_smoothing) if y.ndim == 1 else
+             y * (1 - label_smoothing) + label_smoothing / K)           # (B, K)
     return (1 - weight) * label + weight * probs                       # (B, K)
 
 

@@ -19,7 +19,7 @@ def tome_match(k, r):
     check_match(k, r)
     B, h, N, d = k.shape
     item = k.itemsize
-    sb, sh, sn, sd = (s // item for s in k.strides)
+    sb, sh, sn, _ = (s // item for s in k.strides)           # the last is 1 (_in_c)
     slot = np.empty((B, N), np.int64)
     if k.size:
         base = ffi.cast("float *", k.ctypes.data)
