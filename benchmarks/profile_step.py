@@ -2,13 +2,15 @@
 
     python benchmarks/profile_step.py [--model t2t_vit_cifar] [--batch-size 128] [--infer-batch 256]
                                       [--repeats 3] [--threads N] [--backend c] [--torch]
+                                      [--precision fp32|bf16] [--by-op N]
 
 Every op runs through the seam of minit2t.backends (Function.apply asks
 implementation(op) for the version to run); this script puts a profiling table
 there that hands out a timing subclass of the active backend's version of each
 op, so what is timed is the code as shipped. Each op's forward and backward are
-added to its family; the optimiser's step is timed apart; what remains of the
-wall time is Python: building the graph, walking it, the loss.
+added to its family (and, with --by-op, to its own row by input shapes); the
+optimiser's step is timed apart; what remains of the wall time is Python:
+building the graph, walking it, the loss.
 
 Useful work: 2 * MACs of the forward (minit2t.profile, every matmul of the model)
 per image at inference, 3 times that for a training step (the backward runs two
@@ -41,7 +43,7 @@ FAMILIES = {                  # op class name -> family
     "LayerNorm": "layer norm", "GELU": "GELU",
     "Reshape": "copies and reshapes", "Permute": "copies and reshapes", "GetItem": "copies and reshapes",
     "Split": "copies and reshapes", "Concat": "copies and reshapes", "Expand": "copies and reshapes",
-    "Cast": "copies and reshapes", "Attention": "attention (fused op)",
+    "Cast": "copies and reshapes", "Attention": "attention (fused op)", "LinearGELU": "Linear + GELU (fused op)",
 }
 
 
@@ -51,6 +53,7 @@ class Profiler:
     def __init__(self, inner):
         self.inner, self.name = inner, f"profiled {inner.name}"
         self.seconds = defaultdict(float)                  # family -> seconds
+        self.by_op = defaultdict(float)                    # (op, "forward" | "backward", shapes) -> seconds
         self.OPS = self                                    # implementation(op) calls self.OPS.get(op, op)
         self._timed = {}
 
@@ -60,7 +63,11 @@ class Profiler:
         return self._timed[op]
 
     def _timing(self, impl):
-        family, seconds = FAMILIES.get(impl.__name__, "elementwise and reductions"), self.seconds
+        name, seconds, by_op = impl.__name__, self.seconds, self.by_op
+        family = FAMILIES.get(name, "elementwise and reductions")
+
+        def shapes(arrays):
+            return tuple(a.shape for a in arrays if isinstance(a, np.ndarray))
 
         def forward(ctx, *arrays, **options):
             t0 = time.perf_counter()
@@ -68,6 +75,7 @@ class Profiler:
                 return impl.forward(ctx, *arrays, **options)
             finally:
                 seconds[family] += time.perf_counter() - t0
+                by_op[name, "forward", shapes(arrays)] += time.perf_counter() - t0
 
         def backward(ctx, *grads):
             t0 = time.perf_counter()
@@ -75,6 +83,7 @@ class Profiler:
                 return impl.backward(ctx, *grads)
             finally:
                 seconds[family] += time.perf_counter() - t0
+                by_op[name, "backward", shapes(grads)] += time.perf_counter() - t0
         return type(impl.__name__, (impl,), {"forward": staticmethod(forward), "backward": staticmethod(backward)})
 
 
@@ -103,12 +112,12 @@ def run_profiled(fn, repeats):
             wall = time.perf_counter() - t0
         finally:
             backends._active = inner
-        runs.append((wall, dict(prof.seconds), opt_s))
+        runs.append((wall, dict(prof.seconds), opt_s, dict(prof.by_op)))
     runs = sorted(runs[1:], key=lambda r: r[0])
     return runs[len(runs) // 2]
 
 
-def report(title, wall, seconds, opt_s, images, flops, rate):
+def report(title, wall, seconds, opt_s, by_op, images, flops, rate, top=0):
     print(f"\n{title}: {wall * 1e3:.1f} ms for {images} images ({images / wall:.1f} images/s)")
     rows = sorted(seconds.items(), key=lambda kv: -kv[1])
     if opt_s:
@@ -119,6 +128,10 @@ def report(title, wall, seconds, opt_s, images, flops, rate):
     achieved = flops / wall / 1e9
     print(f"  useful work {flops / 1e9:.1f} GFLOP: {achieved:.1f} GFLOP/s = {achieved / rate:.2f} of the "
           f"machine's GEMM rate ({rate:.1f} GFLOP/s at 1024^3)")
+    if top:
+        print(f"  the {top} costliest ops by input shapes (every call of the run summed):")
+        for (name, way, shapes), s in sorted(by_op.items(), key=lambda kv: -kv[1])[:top]:
+            print(f"    {s * 1e3:8.2f} ms  {name} {way} {' '.join(str(x) for x in shapes)}")
 
 
 def torch_report(model, x, y, xi, threads, repeats, top=8, bf16=False):
@@ -156,6 +169,8 @@ def parse_args():
     parser.add_argument("--torch", action="store_true", help="profile the PyTorch transcription too")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                         help="bf16: the forward (and loss) under mt.autocast / torch.autocast")
+    parser.add_argument("--by-op", type=int, default=0, metavar="N",
+                        help="also list the N costliest ops, each by its forward or backward and input shapes")
     return parser.parse_args()
 
 
@@ -200,9 +215,9 @@ def main():
           f"CPU {cpu}; "
           f"{macs / 1e6:.1f}M MACs per image")
     report(f"training step (batch {args.batch_size})", *run_profiled(step, args.repeats), args.batch_size,
-           3 * 2 * macs * args.batch_size, rate)
+           3 * 2 * macs * args.batch_size, rate, args.by_op)
     report(f"inference (batch {args.infer_batch}, no_grad)", *run_profiled(infer, args.repeats), args.infer_batch,
-           2 * macs * args.infer_batch, rate)
+           2 * macs * args.infer_batch, rate, args.by_op)
     print(f"\nmedian of {args.repeats} runs after a warm-up; the profiled wrappers add a few microseconds per op")
     if args.torch:
         torch_report(model, x, y, xi, args.threads, args.repeats, bf16=bf16)

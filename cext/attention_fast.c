@@ -186,6 +186,10 @@ static void softmax_head(float *p, const float *kb, int64_t N, int64_t np)
     }
 }
 
+#if FAST_AVX512
+#include "attention_amx.h"
+#endif
+
 /* Ask for the rows of the next head (N rows of d floats at stride rs from
  * x): its q, k, v are scattered over qkv, one short run per token, which
  * the hardware prefetcher does not follow. Into L2 (locality 1), not L1:
@@ -247,7 +251,7 @@ static void backward_head(const float *q, const float *k, const float *v, const 
 /* Head u's work: the next head's rows asked for, then its forward or backward. */
 static void one_head(int backward, int64_t u, const float *qkv, const float *kbias,
                      const float *p_in, float *p, const float *g, float *out, int64_t B, int64_t N,
-                     int64_t h, int64_t d, float scale, float *t, float *s, int bf16)
+                     int64_t h, int64_t d, float scale, float *t, float *s, int bf16, int amx)
 {
     int64_t D = h * d, rs = 3 * D, np = attention_row(N);
     int64_t b = u / h, base = b * N * rs + u % h * d, gbase = b * N * D + u % h * d;
@@ -260,6 +264,11 @@ static void one_head(int backward, int64_t u, const float *qkv, const float *kbi
         backward_head(qkv + base, qkv + base + D, qkv + base + 2 * D, p_in + u * N * np, g + gbase,
                       out + base, out + base + D, out + base + 2 * D, N, np, d, rs, D, scale, t, s,
                       bf16, t + d * np);
+#if FAST_AVX512
+    else if (amx)
+        forward_head_amx(qkv + base, qkv + base + D, qkv + base + 2 * D, kbias ? kbias + b * N : NULL,
+                         out + gbase, p ? p + u * N * np : NULL, N, np, d, rs, D, scale, t);
+#endif
     else
         forward_head(qkv + base, qkv + base + D, qkv + base + 2 * D, kbias ? kbias + b * N : NULL,
                      out + gbase, p ? p + u * N * np : s, N, np, d, rs, D, scale, t, bf16, t + d * np);
@@ -278,9 +287,16 @@ static int attention_heads(int backward, const float *qkv, const float *kbias, c
     int64_t np = attention_row(N);
     int nt = minit2t_threads_for(4.0 * (double)(B * h) * (double)(N * np) * (double)(d + 8));
     int failed = 0;
+#if FAST_AVX512                                 /* a bf16 forward on AMX tiles: attention_amx.h */
+    int amx = bf16 && !backward && minit2t_isa() >= ISA_AMX;
+    int64_t t_size = amx ? amx_head_floats(N, d) : d * np + (bf16 ? 3 * N * d : 0);
+#else
+    int amx = 0;
+    int64_t t_size = d * np + (bf16 ? 3 * N * d : 0);
+#endif
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
-        float *t = minit2t_scratch(SCRATCH_ATTN_T, (size_t)MAX(d * np + (bf16 ? 3 * N * d : 0), 1));
+        float *t = minit2t_scratch(SCRATCH_ATTN_T, (size_t)MAX(t_size, 1));
         float *s = backward || !p ? minit2t_scratch(SCRATCH_ATTN_S, (size_t)MAX(N * np, 1)) : t;
         if (!t || !s) {
 #pragma omp atomic write
@@ -291,9 +307,15 @@ static int attention_heads(int backward, const float *qkv, const float *kbias, c
 #pragma omp atomic read
         stop = failed;
         if (!stop) {
+#if FAST_AVX512
+            if (amx) bf16_tiles_start();
+#endif
 #pragma omp for schedule(static)
             for (int64_t u = 0; u < B * h; u++)
-                one_head(backward, u, qkv, kbias, p_in, p, g, out, B, N, h, d, scale, t, s, bf16);
+                one_head(backward, u, qkv, kbias, p_in, p, g, out, B, N, h, d, scale, t, s, bf16, amx);
+#if FAST_AVX512
+            if (amx) bf16_tiles_end();
+#endif
         }
     }
     return failed ? -1 : 0;

@@ -38,7 +38,7 @@ TEMPLATES = ["im2col_fast.c", "fused_fast.c", "band_fast.c", "attention_fast.c",
 ISAS = {"avx2": 0, "avx512": 1}      # a template's suffix in each build: its FAST_AVX512
 HEADERS = ["minit2t.h", "runtime.h", "gemm_blocking.h", "gemm_tile.h", "fast_isa.h",
            "im2col_runs.h", "vec_avx2.h", "vec_avx512.h", "vmath.h", "copy_fast.h",
-           "softmax_rows.h", "transpose8.h", "bf16.h", "bf16_run.h", "gemm_bf16.h", "match_image.h"]
+           "softmax_rows.h", "transpose8.h", "bf16.h", "bf16_run.h", "gemm_bf16.h", "match_image.h", "attention_amx.h"]
 
 
 def _cdef():

@@ -7,6 +7,7 @@
  *
  * Legend: n elements; R rows of D (layer norm) or N (softmax) floats.
  *   gelu_forward         x (n,) -> y (n,)
+ *   gelu_block           x (rows, cols), row stride rx -> y (and h = x), row strides ry, rh
  *   gelu_backward        g, x (n,) -> gx (n,)
  *   layer_norm_forward   x (R, D), row stride sx; w, b (D,) -> y (R, D),
  *                        mean (R,), rstd (R,)
@@ -33,6 +34,19 @@ static double normal_pdf(double x) { return exp(-0.5 * x * x) / sqrt(2.0 * M_PI)
 void gelu_forward_ref(const float *x, float *y, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) y[i] = (float)(x[i] * normal_cdf(x[i]));
+}
+
+/* gelu_forward_ref on each row of a block, and x copied to h (stream: the
+ * fast versions' only). */
+void gelu_block_ref(const float *x, int64_t rx, float *y, int64_t ry, float *h, int64_t rh,
+                    int64_t rows, int64_t cols, int stream)
+{
+    (void)stream;
+    for (int64_t i = 0; i < rows; i++) {
+        if (h)
+            for (int64_t j = 0; j < cols; j++) h[i * rh + j] = x[i * rx + j];
+        gelu_forward_ref(x + i * rx, y + i * ry, cols);
+    }
 }
 
 void gelu_backward_ref(const float *g, const float *x, float *gx, int64_t n)
@@ -151,6 +165,13 @@ void gelu_forward(const float *x, float *y, int64_t n)
 {
     int isa = minit2t_isa();
     DISPATCH(isa, gelu_forward, (x, y, n));
+}
+
+void gelu_block(const float *x, int64_t rx, float *y, int64_t ry, float *h, int64_t rh,
+                int64_t rows, int64_t cols, int stream)
+{
+    int isa = minit2t_isa();
+    DISPATCH(isa, gelu_block, (x, rx, y, ry, h, rh, rows, cols, stream));
 }
 
 void gelu_backward(const float *g, const float *x, float *gx, int64_t n)

@@ -145,6 +145,34 @@ void FAST(gelu_forward)(const float *x, float *y, int64_t n)
     }
 }
 
+/* GELU over a block of rows on the calling thread alone, with no OpenMP
+ * construct: the GEMM's epilogue runs it inside its own threads, on a block
+ * of C just computed (gemm_act_block), and with h copies the block there.
+ * With stream, rows that start on a 64-byte line are written by streaming
+ * stores. */
+void FAST(gelu_block)(const float *x, int64_t rx, float *y, int64_t ry, float *h, int64_t rh,
+                      int64_t rows, int64_t cols, int stream)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * rx;                       /* row r: (cols,) */
+        float *yr = y + r * ry, *hr = h ? h + r * rh : NULL;
+        int s = stream && (uintptr_t)yr % 64 == 0, sh = stream && (uintptr_t)hr % 64 == 0;
+        int64_t i = 0;
+        for (; i + VW <= cols; i += VW) {
+            VF v = VLOAD(xr + i);
+            if (hr) store_out(hr + i, v, sh);
+            store_out(yr + i, gelu_v(v), s);
+        }
+        if (i < cols) {
+            VTAIL m = VTAILMASK(cols - i);
+            VF v = VLOADT(xr + i, m, 0.0f);
+            if (hr) VSTORET(hr + i, m, v);
+            VSTORET(yr + i, m, gelu_v(v));
+        }
+    }
+    if (stream) _mm_sfence();
+}
+
 void FAST(gelu_backward)(const float *g, const float *x, float *gx, int64_t n)
 {
     int nt = minit2t_threads_for(40.0 * (double)n);

@@ -42,6 +42,17 @@ void sgemm_bias_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
             for (int64_t j = 0; j < n; j++) c[t * sc[0] + i * sc[1] + j] += bias[j];
 }
 
+/* sgemm_bias_ref (or sgemm_ref, bias NULL), then act = gelu(C) (act may be c). */
+void sgemm_bias_gelu_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
+                         const float *a, const int64_t *sa, const float *b,
+                         const int64_t *sb, const float *bias, float *c, const int64_t *sc,
+                         float *act, const int64_t *sact)
+{
+    if (bias) sgemm_bias_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);
+    else sgemm_ref(bt, m, n, k, a, sa, b, sb, c, sc);
+    for (int64_t t = 0; t < bt; t++) gelu_block_ref(c + t * sc[0], sc[1], act + t * sact[0], sact[1], NULL, 0, m, n, 0);
+}
+
 /* Products under 2048 multiply-adds go to the reference: packing would
  * cost more than it saves. */
 #define TINY_GEMM 2048.0
@@ -62,4 +73,19 @@ void sgemm_bias(int64_t bt, int64_t m, int64_t n, int64_t k,
     int isa = minit2t_isa();
     if ((double)m * (double)n * (double)k < TINY_GEMM) isa = ISA_SCALAR;
     DISPATCH(isa, sgemm_bias, (bt, m, n, k, a, sa, b, sb, bias, c, sc));
+}
+
+void sgemm_bias_gelu(int64_t bt, int64_t m, int64_t n, int64_t k,
+                     const float *a, const int64_t *sa, const float *b,
+                     const int64_t *sb, const float *bias, float *c, const int64_t *sc,
+                     float *act, const int64_t *sact)
+{
+    int isa = minit2t_isa();
+    if ((double)m * (double)n * (double)k < TINY_GEMM) {  /* the reference product, this ISA's GELU: */
+        if (bias) sgemm_bias_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);  /* sgemm_bias, then */
+        else sgemm_ref(bt, m, n, k, a, sa, b, sb, c, sc);                  /* gelu_forward */
+        for (int64_t t = 0; t < bt; t++) gelu_block(c + t * sc[0], sc[1], act + t * sact[0], sact[1], NULL, 0, m, n, 0);
+        return;
+    }
+    DISPATCH(isa, sgemm_bias_gelu, (bt, m, n, k, a, sa, b, sb, bias, c, sc, act, sact));
 }

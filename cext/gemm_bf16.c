@@ -31,6 +31,16 @@ void sgemm_bf16_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
         }
 }
 
+/* sgemm_bf16_ref, then act = gelu(C) (act may be c). */
+void sgemm_bf16_gelu_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
+                         const float *a, const int64_t *sa, const float *b,
+                         const int64_t *sb, const float *bias, float *c, const int64_t *sc,
+                         float *act, const int64_t *sact)
+{
+    sgemm_bf16_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);
+    for (int64_t t = 0; t < bt; t++) gelu_block_ref(c + t * sc[0], sc[1], act + t * sact[0], sact[1], NULL, 0, m, n, 0);
+}
+
 /* Products under 2048 multiply-adds go to the reference, as in sgemm:
  * packing would cost more than it saves. */
 #define TINY_GEMM 2048.0
@@ -57,4 +67,32 @@ void sgemm_bf16(int64_t bt, int64_t m, int64_t n, int64_t k,
     int isa = minit2t_isa();
     if ((double)m * (double)n * (double)k < TINY_GEMM) isa = ISA_SCALAR;
     versions[isa](bt, m, n, k, a, sa, b, sb, bias, c, sc);
+}
+
+typedef void (*sgemm_bf16_gelu_version)(int64_t bt, int64_t m, int64_t n, int64_t k,
+                                        const float *a, const int64_t *sa, const float *b,
+                                        const int64_t *sb, const float *bias, float *c,
+                                        const int64_t *sc, float *act, const int64_t *sact);
+#if MINIT2T_X86
+static const sgemm_bf16_gelu_version gelu_versions[] = {
+    sgemm_bf16_gelu_ref, sgemm_bf16_gelu_avx2, sgemm_bf16_gelu_avx512, sgemm_bf16_gelu_avx512bf16,
+    sgemm_bf16_gelu_amx};
+#else
+static const sgemm_bf16_gelu_version gelu_versions[] = {
+    sgemm_bf16_gelu_ref, sgemm_bf16_gelu_ref, sgemm_bf16_gelu_ref, sgemm_bf16_gelu_ref,
+    sgemm_bf16_gelu_ref};
+#endif
+
+void sgemm_bf16_gelu(int64_t bt, int64_t m, int64_t n, int64_t k,
+                     const float *a, const int64_t *sa, const float *b,
+                     const int64_t *sb, const float *bias, float *c, const int64_t *sc,
+                     float *act, const int64_t *sact)
+{
+    int isa = minit2t_isa();
+    if ((double)m * (double)n * (double)k < TINY_GEMM) {  /* as sgemm_bf16, then gelu_forward */
+        sgemm_bf16_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);
+        for (int64_t t = 0; t < bt; t++) gelu_block(c + t * sc[0], sc[1], act + t * sact[0], sact[1], NULL, 0, m, n, 0);
+        return;
+    }
+    gelu_versions[isa](bt, m, n, k, a, sa, b, sb, bias, c, sc, act, sact);
 }

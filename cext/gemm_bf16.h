@@ -48,10 +48,10 @@ typedef struct {
 } bf16_kit;
 
 /* ---- gemm_bf16_loops.c: the entry of every fast version; arguments as
- * sgemm_bf16 (minit2t.h), kit the version's. */
+ * sgemm_bf16_gelu (minit2t.h; act NULL: no GELU), kit the version's. */
 void gemm_bf16_run(const bf16_kit *kit, int64_t bt, int64_t m, int64_t n, int64_t k,
                    const float *a, const int64_t *sa, const float *b, const int64_t *sb,
-                   const float *bias, float *c, const int64_t *sc);
+                   const float *bias, float *c, const int64_t *sc, float *act, const int64_t *sact);
 
 /* ---- gemm_bf16_avx512.c: the packing into pairs, for the AMX kit too
  * (lda, and B's rows, in bf16; kp even). */
@@ -59,5 +59,11 @@ void bf16_pack_a_pairs(int64_t mb, int64_t kb, const float *a, int64_t rsa, int6
                        int64_t mp, int64_t kp, void *dst, int64_t lda);
 void bf16_pack_b_pairs(int64_t kb, int64_t w, const float *b, int64_t rsb, int64_t csb,
                        int64_t kp, int nr, void *dst);
+
+/* ---- gemm_bf16_amx.c: the tile configuration (eight tiles of 16 rows of
+ * 64 bytes) loaded in the calling thread, and the tiles released; for any
+ * AMX code of this module (the GEMM's kit, the attention's heads). */
+void bf16_tiles_start(void);
+void bf16_tiles_end(void);
 
 #endif

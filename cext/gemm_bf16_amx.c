@@ -37,9 +37,9 @@ static const struct {
     .rows = {16, 16, 16, 16, 16, 16, 16, 16},
 };
 
-static void tiles_start(void) { _tile_loadconfig(&tile_config); }
+void bf16_tiles_start(void) { _tile_loadconfig(&tile_config); }
 
-static void tiles_end(void) { _tile_release(); }
+void bf16_tiles_end(void) { _tile_release(); }
 
 /* The 32 x 32 tile of C at c = (or +=, with GEMM_ACC) A @ B + bias over kp
  * (a multiple of 32). The C tiles start at C (GEMM_ACC), at the bias (its
@@ -101,18 +101,26 @@ static void ukernel(int64_t kp, const void *ap, int64_t lda, const void *bp, flo
 static const bf16_kit kit = {
     .mr = MR, .nr = NR, .kstep = 32, .mc = 128, .kc = 1024, .nc = 512,
     .a_bytes = 2, .b_bytes = 2, .pack_a = bf16_pack_a_pairs, .pack_b = bf16_pack_b_pairs,
-    .ukernel = ukernel, .thread_start = tiles_start, .thread_end = tiles_end,
+    .ukernel = ukernel, .thread_start = bf16_tiles_start, .thread_end = bf16_tiles_end,
 };
 
 /* Where Linux refuses this process the tiles: the vdpbf16ps version. */
+void sgemm_bf16_gelu_amx(int64_t bt, int64_t m, int64_t n, int64_t k,
+                         const float *a, const int64_t *sa, const float *b,
+                         const int64_t *sb, const float *bias, float *c, const int64_t *sc,
+                         float *act, const int64_t *sact)
+{
+    if (minit2t_amx_ready())
+        gemm_bf16_run(&kit, bt, m, n, k, a, sa, b, sb, bias, c, sc, act, sact);
+    else
+        sgemm_bf16_gelu_avx512bf16(bt, m, n, k, a, sa, b, sb, bias, c, sc, act, sact);
+}
+
 void sgemm_bf16_amx(int64_t bt, int64_t m, int64_t n, int64_t k,
                     const float *a, const int64_t *sa, const float *b,
                     const int64_t *sb, const float *bias, float *c, const int64_t *sc)
 {
-    if (minit2t_amx_ready())
-        gemm_bf16_run(&kit, bt, m, n, k, a, sa, b, sb, bias, c, sc);
-    else
-        sgemm_bf16_avx512bf16(bt, m, n, k, a, sa, b, sb, bias, c, sc);
+    sgemm_bf16_gelu_amx(bt, m, n, k, a, sa, b, sb, bias, c, sc, NULL, NULL);
 }
 
 #endif /* MINIT2T_X86; elsewhere sgemm_bf16 calls only sgemm_bf16_ref */

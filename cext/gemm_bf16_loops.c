@@ -70,12 +70,24 @@ static void edge_tile(const bf16_kit *kit, int64_t mr, int64_t nr, int64_t kp, c
             c[i * rsc + j] = (acc ? c[i * rsc + j] : bias ? bias[j] : 0.0f) + tile[i * kit->nr + j];
 }
 
+/* A tile into the block of gemm_act_block (row stride ldb), whole; an edge
+ * tile (cut by M, or by N to nr columns) adds its bias after the products,
+ * as edge_tile, so that the values are the same as without the block. */
+static void block_tile(const bf16_kit *kit, int edge, int64_t nr, int64_t kp, const char *as,
+                       int64_t lda, const char *bs, float *ct, int64_t ldb, const float *bias)
+{
+    kit->ukernel(kp, as, lda, bs, ct, ldb, 0, edge ? NULL : bias);
+    if (edge && bias)
+        for (int64_t i = 0; i < kit->mr; i++)
+            for (int64_t j = 0; j < nr; j++) ct[i * ldb + j] = bias[j] + ct[i * ldb + j];
+}
+
 /* C is written by streaming stores in its last K block when it is large and
  * its rows start on 64-byte lines (GEMM_STREAM_BYTES, gemm_blocking.h). */
 static int block_flags(const gemm_problem *P, int64_t pc, int64_t kb)
 {
     int stream = pc + kb >= P->k && P->m * P->n * (int64_t)sizeof(float) >= GEMM_STREAM_BYTES &&
-                 (uintptr_t)P->c % 64 == 0 && P->rsc % 16 == 0;
+                 (uintptr_t)P->c % 64 == 0 && P->rsc % 16 == 0 && !P->act;
     return (pc > 0 ? GEMM_ACC : 0) | (stream ? GEMM_STREAM : 0);
 }
 
@@ -90,13 +102,18 @@ static void a_block(const bf16_kit *kit, const gemm_problem *P, int64_t ic, int6
     int flags = block_flags(P, pc, kb);
     kit->pack_a(mb, kb, P->a + ic * P->rsa + pc * P->csa, P->rsa, P->csa, mp, kp, ap, lda);
     const float *bias = pc == 0 && P->bias ? P->bias + jc : NULL;
+    int64_t ldb = ceil_div(nb, kit->nr) * kit->nr;              /* GELU's block: whole tiles */
+    float *cb = P->act && kb == P->k ? minit2t_scratch(SCRATCH_C_BLOCK, (size_t)(mp * ldb)) : NULL;
     for (int64_t jr = 0; jr < nb; jr += kit->nr) {
         const char *bs = bp + jr * kp * kit->b_bytes;             /* sliver (kp, NR) */
         int64_t nr = MIN(kit->nr, nb - jr);
         for (int64_t ir = 0; ir < mb; ir += kit->mr) {
             const char *as = ap + ir * lda * kit->a_bytes;         /* MR rows */
             float *ct = P->c + (ic + ir) * P->rsc + jc + jr;       /* tile (MR, NR) */
-            if (ir + kit->mr > mb || nr < kit->nr)
+            if (cb)                       /* whole tiles: A, B are packed with zeros past mb, nb */
+                block_tile(kit, ir + kit->mr > mb || nr < kit->nr, nr, kp, as, lda, bs,
+                           cb + ir * ldb + jr, ldb, bias ? bias + jr : NULL);
+            else if (ir + kit->mr > mb || nr < kit->nr)
                 edge_tile(kit, MIN(kit->mr, mb - ir), nr, kp, as, lda, bs, ct, P->rsc,
                           flags & GEMM_ACC, bias ? bias + jr : NULL);
             else
@@ -106,6 +123,7 @@ static void a_block(const bf16_kit *kit, const gemm_problem *P, int64_t ic, int6
 #if MINIT2T_X86
     if (flags & GEMM_STREAM) __builtin_ia32_sfence();   /* the streamed rows visible */
 #endif
+    if (P->act && pc + kb >= P->k) gemm_act_block(P, ic, mb, jc, nb, cb, ldb);
 }
 
 /* When scratch memory runs out: the reference loops. */
@@ -113,6 +131,7 @@ static void fallback(const gemm_problem *P)
 {
     int64_t sa[3] = {0, P->rsa, P->csa}, sb[3] = {0, P->rsb, P->csb}, sc[2] = {0, P->rsc};
     sgemm_bf16_ref(1, P->m, P->n, P->k, P->a, sa, P->b, sb, P->bias, P->c, sc);
+    if (P->act) gelu_block(P->c, P->rsc, P->act, P->rsact, NULL, 0, P->m, P->n, 0);
 }
 
 /* The whole product P on the calling thread, with no OpenMP construct (it
@@ -194,10 +213,12 @@ static void loops_sliced(const bf16_kit *kit, const gemm_problem *P, int nt)
 
 void gemm_bf16_run(const bf16_kit *kit, int64_t bt, int64_t m, int64_t n, int64_t k,
                    const float *a, const int64_t *sa, const float *b, const int64_t *sb,
-                   const float *bias, float *c, const int64_t *sc)
+                   const float *bias, float *c, const int64_t *sc, float *act, const int64_t *sact)
 {
     if (bt <= 0 || m <= 0 || n <= 0 || k <= 0) {          /* nothing, or C = bias (or 0) */
         sgemm_bf16_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);
+        for (int64_t t = 0; act && t < bt && m > 0 && n > 0; t++)
+            gelu_block(c + t * sc[0], sc[1], act + t * sact[0], sact[1], NULL, 0, m, n, 0);
         return;
     }
     int nt = minit2t_threads_for(2.0 * (double)bt * (double)m * (double)n * (double)k);
@@ -207,7 +228,7 @@ void gemm_bf16_run(const bf16_kit *kit, int64_t bt, int64_t m, int64_t n, int64_
             if (kit->thread_start) kit->thread_start();
 #pragma omp for schedule(dynamic, 1)
             for (int64_t t = 0; t < bt; t++) {
-                gemm_problem P = gemm_problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc);
+                gemm_problem P = gemm_problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc, act, sact);
                 loops_alone(kit, &P);
             }
             if (kit->thread_end) kit->thread_end();
@@ -215,7 +236,7 @@ void gemm_bf16_run(const bf16_kit *kit, int64_t bt, int64_t m, int64_t n, int64_
         return;
     }
     for (int64_t t = 0; t < bt; t++) {
-        gemm_problem P = gemm_problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc);
+        gemm_problem P = gemm_problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc, act, sact);
         if (nt > 1 && k > kit->kc) {
             loops_sliced(kit, &P, nt);
         } else if (nt > 1) {

@@ -53,7 +53,22 @@ typedef struct {
     float *c;
     int64_t rsc;               /* C (M, N), columns contiguous */
     const float *bias;         /* (N,) added to every row of C, or NULL */
+    float *act;                /* GELU's output (M, N), row stride rsact, or NULL: */
+    int64_t rsact;             /* see gemm_act_block */
 } gemm_problem;
+
+/* The GEMM's epilogue (sgemm_bias_gelu, sgemm_bf16_gelu): with P->act,
+ * act[ic:+mb, jc:+nb] = gelu(C[ic:+mb, jc:+nb]) for a block of C whose
+ * last K block is done, while it is still in cache (gelu_block, fused.c),
+ * so the activation costs no pass of its own over C. act may be c (in
+ * place: the values before GELU are then not kept). With cb, the block was
+ * computed into this thread's scratch (row stride ldb; a product of one K
+ * block), and goes from there to act and to C (when act is not C), both by
+ * streaming stores when large: no store misses the cache to read a line it
+ * will overwrite. Without cb (several K blocks: C sums them), the block is
+ * read from C, which is then not written by streaming stores. */
+void gemm_act_block(const gemm_problem *P, int64_t ic, int64_t mb, int64_t jc, int64_t nb,
+                    const float *cb, int64_t ldb);
 
 /* A is read in place by ukernel_rows when its columns are contiguous, by
  * ukernel_packed when its rows are (a transposed A: a weight gradient
@@ -87,16 +102,18 @@ typedef struct {
 #define GEMM_STREAM_BYTES (4 << 20)
 
 /* ---- gemm_threads.c: the entry of sgemm_avx2 / sgemm_avx512 and their
- * _bias twins (bias NULL: none); arguments as sgemm_bias. */
+ * _bias and _bias_gelu twins; arguments as sgemm_bias_gelu (bias NULL:
+ * none; act NULL: no GELU). */
 void gemm_threaded(const gemm_blocking *g, int64_t bt, int64_t m, int64_t n,
                    int64_t k, const float *a, const int64_t *sa,
                    const float *b, const int64_t *sb, const float *bias,
-                   float *c, const int64_t *sc);
+                   float *c, const int64_t *sc, float *act, const int64_t *sact);
 
-/* Matrix t of a batch (arguments as sgemm_bias) as a gemm_problem. */
+/* Matrix t of a batch (arguments as sgemm_bias_gelu) as a gemm_problem. */
 gemm_problem gemm_problem_at(int64_t t, int64_t m, int64_t n, int64_t k, const float *a,
                              const int64_t *sa, const float *b, const int64_t *sb,
-                             const float *bias, float *c, const int64_t *sc);
+                             const float *bias, float *c, const int64_t *sc,
+                             float *act, const int64_t *sact);
 
 /* The slice of P that computes rows (by_rows) or columns [lo, lo + cnt) of C. */
 gemm_problem gemm_problem_slice(const gemm_problem *P, int by_rows, int64_t lo, int64_t cnt);

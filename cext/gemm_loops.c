@@ -139,7 +139,7 @@ static void edge_tile(const gemm_blocking *g, int64_t mr, int64_t nr, int64_t kc
 static int block_flags(const gemm_problem *P, int64_t pc, int64_t kb)
 {
     int stream = pc + kb >= P->k && P->m * P->n * (int64_t)sizeof(float) >= GEMM_STREAM_BYTES &&
-                 (uintptr_t)P->c % 64 == 0 && P->rsc % 16 == 0;
+                 (uintptr_t)P->c % 64 == 0 && P->rsc % 16 == 0 && !P->act;
     return (pc > 0 ? GEMM_ACC : 0) | (stream ? GEMM_STREAM : 0);
 }
 
@@ -207,25 +207,31 @@ void gemm_block(const gemm_blocking *g, const gemm_problem *P, int64_t ic, int64
     if ((packed || in_place_ok) && P->csa == 1 && next_ic >= 0 && next_mb > 0)
         per_call = ceil_div(next_mb * ceil_div(kb, 16), ceil_div(nb, g->nr) * ceil_div(mb, g->mr));
     const float *bias = pc == 0 && P->bias ? P->bias + jc : NULL;
-    float *c = P->c + ic * P->rsc + jc;
+    /* With GELU after a product of one K block, the block goes to this thread's scratch (cb),
+     * and from there through the epilogue to act and C (gemm_act_block). */
+    int64_t ldb = ceil_div(nb, g->nr) * g->nr;
+    float *cb = P->act && kb == P->k ? minit2t_scratch(SCRATCH_C_BLOCK, (size_t)(mb * ldb)) : NULL;
+    float *c = cb ? cb : P->c + ic * P->rsc + jc;
+    int64_t rsc = cb ? ldb : P->rsc;
     for (int64_t jr = 0; jr < nb; jr += g->nr) {
         const float *bs = bp + jr * kb;                       /* sliver (kb, NR) */
         int64_t nr = MIN(g->nr, nb - jr);
         for (int64_t ir = 0; ir < mb; ir += g->mr) {
             int64_t mr = MIN(g->mr, mb - ir);
             const float *as = a + (packed ? ir * kb : ir * P->rsa);  /* MR rows */
-            float *ct = c + ir * P->rsc + jr;                  /* tile (MR, NR) */
+            float *ct = c + ir * rsc + jr;                     /* tile (MR, NR) */
             if (per_call) prefetch_a_lines(&pf, per_call);
             if (mr < g->mr || nr < g->nr) {
                 int cut = ps && !packed && ir == full;         /* the packed last rows */
                 edge_tile(g, mr, nr, kb, cut ? edge_a : as, P->rsa, cut ? g->mr : ps, bs, ct,
-                          P->rsc, flags & GEMM_ACC, bias ? bias + jr : NULL, edge_a);
+                          rsc, flags & GEMM_ACC, bias ? bias + jr : NULL, edge_a);
             } else {
-                ukernel(kb, as, ps ? ps : P->rsa, bs, ct, P->rsc, flags, bias ? bias + jr : NULL);
+                ukernel(kb, as, ps ? ps : P->rsa, bs, ct, rsc, flags, bias ? bias + jr : NULL);
             }
         }
     }
     fence_streams(flags);
+    if (P->act && pc + kb >= P->k) gemm_act_block(P, ic, mb, jc, nb, cb, ldb);
 }
 
 int64_t gemm_balanced_kc(const gemm_blocking *g, int64_t k)
@@ -240,6 +246,7 @@ void gemm_fallback(const gemm_problem *P)
         sgemm_bias_ref(1, P->m, P->n, P->k, P->a, sa, P->b, sb, P->bias, P->c, sc);
     else
         sgemm_ref(1, P->m, P->n, P->k, P->a, sa, P->b, sb, P->c, sc);
+    if (P->act) gelu_block(P->c, P->rsc, P->act, P->rsact, NULL, 0, P->m, P->n, 0);
 }
 
 /* The loops jc, pc, ic (the nesting above) for the whole of P, on the

@@ -43,11 +43,13 @@ gemm_problem gemm_problem_slice(const gemm_problem *P, int by_rows, int64_t lo, 
         S.m = cnt;
         S.a += lo * P->rsa;
         S.c += lo * P->rsc;
+        S.act = P->act ? P->act + lo * P->rsact : NULL;
     } else {
         S.n = cnt;
         S.b += lo * P->csb;
         S.c += lo;
         S.bias = P->bias ? P->bias + lo : NULL;
+        S.act = P->act ? P->act + lo : NULL;
     }
     return S;
 }
@@ -111,37 +113,53 @@ static void gemm_team(const gemm_blocking *g, const gemm_problem *P, int nt)
 
 gemm_problem gemm_problem_at(int64_t t, int64_t m, int64_t n, int64_t k, const float *a,
                              const int64_t *sa, const float *b, const int64_t *sb,
-                             const float *bias, float *c, const int64_t *sc)
+                             const float *bias, float *c, const int64_t *sc,
+                             float *act, const int64_t *sact)
 {
     gemm_problem P = {m, n, k, a + t * sa[0], sa[1], sa[2],
-                      b + t * sb[0], sb[1], sb[2], c + t * sc[0], sc[1], bias};
+                      b + t * sb[0], sb[1], sb[2], c + t * sc[0], sc[1], bias,
+                      act ? act + t * sact[0] : NULL, act ? sact[1] : 0};
     return P;
 }
 
-/* Arguments as sgemm_bias (bias NULL: none); g the ISA's blocking. */
+void gemm_act_block(const gemm_problem *P, int64_t ic, int64_t mb, int64_t jc, int64_t nb,
+                    const float *cb, int64_t ldb)
+{
+    float *c = P->c + ic * P->rsc + jc, *act = P->act + ic * P->rsact + jc;
+    int big = P->m * P->n * (int64_t)sizeof(float) >= GEMM_STREAM_BYTES;
+    if (cb)                         /* act (and C, when act is not C) from the block */
+        gelu_block(cb, ldb, act, P->rsact, act == c ? NULL : c, P->rsc, mb, nb,
+                   big && P->rsact % 16 == 0 && P->rsc % 16 == 0);
+    else                            /* in C: streaming stores only into another act */
+        gelu_block(c, P->rsc, act, P->rsact, NULL, 0, mb, nb, big && P->rsact % 16 == 0 && act != c);
+}
+
+/* Arguments as sgemm_bias_gelu (bias, act NULL: none); g the ISA's blocking. */
 void gemm_threaded(const gemm_blocking *g, int64_t bt, int64_t m, int64_t n,
                    int64_t k, const float *a, const int64_t *sa,
                    const float *b, const int64_t *sb, const float *bias,
-                   float *c, const int64_t *sc)
+                   float *c, const int64_t *sc, float *act, const int64_t *sact)
 {
     if (bt <= 0 || m <= 0 || n <= 0) return;
     if (k <= 0) {                                        /* C = bias, or 0 */
-        for (int64_t t = 0; t < bt; t++)
+        for (int64_t t = 0; t < bt; t++) {
             for (int64_t i = 0; i < m; i++)
                 for (int64_t j = 0; j < n; j++) c[t * sc[0] + i * sc[1] + j] = bias ? bias[j] : 0.0f;
+            if (act) gelu_block(c + t * sc[0], sc[1], act + t * sact[0], sact[1], NULL, 0, m, n, 0);
+        }
         return;
     }
     int nt = minit2t_threads_for(2.0 * (double)bt * (double)m * (double)n * (double)k);
     if (nt > 1 && (bt >= 4 * nt || bt % nt == 0)) {      /* one matrix per thread */
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
         for (int64_t t = 0; t < bt; t++) {
-            gemm_problem P = gemm_problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc);
+            gemm_problem P = gemm_problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc, act, sact);
             gemm_loops(g, &P);
         }
         return;
     }
     for (int64_t t = 0; t < bt; t++) {
-        gemm_problem P = gemm_problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc);
+        gemm_problem P = gemm_problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc, act, sact);
         if (nt == 1) gemm_loops(g, &P);
         else if (k > g->kc) gemm_sliced(g, &P, nt);
         else gemm_team(g, &P, nt);

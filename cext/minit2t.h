@@ -62,6 +62,29 @@ void sgemm_bias(int64_t bt, int64_t m, int64_t n, int64_t k,
                 const float *a, const int64_t *sa, const float *b,
                 const int64_t *sb, const float *bias, float *c, const int64_t *sc);
 
+/* ---- a linear layer with its GELU: C[b] = A[b] @ B[b] + bias as
+ * sgemm_bias (bias may be NULL), and act[b] = gelu(C[b]) (as gelu_forward)
+ * with strides sact = {batch, row}, columns contiguous; act may be c (in
+ * place: C's values before GELU are not kept). The fast versions apply
+ * GELU to each block of C as soon as it is done, while it is in cache
+ * (gemm_act_block, gemm_blocking.h): no pass of its own over C. */
+void sgemm_bias_gelu_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
+                         const float *a, const int64_t *sa, const float *b,
+                         const int64_t *sb, const float *bias, float *c, const int64_t *sc,
+                         float *act, const int64_t *sact);
+void sgemm_bias_gelu_avx2(int64_t bt, int64_t m, int64_t n, int64_t k,
+                          const float *a, const int64_t *sa, const float *b,
+                          const int64_t *sb, const float *bias, float *c, const int64_t *sc,
+                          float *act, const int64_t *sact);
+void sgemm_bias_gelu_avx512(int64_t bt, int64_t m, int64_t n, int64_t k,
+                            const float *a, const int64_t *sa, const float *b,
+                            const int64_t *sb, const float *bias, float *c, const int64_t *sc,
+                            float *act, const int64_t *sact);
+void sgemm_bias_gelu(int64_t bt, int64_t m, int64_t n, int64_t k,
+                     const float *a, const int64_t *sa, const float *b,
+                     const int64_t *sb, const float *bias, float *c, const int64_t *sc,
+                     float *act, const int64_t *sact);
+
 /* ---- matmul in bfloat16: C[b] = bf16(A[b]) @ bf16(B[b]) (+ bias) ----------
  * Arguments as sgemm_bias (bias may be NULL). bf16(x) rounds each float to
  * the nearest bfloat16 (ties to even; NaN stays NaN), as torch's
@@ -96,6 +119,32 @@ void sgemm_bf16_amx(int64_t bt, int64_t m, int64_t n, int64_t k,
 void sgemm_bf16(int64_t bt, int64_t m, int64_t n, int64_t k,
                 const float *a, const int64_t *sa, const float *b,
                 const int64_t *sb, const float *bias, float *c, const int64_t *sc);
+
+/* The same with GELU: C as sgemm_bf16, act = gelu(C) as sgemm_bias_gelu. */
+void sgemm_bf16_gelu_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
+                         const float *a, const int64_t *sa, const float *b,
+                         const int64_t *sb, const float *bias, float *c, const int64_t *sc,
+                         float *act, const int64_t *sact);
+void sgemm_bf16_gelu_avx2(int64_t bt, int64_t m, int64_t n, int64_t k,
+                          const float *a, const int64_t *sa, const float *b,
+                          const int64_t *sb, const float *bias, float *c, const int64_t *sc,
+                          float *act, const int64_t *sact);
+void sgemm_bf16_gelu_avx512(int64_t bt, int64_t m, int64_t n, int64_t k,
+                            const float *a, const int64_t *sa, const float *b,
+                            const int64_t *sb, const float *bias, float *c, const int64_t *sc,
+                            float *act, const int64_t *sact);
+void sgemm_bf16_gelu_avx512bf16(int64_t bt, int64_t m, int64_t n, int64_t k,
+                                const float *a, const int64_t *sa, const float *b,
+                                const int64_t *sb, const float *bias, float *c, const int64_t *sc,
+                                float *act, const int64_t *sact);
+void sgemm_bf16_gelu_amx(int64_t bt, int64_t m, int64_t n, int64_t k,
+                         const float *a, const int64_t *sa, const float *b,
+                         const int64_t *sb, const float *bias, float *c, const int64_t *sc,
+                         float *act, const int64_t *sact);
+void sgemm_bf16_gelu(int64_t bt, int64_t m, int64_t n, int64_t k,
+                     const float *a, const int64_t *sa, const float *b,
+                     const int64_t *sb, const float *bias, float *c, const int64_t *sc,
+                     float *act, const int64_t *sact);
 
 /* ---- unfold (im2col): x (B, C, H, W) -> cols (B, C*k*k, L) --------------
  * x has strides sx = {batch, channel, row, col}; cols is contiguous.
@@ -158,6 +207,20 @@ void gelu_forward_ref(const float *x, float *y, int64_t n);
 void gelu_forward_avx2(const float *x, float *y, int64_t n);
 void gelu_forward_avx512(const float *x, float *y, int64_t n);
 void gelu_forward(const float *x, float *y, int64_t n);
+
+/* gelu_forward on a block: x (rows, cols), row stride rx -> y (rows, cols),
+ * row stride ry (y may be x); with h (not NULL), also h = x (row stride rh:
+ * the values before GELU, kept for its backward). stream: rows of y and h
+ * that start on a 64-byte line by streaming stores. No threads of its own:
+ * the epilogue of sgemm_bias_gelu / sgemm_bf16_gelu, inside theirs. */
+void gelu_block_ref(const float *x, int64_t rx, float *y, int64_t ry, float *h, int64_t rh,
+                    int64_t rows, int64_t cols, int stream);
+void gelu_block_avx2(const float *x, int64_t rx, float *y, int64_t ry, float *h, int64_t rh,
+                     int64_t rows, int64_t cols, int stream);
+void gelu_block_avx512(const float *x, int64_t rx, float *y, int64_t ry, float *h, int64_t rh,
+                       int64_t rows, int64_t cols, int stream);
+void gelu_block(const float *x, int64_t rx, float *y, int64_t ry, float *h, int64_t rh,
+                int64_t rows, int64_t cols, int stream);
 
 void gelu_backward_ref(const float *g, const float *x, float *gx, int64_t n);
 void gelu_backward_avx2(const float *g, const float *x, float *gx, int64_t n);

@@ -50,6 +50,7 @@ enum scratch_slot {
     SCRATCH_B_PANEL,    /* GEMM: the packed B panel, KC x NC (shared by a team) */
     SCRATCH_A_BLOCK,    /* GEMM: a packed A block, (MC + MR) x KC per thread */
     SCRATCH_EDGE_A,     /* GEMM: MR rows of A, zero-padded, for edge tiles; MR x KC */
+    SCRATCH_C_BLOCK,    /* GEMM with GELU: a block of C in whole tiles, (MC + MR) x NC */
     SCRATCH_PHASES,     /* unfold / fold: one plane's s*s phases, s*s x Hq x Wq */
     SCRATCH_ATTN_T,     /* attention: one head's k or v transposed, d x N */
     SCRATCH_ATTN_S,     /* attention backward: one head's gS, N x N */

@@ -1,5 +1,8 @@
 """The speed policy of fused ops: when one op may stand for a layer's steps.
 
+Two fused ops stand for steps of a layer: F.attention for an attention layer's
+softmax(q k^T * scale) v, and F.linear_gelu for an MLP's fc1 then GELU.
+
 An attention layer computes softmax(q k^T * scale) v in steps (its own methods, and
 the sub-modules `softmax` and `attn_drop` through which the probabilities pass),
 where hooks and subclasses can see and change the probabilities. The fused op
@@ -15,7 +18,11 @@ A layer says what the fused op stands for in two class attributes:
                    {"softmax": Softmax, "attn_drop": Dropout}
 
 The class that sets fused_steps is the one whose steps the fused op reproduces.
+An Mlp declares only fused_layers, {"fc1": Linear, "act": GELU}: its forward holds
+the two steps that F.linear_gelu (ops.LinearGELU) stands for.
 """
+from minit2t import ops
+from minit2t.backends import implementation
 
 
 def may_fuse_attention(layer, size=None):
@@ -39,3 +46,11 @@ def _plain(module, cls):
     hooked = module._forward_pre_hooks or module._forward_hooks
     drops = module.training and getattr(module, "p", 0) != 0     # a dropout acting now
     return type(module) is cls and not hooked and not drops
+
+
+def may_fuse_linear_gelu(layer):
+    """True when F.linear_gelu may stand for `layer.fc1` then `layer.act` (an Mlp): each of
+    layer.fused_layers of exactly its class and unhooked, and the active backend has a LinearGELU
+    of its own (where it has none, the reference op would only stand in for a faster Linear)."""
+    return implementation(ops.LinearGELU) is not ops.LinearGELU and all(
+        _plain(getattr(layer, name), cls) for name, cls in layer.fused_layers.items())

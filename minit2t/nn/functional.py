@@ -16,15 +16,23 @@ def _check_last_dim(x, n, what):
         raise ValueError(f"{what} expects input of shape (..., {n}), got {x.shape}")
 
 
-def linear(x, weight, bias=None):
-    """x (..., Din) @ weight.T (Din, Dout) + bias (Dout,) -> (..., Dout), as one op."""
+def _linear_op(op, x, weight, bias, what):
     if not isinstance(weight, Tensor) or weight.ndim != 2:
         got = weight.shape if isinstance(weight, Tensor) else type(weight).__name__
-        raise ValueError(f"linear expects weight as a (Dout, Din) Tensor, got {got}")
-    _check_last_dim(x, weight.shape[1], "linear")
-    if bias is None:
-        return ops.Linear.apply(x, weight)                           # (..., Dout)
-    return ops.Linear.apply(x, weight, bias)                         # (..., Dout)
+        raise ValueError(f"{what} expects weight as a (Dout, Din) Tensor, got {got}")
+    _check_last_dim(x, weight.shape[1], what)
+    return op.apply(x, weight) if bias is None else op.apply(x, weight, bias)   # (..., Dout)
+
+
+def linear(x, weight, bias=None):
+    """x (..., Din) @ weight.T (Din, Dout) + bias (Dout,) -> (..., Dout), as one op."""
+    return _linear_op(ops.Linear, x, weight, bias, "linear")
+
+
+def linear_gelu(x, weight, bias=None):
+    """gelu(linear(x, weight, bias)) -> (..., Dout) as one op (ops.LinearGELU): the same values
+    and gradients as the two in turn."""
+    return _linear_op(ops.LinearGELU, x, weight, bias, "linear_gelu")
 
 
 def layer_norm(x, weight, bias, eps=1e-5):

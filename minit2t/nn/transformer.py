@@ -10,7 +10,7 @@ from numbers import Real
 
 import numpy as np
 
-from minit2t.backends.fusion import may_fuse_attention
+from minit2t.backends.fusion import may_fuse_attention, may_fuse_linear_gelu
 from minit2t.nn import functional as F
 from minit2t.nn.layers import GELU, Dropout, DropPath, Identity, LayerNorm, Linear, Softmax
 from minit2t.nn.module import Module, Parameter
@@ -26,7 +26,13 @@ def _check_tokens(x, dim, what):
 
 
 class Mlp(Module):
-    """fc1 -> GELU -> dropout -> fc2 -> dropout."""
+    """fc1 -> GELU -> dropout -> fc2 -> dropout.
+
+    fc1 and GELU run as one op, F.linear_gelu (the same values and gradients), when nothing
+    needs them apart (no hook on either, neither replaced) and the backend has a fused version
+    (minit2t.backends.fusion.may_fuse_linear_gelu)."""
+
+    fused_layers = {"fc1": Linear, "act": GELU}                      # what F.linear_gelu stands for
 
     def __init__(self, in_features, hidden_features=None, out_features=None, drop=0.0):
         super().__init__()
@@ -38,8 +44,11 @@ class Mlp(Module):
         self.drop = Dropout(drop)
 
     def forward(self, x):                                            # (B, N, D)
-        x = self.drop(self.act(self.fc1(x)))                         # (B, N, F)
-        return self.drop(self.fc2(x))                                # (B, N, Dout)
+        if may_fuse_linear_gelu(self):
+            x = F.linear_gelu(x, self.fc1.weight, self.fc1.bias)     # (B, N, F)
+        else:
+            x = self.act(self.fc1(x))                                # (B, N, F)
+        return self.drop(self.fc2(self.drop(x)))                     # (B, N, Dout)
 
 
 class Attention(Module):

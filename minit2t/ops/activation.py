@@ -50,18 +50,28 @@ class LogSoftmax(Function):
         return (g - np.exp(y) * g.sum(axis=ctx.axis, keepdims=True),)
 
 
+def gelu(a):
+    """Exact GELU, a * Phi(a), Phi the standard normal CDF."""
+    return a * normal_cdf(a)
+
+
+def gelu_grad(g, a):
+    """g * GELU'(a) = g * (Phi(a) + a * phi(a)), phi the standard normal density."""
+    return g * (normal_cdf(a) + a * normal_pdf(a))
+
+
 class GELU(Function):
     """Exact GELU: y = a * Phi(a), Phi the standard normal CDF; ga = g * (Phi(a) + a * phi(a))."""
 
     @staticmethod
     def forward(ctx, a):
         ctx.save_for_backward(a)
-        return a * normal_cdf(a)
+        return gelu(a)
 
     @staticmethod
     def backward(ctx, g):
         (a,) = ctx.saved
-        return (g * (normal_cdf(a) + a * normal_pdf(a)),)
+        return (gelu_grad(g, a),)
 
 
 class Dropout(Function):

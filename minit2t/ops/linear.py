@@ -7,9 +7,17 @@ Dout output features. weight is (Dout, Din) as in torch.
     gw = g^T @ x                 (Dout, R) @ (R, Din)
     gb = sum of g's rows         (Dout,)
 Under autocast (minit2t.amp) x, weight and g are rounded to bf16 before each product.
-A backend may replace this op with a faster one (minit2t.backends).
+
+LinearGELU is the layer and the GELU after it as one op, a = gelu(x @ weight^T + bias)
+(a transformer MLP's first half): the same math as the two ops in turn, which lets a
+backend apply GELU to each block of the product while it is still in cache.
+    h  = x @ weight^T + bias     (R, Dout), kept for the backward
+    a  = h * Phi(h)              (R, Dout)
+    gh = ga * (Phi(h) + h phi(h)), then Linear's backward on gh
+A backend may replace these ops with faster ones (minit2t.backends).
 """
 from minit2t.amp import operands
+from minit2t.ops.activation import gelu, gelu_grad
 from minit2t.ops.function import Function
 
 
@@ -44,3 +52,17 @@ class Linear(Function):
         gx = (g2 @ weight).reshape(ctx.shape) if ctx.needs_input_grad(0) else None   # (..., Din)
         gw = g2.T @ x2 if ctx.needs_input_grad(1) else None               # (Dout, Din)
         return gx, gw, gb
+
+
+class LinearGELU(Function):
+    """x (..., Din), weight (Dout, Din), bias (Dout,) or absent -> gelu(linear(x)) (..., Dout)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias=None):
+        h = Linear.forward(ctx, x, weight, bias)                          # (..., Dout)
+        ctx.h = h
+        return gelu(h)                                                    # (..., Dout)
+
+    @staticmethod
+    def backward(ctx, g):
+        return Linear.backward(ctx, gelu_grad(g, ctx.h))                  # gx, gw, gb

@@ -1,0 +1,56 @@
+"""The C backend's LinearGELU (ops.LinearGELU): the product on the C GEMM with GELU as its
+epilogue (cext/gemm.c sgemm_bias_gelu, cext/gemm_bf16.c sgemm_bf16_gelu): each block of
+h = x @ weight^T + bias goes through GELU as soon as it is done, while it is in cache, where
+Linear then GELU would write h out and read it back. The values are those of c_ops.Linear then
+c_ops.GELU, bit for bit; the backward is theirs, in turn.
+
+Legend: R rows, Din/Dout features, "..." leading dims. Training keeps h for the backward (a
+second output); under no_grad GELU overwrites h in place.
+"""
+import numpy as np
+
+from minit2t import grad_mode, ops
+from minit2t.backends import c_kernels as ck
+from minit2t.backends._checks import check_linear
+from minit2t.backends._cmem import lib, pool, ptr, strides, usable
+from minit2t.backends.c_ops import Linear, _f32, reshape
+from minit2t.ops import linear
+
+
+def linear_gelu_forward(x, weight, bias, bf16=False, keep=True):
+    """x (R, Din), weight (Dout, Din), bias (Dout,) or None -> (h, a), both (R, Dout):
+    h = x @ weight.T + bias, a = gelu(h); without keep h is None (GELU wrote over it).
+    bf16: the product as sgemm_bf16's (x and weight rounded to bfloat16 as they are packed)."""
+    x, weight = np.asarray(x), np.asarray(weight)
+    r, dout = check_linear(x, weight, weight[:, 0] if bias is None else np.asarray(bias))
+    ck._float32("linear_gelu_forward", x, weight, *(() if bias is None else (bias,)))
+    x, w = usable(x), usable(weight.T)                             # w (Din, Dout), a view
+    h = pool.empty((1, r, dout))
+    a = pool.empty((1, r, dout)) if keep else h
+    if h.size:
+        gemm = lib.sgemm_bf16_gelu if bf16 else lib.sgemm_bias_gelu
+        b = ck.ffi.NULL if bias is None else ptr(ck.contiguous(bias))
+        gemm(1, r, dout, x.shape[1], ptr(x), strides(x, (None, 0, 1)), ptr(w), strides(w, (None, 0, 1)),
+             b, ptr(h), strides(h, (0, 1)), ptr(a), strides(a, (0, 1)))
+    return (h[0] if keep else None), a[0]
+
+
+class LinearGELU(ops.LinearGELU):
+    @staticmethod
+    def forward(ctx, x, weight, bias=None):
+        ctx.in_c = _f32(x, weight) and (bias is None or bias.dtype == np.float32)
+        if not ctx.in_c:
+            return ops.LinearGELU.forward(ctx, x, weight, bias)
+        linear.check(x, weight, bias)
+        x2 = reshape(x, (-1, x.shape[-1]))                                # (R, Din)
+        h, a = linear_gelu_forward(x2, weight, bias, ctx.bf16, keep=grad_mode.is_enabled())  # (R, Dout) each
+        ctx.save_for_backward(x2, weight)
+        ctx.shape, ctx.h = x.shape, h
+        return a.reshape(x.shape[:-1] + (weight.shape[0],))              # (..., Dout)
+
+    @staticmethod
+    def backward(ctx, g):
+        if not ctx.in_c or g.dtype != np.float32:
+            return ops.LinearGELU.backward(ctx, g)
+        gh = ck.gelu_backward(reshape(g, ctx.h.shape), ctx.h)             # (R, Dout)
+        return Linear.backward(ctx, gh)                                   # gx, gw, gb
