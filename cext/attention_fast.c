@@ -260,6 +260,12 @@ static void one_head(int backward, int64_t u, const float *qkv, const float *kbi
         for (int part = 0; part < 3; part++) prefetch_rows(qkv + next + part * D, N, d, rs);
         if (backward) prefetch_rows(g + b1 * N * D + (u + 1) % h * d, N, d, D);
     }
+#if FAST_AVX512
+    if (backward && amx)
+        backward_head_amx(qkv + base, qkv + base + D, qkv + base + 2 * D, p_in + u * N * np, g + gbase,
+                          out + base, out + base + D, out + base + 2 * D, N, np, d, rs, D, scale, t);
+    else
+#endif
     if (backward)
         backward_head(qkv + base, qkv + base + D, qkv + base + 2 * D, p_in + u * N * np, g + gbase,
                       out + base, out + base + D, out + base + 2 * D, N, np, d, rs, D, scale, t, s,
@@ -287,8 +293,8 @@ static int attention_heads(int backward, const float *qkv, const float *kbias, c
     int64_t np = attention_row(N);
     int nt = minit2t_threads_for(4.0 * (double)(B * h) * (double)(N * np) * (double)(d + 8));
     int failed = 0;
-#if FAST_AVX512                                 /* a bf16 forward on AMX tiles: attention_amx.h */
-    int amx = bf16 && !backward && minit2t_isa() >= ISA_AMX;
+#if FAST_AVX512                                 /* bf16 on AMX tiles: attention_amx.h */
+    int amx = bf16 && minit2t_isa() >= ISA_AMX;
     int64_t t_size = amx ? amx_head_floats(N, d) : d * np + (bf16 ? 3 * N * d : 0);
 #else
     int amx = 0;
