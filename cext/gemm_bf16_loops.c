@@ -96,7 +96,7 @@ static int block_flags(const gemm_problem *P, int64_t pc, int64_t kb)
  * starts each tile at the bias. */
 static void a_block(const bf16_kit *kit, const gemm_problem *P, int64_t ic, int64_t mb,
                     int64_t pc, int64_t kb, int64_t kp, int64_t jc, int64_t nb,
-                    const char *bp, char *ap)
+                    const char *bp, char *ap, gemm_next next)
 {
     int64_t mp = ceil_div(mb, kit->mr) * kit->mr, lda = lda_of(kit, kp);
     int flags = block_flags(P, pc, kb);
@@ -104,12 +104,20 @@ static void a_block(const bf16_kit *kit, const gemm_problem *P, int64_t ic, int6
     const float *bias = pc == 0 && P->bias ? P->bias + jc : NULL;
     int64_t ldb = ceil_div(nb, kit->nr) * kit->nr;              /* GELU's block: whole tiles */
     float *cb = P->act && kb == P->k ? minit2t_scratch(SCRATCH_C_BLOCK, (size_t)(mp * ldb)) : NULL;
+    a_prefetch pf = {NULL, 0, 0, 0, 0, 0};                       /* the next A block, see above */
+    int64_t per_call = 0, calls = ceil_div(nb, kit->nr) * ceil_div(mb, kit->mr);
+    if (next.ic >= 0 && next.mb > 0 && next.kb > 0 && (P->csa == 1 || P->rsa == 1)) {
+        pf = P->csa == 1 ? (a_prefetch){P->a + next.pc, P->rsa, next.kb, next.ic, next.ic + next.mb, 0}
+                         : (a_prefetch){P->a + next.ic, P->csa, next.mb, next.pc, next.pc + next.kb, 0};
+        per_call = ceil_div((pf.r1 - pf.r) * (ceil_div(pf.cols, 16) + 1), calls);
+    }
     for (int64_t jr = 0; jr < nb; jr += kit->nr) {
         const char *bs = bp + jr * kp * kit->b_bytes;             /* sliver (kp, NR) */
         int64_t nr = MIN(kit->nr, nb - jr);
         for (int64_t ir = 0; ir < mb; ir += kit->mr) {
             const char *as = ap + ir * lda * kit->a_bytes;         /* MR rows */
             float *ct = P->c + (ic + ir) * P->rsc + jc + jr;       /* tile (MR, NR) */
+            if (per_call) prefetch_a_lines(&pf, per_call);
             if (cb)                       /* whole tiles: A, B are packed with zeros past mb, nb */
                 block_tile(kit, ir + kit->mr > mb || nr < kit->nr, nr, kp, as, lda, bs,
                            cb + ir * ldb + jr, ldb, bias ? bias + jr : NULL);
@@ -150,8 +158,13 @@ static void loops_alone(const bf16_kit *kit, const gemm_problem *P)
             int64_t nb = MIN(s.nc, P->n - jc), kb = MIN(s.kc, P->k - pc);
             int64_t kp = ceil_div(kb, kit->kstep) * kit->kstep;
             pack_slivers(kit, P, pc, kb, kp, jc, nb, 0, ceil_div(nb, kit->nr), bp);
-            for (int64_t ic = 0; ic < P->m; ic += kit->mc)
-                a_block(kit, P, ic, MIN(kit->mc, P->m - ic), pc, kb, kp, jc, nb, bp, ap);
+            for (int64_t ic = 0; ic < P->m; ic += kit->mc) {
+                gemm_next next = {ic + kit->mc, MIN(kit->mc, P->m - ic - kit->mc), pc, kb};
+                if (next.ic >= P->m)                  /* the first block of the next K block, */
+                    next = (gemm_next){pc + s.kc < P->k ? 0 : -1, MIN(kit->mc, P->m), pc + s.kc,
+                                       MIN(s.kc, P->k - pc - s.kc)};   /* or none */
+                a_block(kit, P, ic, MIN(kit->mc, P->m - ic), pc, kb, kp, jc, nb, bp, ap, next);
+            }
         }
 }
 
@@ -182,8 +195,11 @@ static void loops_team(const bf16_kit *kit, const gemm_problem *P, int nt)
                 for (int64_t sl = 0; sl < ceil_div(nb, kit->nr); sl++)
                     pack_slivers(kit, P, pc, kb, kp, jc, nb, sl, sl + 1, bp);
 #pragma omp for schedule(dynamic, 1)
-                for (int64_t ic = 0; ic < P->m; ic += mc)
-                    a_block(kit, P, ic, MIN(mc, P->m - ic), pc, kb, kp, jc, nb, bp, my_a);
+                for (int64_t ic = 0; ic < P->m; ic += mc) {
+                    int64_t nic = ic + nt * mc;               /* likely this thread's next block */
+                    gemm_next next = {nic < P->m ? nic : -1, MIN(mc, P->m - nic), pc, kb};
+                    a_block(kit, P, ic, MIN(mc, P->m - ic), pc, kb, kp, jc, nb, bp, my_a, next);
+                }
             }
         if (kit->thread_end) kit->thread_end();
     }

@@ -118,6 +118,24 @@ gemm_problem gemm_problem_at(int64_t t, int64_t m, int64_t n, int64_t k, const f
 /* The slice of P that computes rows (by_rows) or columns [lo, lo + cnt) of C. */
 gemm_problem gemm_problem_slice(const gemm_problem *P, int by_rows, int64_t lo, int64_t cnt);
 
+/* The A block a thread will most likely take next: runs [r, r1) of cols
+ * floats from a, rsa apart (its rows, or for a transposed A the rows of
+ * the matrix it transposes), asked for into L2 a few lines per micro-kernel
+ * call of the block before it (gemm_block, and a_block of the bf16 GEMM). */
+typedef struct { const float *a; int64_t rsa, cols, r, r1, c; } a_prefetch;
+
+static inline void prefetch_a_lines(a_prefetch *f, int64_t lines)
+{
+    for (int64_t n = 0; n < lines && f->r < f->r1; n++) {
+        __builtin_prefetch(f->a + f->r * f->rsa + f->c, 0, 2);
+        f->c += 16;                                         /* one 64-byte line */
+        if (f->c >= f->cols) {
+            f->c = 0;
+            f->r++;
+        }
+    }
+}
+
 /* ---- gemm_loops.c: the blocking, on the calling thread ---- */
 
 /* The whole product P, with no OpenMP construct (it may run inside a
@@ -126,11 +144,12 @@ void gemm_loops(const gemm_blocking *g, const gemm_problem *P);
 
 /* C[ic:+mb, jc:+nb] (+)= A[ic:+mb, pc:+kb] @ bp, the packed B panel
  * (kb, nb); ap (for a packed A block) and edge_a: scratch of this thread;
- * A[next_ic:+next_mb, pc:+kb] asked for into L2 meanwhile (next_ic < 0:
- * nothing). */
+ * the A block this thread takes next, A[next.ic:+next.mb, next.pc:+next.kb],
+ * asked for into L2 meanwhile (next.ic < 0: none). */
+typedef struct { int64_t ic, mb, pc, kb; } gemm_next;
 void gemm_block(const gemm_blocking *g, const gemm_problem *P, int64_t ic, int64_t mb,
                 int64_t pc, int64_t kb, int64_t jc, int64_t nb, const float *bp,
-                float *ap, float *edge_a, int64_t next_ic, int64_t next_mb);
+                float *ap, float *edge_a, gemm_next next);
 
 /* B[0:kc, 0:nb] (strides rsb, csb) -> dst: slivers of nr columns (kc, nr). */
 void gemm_pack_b(int64_t kc, int64_t nb, const float *b, int64_t rsb,

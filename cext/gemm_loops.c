@@ -154,23 +154,6 @@ static void fence_streams(int flags)
 #endif
 }
 
-/* The A block a thread will most likely take next: its rows [r, r1) of the
- * columns [0, cols) from a (row stride rsa), asked for into L2 a few lines
- * per micro-kernel call of the block before it (see gemm_block). */
-typedef struct { const float *a; int64_t rsa, cols, r, r1, c; } a_prefetch;
-
-static inline void prefetch_a_lines(a_prefetch *f, int64_t lines)
-{
-    for (int64_t n = 0; n < lines && f->r < f->r1; n++) {
-        __builtin_prefetch(f->a + f->r * f->rsa + f->c, 0, 2);
-        f->c += 16;                                         /* one 64-byte line */
-        if (f->c >= f->cols) {
-            f->c = 0;
-            f->r++;
-        }
-    }
-}
-
 /* The loops jr, ir over one A block (mb x kb) and the packed B panel
  * (kb x nb): one micro-kernel call per MR x NR tile of C. In the first K
  * block (pc = 0) the kernel starts each row of the tile at the bias, so
@@ -188,7 +171,7 @@ static inline void prefetch_a_lines(a_prefetch *f, int64_t lines)
  * hardware prefetcher keeps up, and asking as well ran 3-10% slower. */
 void gemm_block(const gemm_blocking *g, const gemm_problem *P, int64_t ic, int64_t mb,
                 int64_t pc, int64_t kb, int64_t jc, int64_t nb, const float *bp,
-                float *ap, float *edge_a, int64_t next_ic, int64_t next_mb)
+                float *ap, float *edge_a, gemm_next next)
 {
     const float *a = P->a + ic * P->rsa + pc * P->csa;       /* A block (mb, kb) */
     int packed = PACK_A(g, P->csa, P->rsa, nb), flags = block_flags(P, pc, kb);
@@ -201,11 +184,17 @@ void gemm_block(const gemm_blocking *g, const gemm_problem *P, int64_t ic, int64
     if (ps && !packed && full < mb)                           /* a transposed A's last rows */
         pack_a_tail(mb - full, kb, a + full, ps, g->mr, edge_a);
     gemm_ukernel ukernel = ps ? g->ukernel_packed : g->ukernel_rows;
-    a_prefetch pf = {P->a + pc * P->csa, P->rsa, kb, next_ic, next_ic + next_mb, 0};
-    int64_t per_call = 0;                                     /* lines asked for per call */
+    a_prefetch pf = {P->a + pc * P->csa, P->rsa, kb, next.ic, next.ic + next.mb, 0};
+    int64_t per_call = 0, calls = ceil_div(nb, g->nr) * ceil_div(mb, g->mr);   /* lines per call */
     int in_place_ok = nb > 2 * g->nr && kb >= 64;             /* see above */
-    if ((packed || in_place_ok) && P->csa == 1 && next_ic >= 0 && next_mb > 0)
-        per_call = ceil_div(next_mb * ceil_div(kb, 16), ceil_div(nb, g->nr) * ceil_div(mb, g->mr));
+    if ((packed || in_place_ok) && P->csa == 1 && next.ic >= 0 && next.mb > 0 && next.pc == pc) {
+        per_call = ceil_div(next.mb * ceil_div(kb, 16), calls);
+    } else if (ps && !packed && next.ic >= 0 && next.mb > 0 && next.kb > 0) {
+        /* a transposed A read in place (a weight gradient's g^T): its block is next.kb rows of g,
+         * next.mb floats each, a row stride apart, which the hardware prefetcher does not follow */
+        pf = (a_prefetch){P->a + next.ic, P->csa, next.mb, next.pc, next.pc + next.kb, 0};
+        per_call = ceil_div(next.kb * (ceil_div(next.mb, 16) + 1), calls);
+    }
     const float *bias = pc == 0 && P->bias ? P->bias + jc : NULL;
     /* With GELU after a product of one K block, the block goes to this thread's scratch (cb),
      * and from there through the epilogue to act and C (gemm_act_block). */
@@ -266,8 +255,12 @@ void gemm_loops(const gemm_blocking *g, const gemm_problem *P)
         for (int64_t pc = 0; pc < P->k; pc += kc) {
             int64_t nb = MIN(nc, P->n - jc), kb = MIN(kc, P->k - pc);
             gemm_pack_b(kb, nb, P->b + pc * P->rsb + jc * P->csb, P->rsb, P->csb, g->nr, bp);
-            for (int64_t ic = 0; ic < P->m; ic += g->mc)
-                gemm_block(g, P, ic, MIN(g->mc, P->m - ic), pc, kb, jc, nb, bp, ap, edge_a,
-                           ic + g->mc < P->m ? ic + g->mc : -1, MIN(g->mc, P->m - ic - g->mc));
+            for (int64_t ic = 0; ic < P->m; ic += g->mc) {
+                gemm_next next = {ic + g->mc, MIN(g->mc, P->m - ic - g->mc), pc, kb};
+                if (next.ic >= P->m)                  /* the first block of the next K block, */
+                    next = (gemm_next){pc + kc < P->k ? 0 : -1, MIN(g->mc, P->m), pc + kc,
+                                       MIN(kc, P->k - pc - kc)};   /* or none */
+                gemm_block(g, P, ic, MIN(g->mc, P->m - ic), pc, kb, jc, nb, bp, ap, edge_a, next);
+            }
         }
 }

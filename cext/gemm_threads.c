@@ -103,9 +103,9 @@ static void gemm_team(const gemm_blocking *g, const gemm_problem *P, int nt)
                     int64_t ic = t / it.split * it.mc, j0 = t % it.split * it.nw;
                     int64_t nic = (t + nt) / it.split * it.mc;     /* item t + nt's A block: */
                     int ahead = nic != ic && nic < P->m;            /* likely this thread's next */
+                    gemm_next next = {ahead ? nic : -1, ahead ? MIN(it.mc, P->m - nic) : 0, pc, kb};
                     gemm_block(g, P, ic, MIN(it.mc, P->m - ic), pc, kb, jc + j0,
-                               MIN(it.nw, nb - j0), bp + j0 * kb, my_a, my_edge,
-                               ahead ? nic : -1, ahead ? MIN(it.mc, P->m - nic) : 0);
+                               MIN(it.nw, nb - j0), bp + j0 * kb, my_a, my_edge, next);
                 }
             }
     }
