@@ -1,6 +1,7 @@
 """Two or more builds of the C extension, timed on one model in one process, in turn.
 
     python benchmarks/ab_builds.py BUILD.so BUILD.so [...] [--what infer|step] [--rounds 15]
+                                   [--precision fp32|bf16]
                                    [--model t2t_vit_cifar]
 
 A build is a copy of minit2t/_cext.abi3.so, e.g. the one of an older commit:
@@ -61,6 +62,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("builds", nargs="+")
     parser.add_argument("--what", choices=("infer", "step"), default="infer")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                        help="bf16: the forward (and loss) under mt.autocast, as `bench --precision bf16`")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--model", default="t2t_vit_cifar")
     args = parser.parse_args()
@@ -74,7 +77,8 @@ def main():
     batch = 256 if args.what == "infer" else 128
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
-    step, infer = minit2t_runners(mt.create_model(args.model), x, rng.integers(0, 10, batch))
+    step, infer = minit2t_runners(mt.create_model(args.model), x, rng.integers(0, 10, batch),
+                                  bf16=args.precision == "bf16")
     run = infer if args.what == "infer" else step
     times = [[] for _ in builds]
     try:
@@ -94,7 +98,7 @@ def main():
 
 
 def report(args, times):
-    print(f"{args.model} {args.what}, {cpu_name()}, {_cmem.lib.minit2t_get_num_threads()} threads, "
+    print(f"{args.model} {args.what} ({args.precision}), {cpu_name()}, {_cmem.lib.minit2t_get_num_threads()} threads, "
           f"ISA {_cmem.ISAS[_cmem.lib.minit2t_isa()]}, {args.rounds} rounds")
     first = statistics.median(times[0])
     for path, t in zip(args.builds, times):

@@ -13,7 +13,8 @@
  * in pa and vb):
  *   qa  (Np, Dp) bf16   q's rows rounded, zeros past N rows and d columns
  *   kt  (Np / 16) B slivers of (Dp / 2, 16) pairs: k^T, 16 tokens each
- *   s   (16, Np) float  S's last row tile, when N is not a multiple of 16
+ *   s   (Np, Np) float  S, then P (softmax_head), rounded: streamed out to the
+ *                       kept P by the forward of a training step
  *   pa  (Np, Kp) bf16   P's rows as an A operand, zeros past N columns
  *   vb  (Dq / 16) B slivers of (Kp / 2, 16) pairs: v, 16 of its columns each
  *   ot  (16, 16) float  an output tile cut by N or d
@@ -39,10 +40,14 @@ static int64_t amx_head_floats(int64_t N, int64_t d)
 /* out[i, c] = alpha * (A B)[i, c] for i < rows, c < cols (out's row stride
  * ro): A packed as mp rows of kp bf16 (mp, kp multiples of 16 and 32), B
  * as slivers of 16 columns of (kp / 2, 16) pairs. A whole 16 x 16 tile with
- * alpha 1 is stored by the tile store; any other through ot (16 x 16). */
+ * alpha 1 is stored by the tile store; any other through ot (16 x 16). With
+ * stream (an output in memory, not read again here: O, and the gradients),
+ * every tile goes through ot and its whole rows of 16 floats that start on a
+ * 64-byte line by streaming stores, which do not read the line first (the
+ * caller fences). */
 AMX_TARGET static void tile_product(const uint16_t *a, const uint32_t *b, int64_t mp, int64_t kp,
                                     int64_t rows, int64_t cols, float alpha, float *out, int64_t ro,
-                                    float *ot)
+                                    float *ot, int stream)
 {
     __m512 va = _mm512_set1_ps(alpha);
     for (int64_t i = 0; i < mp; i += 16)
@@ -54,14 +59,18 @@ AMX_TARGET static void tile_product(const uint16_t *a, const uint32_t *b, int64_
                 _tile_dpbf16ps(0, 4, 6);
             }
             int64_t r = MIN(16, rows - i), w = MIN(16, cols - c);
-            if (r == 16 && w == 16 && alpha == 1.0f) {
+            if (r == 16 && w == 16 && alpha == 1.0f && !stream) {
                 _tile_stored(0, out + i * ro + c, ro * 4);
                 continue;
             }
             _tile_stored(0, ot, 64);
             __mmask16 m = (__mmask16)((1u << w) - 1u);
-            for (int64_t x = 0; x < r; x++)
-                _mm512_mask_storeu_ps(out + (i + x) * ro + c, m, _mm512_mul_ps(_mm512_loadu_ps(ot + x * 16), va));
+            for (int64_t x = 0; x < r; x++) {
+                float *dst = out + (i + x) * ro + c;
+                __m512 y = _mm512_mul_ps(_mm512_loadu_ps(ot + x * 16), va);
+                if (stream && w == 16 && (uintptr_t)dst % 64 == 0) _mm512_stream_ps(dst, y);
+                else _mm512_mask_storeu_ps(dst, m, y);
+            }
         }
 }
 
@@ -89,29 +98,24 @@ AMX_TARGET static void forward_head_amx(const float *q, const float *k, const fl
     int64_t dp = up_to(d, 32), kp = up_to(N, 32), dq = up_to(d, 16);
     uint16_t *qa = (uint16_t *)scratch;                              /* (np, dp) bf16 */
     uint32_t *kt = (uint32_t *)(qa + np * dp);                       /* np / 16 x (dp / 2, 16) */
-    float *s = (float *)(kt + dp / 2 * np);                          /* (16, np), then P (N, np) */
+    float *s = (float *)(kt + dp / 2 * np);                          /* S, then P (np, np) */
     uint16_t *pa = (uint16_t *)(s + np * np);                        /* (np, kp) bf16 */
     uint32_t *vb = (uint32_t *)(pa + np * kp);                       /* dq / 16 x (kp / 2, 16) */
     float *ot = (float *)(vb + kp / 2 * dq);                         /* (16, 16) */
-    if (!p) p = s;                                                   /* P not kept: in scratch */
 
     bf16_pack_a_pairs(N, d, q, rs, 1, np, dp, qa, dp);
     pack_rows_as_columns(k, N, d, rs, np, dp, kt);                   /* k^T */
-    for (int64_t i = 0; i < np; i += 16) {                           /* S (N, np) = q k^T into p */
-        float *row = i + 16 <= N ? p + i * np : s + (p == s ? i * np : 0);   /* the last tile apart */
-        tile_product(qa + i * dp, kt, 16, dp, 16, np, 1.0f, row, np, ot);
-        if (row != p + i * np)                                       /* its rows < N into p */
-            for (int64_t x = 0; x < (N - i) * np; x += 16) _mm512_storeu_ps(p + i * np + x, _mm512_loadu_ps(row + x));
-    }
+    tile_product(qa, kt, np, dp, np, np, 1.0f, s, np, ot, 0);        /* S (np, np) = q k^T */
     __m512 sc = _mm512_set1_ps(scale);
-    for (int64_t x = 0; x < N * np; x += 16)                          /* S * scale */
-        _mm512_storeu_ps(p + x, _mm512_mul_ps(_mm512_loadu_ps(p + x), sc));
-    softmax_head(p, kb, N, np);                                      /* P (N, np), zeros past N */
-    round_run(p, p, N * np);
+    for (int64_t x = 0; x < N * np; x += 16)                          /* S * scale, rows < N */
+        _mm512_storeu_ps(s + x, _mm512_mul_ps(_mm512_loadu_ps(s + x), sc));
+    softmax_head(s, kb, N, np);                                      /* P (N, np), zeros past N */
+    round_run(s, s, N * np);
+    if (p) stream_copy(s, p, N * np);                                /* kept: out to memory */
 
-    bf16_pack_a_pairs(N, N, p, np, 1, np, kp, pa, kp);
+    bf16_pack_a_pairs(N, N, s, np, 1, np, kp, pa, kp);
     pack_columns(v, N, d, rs, kp, vb);
-    tile_product(pa, vb, np, kp, N, d, 1.0f, o, ro, ot);             /* O (N, d) = P v */
+    tile_product(pa, vb, np, kp, N, d, 1.0f, o, ro, ot, 1);          /* O (N, d) = P v */
 }
 
 /* One head's gradients as backward_head's bf16 mode, the four products on
@@ -134,17 +138,17 @@ AMX_TARGET static void backward_head_amx(const float *q, const float *k, const f
 
     bf16_pack_a_pairs(N, d, g, ro, 1, np, dp, ga, dp);
     pack_rows_as_columns(v, N, d, rs, np, dp, vt);                   /* v^T */
-    tile_product(ga, vt, np, dp, np, np, 1.0f, ds, np, ot);          /* gP (np, np) */
+    tile_product(ga, vt, np, dp, np, np, 1.0f, ds, np, ot, 0);       /* gP (np, np) */
     for (int64_t i = 0; i < N; i++) softmax_row_backward(ds + i * np, p + i * np, ds + i * np, np);
     round_run(ds, ds, N * np);                                       /* gS, rounded */
 
     bf16_pack_a_pairs(N, N, ds, np, 1, np, kp, a, kp);               /* gS */
     pack_columns(k, N, d, rs, kp, b);
-    tile_product(a, b, np, kp, N, d, scale, gq, rs, ot);             /* gq = gS k scale */
+    tile_product(a, b, np, kp, N, d, scale, gq, rs, ot, 1);          /* gq = gS k scale */
     bf16_pack_a_pairs(N, N, ds, 1, np, np, kp, a, kp);               /* gS^T */
     pack_columns(q, N, d, rs, kp, b);
-    tile_product(a, b, np, kp, N, d, scale, gk, rs, ot);             /* gk = gS^T q scale */
+    tile_product(a, b, np, kp, N, d, scale, gk, rs, ot, 1);          /* gk = gS^T q scale */
     bf16_pack_a_pairs(N, N, p, 1, np, np, kp, a, kp);                /* P^T */
     pack_columns(g, N, d, ro, kp, b);
-    tile_product(a, b, np, kp, N, d, 1.0f, gv, rs, ot);              /* gv = P^T g */
+    tile_product(a, b, np, kp, N, d, 1.0f, gv, rs, ot, 1);           /* gv = P^T g */
 }

@@ -39,10 +39,12 @@
  *   c[r, :] = alpha * sum_p A(i0 + r, p) * b[p, :],  A(i, p) = a[i * rsa + p * csa]
  * a points at A(i0, 0); b at column 0 of the tile (row stride rsb); c likewise.
  * Missing rows (rows < ATTN_RB) repeat the last one and are not stored.
- * Inlined with constant nv and masked, so acc lives in registers. */
+ * With stream, whole vectors go out by streaming stores (c aligned: see
+ * small_gemm). Inlined with constant nv and masked, so acc lives in registers. */
 static inline __attribute__((always_inline)) void
 gemm_tile(const int nv, const int masked, int64_t rows, int64_t K, const float *a, int64_t rsa,
-          int64_t csa, const float *b, int64_t rsb, VTAIL tail, float *c, int64_t rsc, float alpha)
+          int64_t csa, const float *b, int64_t rsb, VTAIL tail, float *c, int64_t rsc, float alpha,
+          int stream)
 {
     VF acc[ATTN_RB][4], bv[4];
     const float *ar[ATTN_RB];
@@ -70,6 +72,7 @@ gemm_tile(const int nv, const int masked, int64_t rows, int64_t K, const float *
 #pragma GCC unroll 4
         for (int v = 0; v < nv; v++) {
             if (masked && v == nv - 1) VSTORET(c + r * rsc + v * VW, tail, VMUL(acc[r][v], va));
+            else if (stream) VSTREAM(c + r * rsc + v * VW, VMUL(acc[r][v], va));
             else VSTORE(c + r * rsc + v * VW, VMUL(acc[r][v], va));
         }
     }
@@ -79,16 +82,20 @@ gemm_tile(const int nv, const int masked, int64_t rows, int64_t K, const float *
 #define TILE_ROWS(NV, MASKED)                                                         \
     for (int64_t i = 0; i < M; i += ATTN_RB)                                          \
         gemm_tile(NV, MASKED, MIN(ATTN_RB, M - i), K, a + i * rsa, rsa, csa, b + j, rsb, \
-                  tail, c + i * rsc + j, rsc, alpha)
+                  tail, c + i * rsc + j, rsc, alpha, stream)
 
 /* C (M, n) = alpha * A (M, K) @ B (K, n): A(i, p) = a[i * rsa + p * csa], B's
  * row p at b + p * rsb (contiguous), C's row i at c + i * rsc. Columns go in
  * runs of ATTN_NV vectors (then 2, then 1; only a last partial vector is
  * masked), and for each run the rows in tiles of ATTN_RB: the run of B
- * stays in L1. */
+ * stays in L1. With stream (an output in memory that nothing here reads
+ * again: O, the gradients), by streaming stores where C's rows start on
+ * 64-byte lines: a store that misses would read its line first (the
+ * caller fences). */
 static void small_gemm(int64_t M, int64_t n, int64_t K, const float *a, int64_t rsa, int64_t csa,
-                       const float *b, int64_t rsb, float *c, int64_t rsc, float alpha)
+                       const float *b, int64_t rsb, float *c, int64_t rsc, float alpha, int stream)
 {
+    stream = stream && (uintptr_t)c % 64 == 0 && rsc % 16 == 0;
     for (int64_t j = 0; j < n;) {
         int64_t left = ceil_div(n - j, VW);                          /* vectors to go */
         int nv = left >= ATTN_NV ? ATTN_NV : left >= 2 ? 2 : 1;
@@ -123,6 +130,17 @@ static void transpose_rows(const float *x, int64_t N, int64_t np, int64_t d, int
     for (int64_t c = 0; c < d; c++) {
         for (int64_t j = c < d8 ? n8 : 0; j < N; j++) xt[c * np + j] = x[j * rs + c];
         for (int64_t j = N; j < np; j++) xt[c * np + j] = 0.0f;
+    }
+}
+
+/* y[0:n] = x[0:n], n a multiple of VW, by streaming stores where y starts on a
+ * 64-byte line (a kept P: memory that nothing here reads again). */
+static void stream_copy(const float *x, float *y, int64_t n)
+{
+    int stream = (uintptr_t)y % 64 == 0;
+    for (int64_t i = 0; i < n; i += VW) {
+        if (stream) VSTREAM(y + i, VLOAD(x + i));
+        else VSTORE(y + i, VLOAD(x + i));
     }
 }
 
@@ -202,11 +220,12 @@ static void prefetch_rows(const float *x, int64_t N, int64_t d, int64_t rs)
         for (int64_t c = 0; c < d; c += 16) __builtin_prefetch(x + j * rs + c, 0, 1);
 }
 
-/* One head: P = softmax(q k^T * scale + kb), each row over the keys, into p (N, np); o = P v.
- * q, k, v rows at stride rs, o's at ro; kb N key biases or NULL; kt scratch (d, np);
- * with bf16, r scratch (2 N d) for the rounded q and v. */
+/* One head: P = softmax(q k^T * scale + kb), each row over the keys, in s (N, np), copied
+ * out to p (N, np) when it is kept (p not NULL); o = P v. q, k, v rows at stride rs, o's at
+ * ro; kb N key biases or NULL; kt scratch (d, np); with bf16, r scratch (2 N d) for the
+ * rounded q and v. */
 static void forward_head(const float *q, const float *k, const float *v, const float *kb,
-                         float *o, float *p, int64_t N, int64_t np, int64_t d, int64_t rs,
+                         float *o, float *p, float *s, int64_t N, int64_t np, int64_t d, int64_t rs,
                          int64_t ro, float scale, float *kt, int bf16, float *r)
 {
     int64_t rsq = rs, rsv = rs;
@@ -217,10 +236,11 @@ static void forward_head(const float *q, const float *k, const float *v, const f
         round_bf16_rows(v, N, d, rs, r + N * d);                     /* (N, d) */
         q = r, v = r + N * d, rsq = rsv = d;
     }
-    small_gemm(N, np, d, q, rsq, 1, kt, np, p, np, scale);           /* S (N, np) */
-    softmax_head(p, kb, N, np);                                      /* P (N, np) */
-    if (bf16) round_run(p, p, N * np);
-    small_gemm(N, d, N, p, np, 1, v, rsv, o, ro, 1.0f);              /* O (N, d) */
+    small_gemm(N, np, d, q, rsq, 1, kt, np, s, np, scale, 0);        /* S (N, np) */
+    softmax_head(s, kb, N, np);                                      /* P (N, np) */
+    if (bf16) round_run(s, s, N * np);
+    if (p) stream_copy(s, p, N * np);                                /* kept: out to memory */
+    small_gemm(N, d, N, s, np, 1, v, rsv, o, ro, 1.0f, 1);           /* O (N, d) */
 }
 
 /* One head's gradients (attention.c): ds (N, np) holds gP, then gS / scale;
@@ -240,12 +260,12 @@ static void backward_head(const float *q, const float *k, const float *v, const 
         round_bf16_rows(q, N, d, rs, r + 2 * N * d);
         g = r, k = r + N * d, q = r + 2 * N * d, rsq = rsg = d;
     }
-    small_gemm(N, np, d, g, rsg, 1, vt, np, ds, np, 1.0f);           /* gP (N, np) */
+    small_gemm(N, np, d, g, rsg, 1, vt, np, ds, np, 1.0f, 0);        /* gP (N, np) */
     for (int64_t i = 0; i < N; i++) softmax_row_backward(ds + i * np, p + i * np, ds + i * np, np);
     if (bf16) round_run(ds, ds, N * np);
-    small_gemm(N, d, N, ds, np, 1, k, rsq, gq, rs, scale);           /* gq = gS k */
-    small_gemm(N, d, N, ds, 1, np, q, rsq, gk, rs, scale);           /* gk = gS^T q */
-    small_gemm(N, d, N, p, 1, np, g, rsg, gv, rs, 1.0f);             /* gv = P^T g */
+    small_gemm(N, d, N, ds, np, 1, k, rsq, gq, rs, scale, 1);        /* gq = gS k */
+    small_gemm(N, d, N, ds, 1, np, q, rsq, gk, rs, scale, 1);        /* gk = gS^T q */
+    small_gemm(N, d, N, p, 1, np, g, rsg, gv, rs, 1.0f, 1);          /* gv = P^T g */
 }
 
 /* Head u's work: the next head's rows asked for, then its forward or backward. */
@@ -277,7 +297,7 @@ static void one_head(int backward, int64_t u, const float *qkv, const float *kbi
 #endif
     else
         forward_head(qkv + base, qkv + base + D, qkv + base + 2 * D, kbias ? kbias + b * N : NULL,
-                     out + gbase, p ? p + u * N * np : s, N, np, d, rs, D, scale, t, bf16, t + d * np);
+                     out + gbase, p ? p + u * N * np : NULL, s, N, np, d, rs, D, scale, t, bf16, t + d * np);
 }
 
 /* The forward (backward = 0: kbias, p as attention_forward) or the backward
@@ -303,7 +323,7 @@ static int attention_heads(int backward, const float *qkv, const float *kbias, c
 #pragma omp parallel num_threads(nt) if (nt > 1)
     {
         float *t = minit2t_scratch(SCRATCH_ATTN_T, (size_t)MAX(t_size, 1));
-        float *s = backward || !p ? minit2t_scratch(SCRATCH_ATTN_S, (size_t)MAX(N * np, 1)) : t;
+        float *s = minit2t_scratch(SCRATCH_ATTN_S, (size_t)MAX(N * np, 1));
         if (!t || !s) {
 #pragma omp atomic write
             failed = 1;
@@ -322,6 +342,7 @@ static int attention_heads(int backward, const float *qkv, const float *kbias, c
 #if FAST_AVX512
             if (amx) bf16_tiles_end();
 #endif
+            _mm_sfence();                           /* the streamed outputs visible */
         }
     }
     return failed ? -1 : 0;

@@ -53,7 +53,7 @@ enum scratch_slot {
     SCRATCH_C_BLOCK,    /* GEMM with GELU: a block of C in whole tiles, (MC + MR) x NC */
     SCRATCH_PHASES,     /* unfold / fold: one plane's s*s phases, s*s x Hq x Wq */
     SCRATCH_ATTN_T,     /* attention: one head's k or v transposed, d x N */
-    SCRATCH_ATTN_S,     /* attention backward: one head's gS, N x N */
+    SCRATCH_ATTN_S,     /* attention: one head's S and P (forward) or gS (backward), N x Np */
     SCRATCH_SLOTS       /* how many */
 };
 
