@@ -10,8 +10,8 @@
  * and the chunks added in order, so the result is the same on any number
  * of threads.
  *
- * The forward outputs of the sum, GELU and layer norm are written by
- * streaming stores when they are STREAM_BYTES or more and start on a
+ * The outputs of the sum, GELU and layer norm (forward and backward) are
+ * written by streaming stores when they are STREAM_BYTES or more and start on a
  * 64-byte line, as the GEMM writes its C (gemm_blocking.h): a store that
  * misses the cache reads its line from memory first, and an output this
  * large has left the caches before the op that reads it runs (t2t_vit_cifar's
@@ -175,16 +175,17 @@ void FAST(gelu_block)(const float *x, int64_t rx, float *y, int64_t ry, float *h
 
 void FAST(gelu_backward)(const float *g, const float *x, float *gx, int64_t n)
 {
-    int nt = minit2t_threads_for(40.0 * (double)n);
+    int nt = minit2t_threads_for(40.0 * (double)n), stream = streamed(gx, n);
     int64_t blocks = (n + BLOCK - 1) / BLOCK;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t t = 0; t < blocks; t++) {
         int64_t i = t * BLOCK, end = MIN(n, i + BLOCK);
-        for (; i + VW <= end; i += VW) VSTORE(gx + i, gelu_grad_v(VLOAD(g + i), VLOAD(x + i)));
+        for (; i + VW <= end; i += VW) store_out(gx + i, gelu_grad_v(VLOAD(g + i), VLOAD(x + i)), stream);
         if (i < end) {
             VTAIL m = VTAILMASK(end - i);
             VSTORET(gx + i, m, gelu_grad_v(VLOADT(g + i, m, 0.0f), VLOADT(x + i, m, 0.0f)));
         }
+        if (stream) _mm_sfence();
     }
 }
 
@@ -243,7 +244,7 @@ void FAST(layer_norm_forward)(const float *x, int64_t sx, const float *w,
 /* One row of the backward: gx = rstd (g w - mean(g w) - xh mean(g w xh)),
  * xh = (x - mu) rstd; adds g xh to pw and g to pb. Tail lanes load g = 0. */
 static void ln_row_backward(const float *g, const float *x, const float *w, float mu,
-                            float rs, int64_t d, float *gx, float *pw, float *pb)
+                            float rs, int64_t d, float *gx, float *pw, float *pb, int stream)
 {
     VF vm = VSET1(mu), vr = VSET1(rs), s1 = VSET1(0.0f), s2 = VSET1(0.0f);
     int64_t j = 0;
@@ -267,7 +268,7 @@ static void ln_row_backward(const float *g, const float *x, const float *w, floa
     VF c1 = VSET1(VHSUM(s1) / (float)d), c2 = VSET1(VHSUM(s2) / (float)d);
     for (j = 0; j + VW <= d; j += VW) {
         VF gw = VMUL(VLOAD(g + j), VLOAD(w + j)), xh = VMUL(VSUB(VLOAD(x + j), vm), vr);
-        VSTORE(gx + j, VMUL(vr, VSUB(VSUB(gw, c1), VMUL(xh, c2))));
+        store_out(gx + j, VMUL(vr, VSUB(VSUB(gw, c1), VMUL(xh, c2))), stream);
     }
     if (j < d) {
         VTAIL m = VTAILMASK(d - j);
@@ -288,11 +289,13 @@ void FAST(layer_norm_backward)(const float *g, int64_t sg, const float *x, int64
         return;
     }
     int nt = minit2t_threads_for(14.0 * (double)r * (double)d);
+    int stream = streamed(gx, r * d) && d % VW == 0;
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int64_t c = 0; c < chunks; c++) {               /* chunk c: rows, partial sums */
         float *pw = part + 2 * c * d, *pb = pw + d;
         for (int64_t i = c * LN_CHUNK; i < MIN(r, (c + 1) * LN_CHUNK); i++)
-            ln_row_backward(g + i * sg, x + i * sx, w, mean[i], rstd[i], d, gx + i * d, pw, pb);
+            ln_row_backward(g + i * sg, x + i * sx, w, mean[i], rstd[i], d, gx + i * d, pw, pb, stream);
+        if (stream) _mm_sfence();
     }
     sum_chunks(part, chunks, 2 * d, d, gw);
     sum_chunks(part + d, chunks, 2 * d, d, gb);
