@@ -227,6 +227,15 @@ static void loops_sliced(const bf16_kit *kit, const gemm_problem *P, int nt)
     }
 }
 
+/* One chunk of gemm_split_k_run on the calling thread: the kit's loops. */
+static void alone_of(const void *kit, const gemm_problem *S)
+{
+    const bf16_kit *k = kit;
+    if (k->thread_start) k->thread_start();
+    loops_alone(k, S);
+    if (k->thread_end) k->thread_end();
+}
+
 void gemm_bf16_run(const bf16_kit *kit, int64_t bt, int64_t m, int64_t n, int64_t k,
                    const float *a, const int64_t *sa, const float *b, const int64_t *sb,
                    const float *bias, float *c, const int64_t *sc, float *act, const int64_t *sact)
@@ -253,7 +262,9 @@ void gemm_bf16_run(const bf16_kit *kit, int64_t bt, int64_t m, int64_t n, int64_
     }
     for (int64_t t = 0; t < bt; t++) {
         gemm_problem P = gemm_problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc, act, sact);
-        if (nt > 1 && k > kit->kc) {
+        if (gemm_split_k(&P, kit->kc) && gemm_split_k_run(&P, kit->kstep, nt, alone_of, kit) == 0) {
+            continue;
+        } else if (nt > 1 && k > kit->kc) {
             loops_sliced(kit, &P, nt);
         } else if (nt > 1) {
             loops_team(kit, &P, nt);

@@ -115,6 +115,21 @@ gemm_problem gemm_problem_at(int64_t t, int64_t m, int64_t n, int64_t k, const f
                              const float *bias, float *c, const int64_t *sc,
                              float *act, const int64_t *sact);
 
+/* A weight gradient's K (the batch's rows) is far longer than its M and N
+ * (gemm_split_k: K > kc and K >= 8 max(M, N)): K is cut into GEMM_SPLIT_K
+ * chunks of equal length (a multiple of kstep), whatever the thread count,
+ * each chunk's product into a partial C of its own by alone(how, chunk's
+ * problem) on one thread (the threads take chunks), then C = bias + the
+ * partials, added in chunk order (then GELU, with act), so the result does
+ * not depend on the thread count. Each thread reads its own rows of A and
+ * B once, run after run, where slices of C had each thread read all of B
+ * and A down its columns. gemm_split_k_run returns 0, or -1 (nothing done)
+ * when the partials' memory is not there. */
+#define GEMM_SPLIT_K 8
+int gemm_split_k(const gemm_problem *P, int64_t kc);
+int gemm_split_k_run(const gemm_problem *P, int64_t kstep, int nt,
+                     void (*alone)(const void *how, const gemm_problem *chunk), const void *how);
+
 /* The slice of P that computes rows (by_rows) or columns [lo, lo + cnt) of C. */
 gemm_problem gemm_problem_slice(const gemm_problem *P, int by_rows, int64_t lo, int64_t cnt);
 

@@ -15,6 +15,7 @@
  * same order on any number of threads. Code that runs inside a parallel
  * region calls gemm_loops, which has no OpenMP construct of its own (a
  * nested region would cost a team each). */
+#include <stdlib.h>
 #include "gemm_blocking.h"
 
 /* Products of several K blocks (a weight gradient x^T g has K = the batch's
@@ -35,6 +36,45 @@ static void gemm_sliced(const gemm_blocking *g, const gemm_problem *P, int nt)
         gemm_loops(g, &S);
     }
 }
+
+int gemm_split_k(const gemm_problem *P, int64_t kc)
+{
+    return P->k > kc && P->k >= 8 * MAX(P->m, P->n);
+}
+
+int gemm_split_k_run(const gemm_problem *P, int64_t kstep, int nt, void (*alone)(const void *, const gemm_problem *),
+                     const void *how)
+{
+    int64_t chunk = ceil_div(ceil_div(P->k, GEMM_SPLIT_K), kstep) * kstep;
+    int chunks = (int)ceil_div(P->k, chunk);
+    size_t mn = (size_t)(P->m * P->n);
+    float *part = aligned_alloc(64, (chunks * mn * sizeof(float) + 63) / 64 * 64);
+    if (!part) return -1;
+#pragma omp parallel for num_threads(MIN(nt, chunks)) schedule(static) if (nt > 1)
+    for (int t = 0; t < chunks; t++) {
+        gemm_problem S = *P;                                  /* rows [t chunk, +chunk) of K */
+        S.k = MIN(chunk, P->k - t * chunk);
+        S.a += t * chunk * P->csa;
+        S.b += t * chunk * P->rsb;
+        S.c = part + t * mn;
+        S.rsc = P->n;
+        S.bias = NULL;
+        S.act = NULL;
+        alone(how, &S);
+    }
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t i = 0; i < P->m; i++) {                      /* C's row i: bias + the partials */
+        float *ci = P->c + i * P->rsc;
+        for (int64_t j = 0; j < P->n; j++) ci[j] = P->bias ? P->bias[j] : 0.0f;
+        for (int t = 0; t < chunks; t++)
+            for (int64_t j = 0; j < P->n; j++) ci[j] += part[t * mn + i * P->n + j];
+        if (P->act) gelu_block(ci, P->rsc, P->act + i * P->rsact, P->rsact, NULL, 0, 1, P->n, 0);
+    }
+    free(part);
+    return 0;
+}
+
+static void loops_of(const void *g, const gemm_problem *S) { gemm_loops((const gemm_blocking *)g, S); }
 
 gemm_problem gemm_problem_slice(const gemm_problem *P, int by_rows, int64_t lo, int64_t cnt)
 {
@@ -160,6 +200,7 @@ void gemm_threaded(const gemm_blocking *g, int64_t bt, int64_t m, int64_t n,
     }
     for (int64_t t = 0; t < bt; t++) {
         gemm_problem P = gemm_problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc, act, sact);
+        if (gemm_split_k(&P, g->kc) && gemm_split_k_run(&P, 1, nt, loops_of, g) == 0) continue;
         if (nt == 1) gemm_loops(g, &P);
         else if (k > g->kc) gemm_sliced(g, &P, nt);
         else gemm_team(g, &P, nt);
