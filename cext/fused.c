@@ -9,6 +9,7 @@
  *   gelu_forward         x (n,) -> y (n,)
  *   gelu_block           x (rows, cols), row stride rx -> y (and h = x), row strides ry, rh
  *   gelu_backward        g, x (n,) -> gx (n,)
+ *   gelu_backward_sum    g, x (R, D) -> gx (R, D), y (D,) = the sum of gx's rows
  *   layer_norm_forward   x (R, D), row stride sx; w, b (D,) -> y (R, D),
  *                        mean (R,), rstd (R,)
  *   layer_norm_backward  g (R, D), row stride sg; x (R, D), row stride sx;
@@ -147,6 +148,13 @@ void sum_rows_ref(const float *x, int64_t sx, float *y, int64_t r, int64_t d)
     }
 }
 
+int gelu_backward_sum_ref(const float *g, const float *x, float *gx, float *y, int64_t r, int64_t d)
+{
+    gelu_backward_ref(g, x, gx, r * d);
+    sum_rows_ref(gx, d, y, r, d);
+    return 0;
+}
+
 /* ---- dispatchers: the best ISA of this CPU (DISPATCH, runtime.h) --------- */
 
 void add_arrays(const float *a, const float *b, float *y, int64_t n)
@@ -178,6 +186,12 @@ void gelu_backward(const float *g, const float *x, float *gx, int64_t n)
 {
     int isa = minit2t_isa();
     DISPATCH(isa, gelu_backward, (g, x, gx, n));
+}
+
+int gelu_backward_sum(const float *g, const float *x, float *gx, float *y, int64_t r, int64_t d)
+{
+    int isa = minit2t_isa();
+    return DISPATCH(isa, gelu_backward_sum, (g, x, gx, y, r, d));
 }
 
 void layer_norm_forward(const float *x, int64_t sx, const float *w, const float *b,

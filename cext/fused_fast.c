@@ -189,6 +189,46 @@ void FAST(gelu_backward)(const float *g, const float *x, float *gx, int64_t n)
     }
 }
 
+/* gx = g GELU'(x) over R rows of D, and y (D,) = the sum of gx's rows (a
+ * Linear's bias gradient after its GELU): gelu_backward, then sum_rows of
+ * its output, bit for bit, in one pass. Threads take chunks of LN_CHUNK
+ * rows; each lane of a chunk's partial row adds that chunk's rows in row
+ * order from zero, as sum_rows_chunk does, and the partials are added in
+ * chunk order (sum_chunks). Returns -1 (nothing done) without memory for
+ * the partials. */
+int FAST(gelu_backward_sum)(const float *g, const float *x, float *gx, float *y, int64_t r, int64_t d)
+{
+    int64_t chunks = (r + LN_CHUNK - 1) / LN_CHUNK;
+    float *part = calloc((size_t)chunks * (size_t)d + 1, sizeof(float));
+    if (!part) return -1;
+    int nt = minit2t_threads_for(40.0 * (double)r * (double)d);
+    int stream = streamed(gx, r * d) && d % VW == 0;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t c = 0; c < chunks; c++) {
+        float *pc = part + c * d;                           /* this chunk's partial row */
+        for (int64_t i = c * LN_CHUNK; i < MIN(r, (c + 1) * LN_CHUNK); i++) {
+            const float *gi = g + i * d, *xi = x + i * d;
+            float *oi = gx + i * d;                         /* row i: (D,) */
+            int64_t j = 0;
+            for (; j + VW <= d; j += VW) {
+                VF v = gelu_grad_v(VLOAD(gi + j), VLOAD(xi + j));
+                store_out(oi + j, v, stream);
+                VSTORE(pc + j, VADD(VLOAD(pc + j), v));
+            }
+            if (j < d) {
+                VTAIL m = VTAILMASK(d - j);
+                VF v = gelu_grad_v(VLOADT(gi + j, m, 0.0f), VLOADT(xi + j, m, 0.0f));
+                VSTORET(oi + j, m, v);
+                VSTORET(pc + j, m, VADD(VLOADT(pc + j, m, 0.0f), v));
+            }
+        }
+        if (stream) _mm_sfence();
+    }
+    sum_chunks(part, chunks, d, d, y);
+    free(part);
+    return 0;
+}
+
 /* ---- layer norm ----------------------------------------------------------- */
 
 /* One row: y = (x - mu) * rstd * w + b; returns mu, rstd. Tail lanes load

@@ -227,6 +227,15 @@ void gelu_backward_avx2(const float *g, const float *x, float *gx, int64_t n);
 void gelu_backward_avx512(const float *g, const float *x, float *gx, int64_t n);
 void gelu_backward(const float *g, const float *x, float *gx, int64_t n);
 
+/* gelu_backward of g, x (R, D) contiguous into gx (R, D), and y (D,) = the
+ * sum of gx's rows (a Linear's bias gradient behind its GELU): the fast
+ * versions give gelu_backward's gx and sum_rows' y bit for bit, in one pass.
+ * Returns 0, or -1 (nothing computed) without working memory. */
+int gelu_backward_sum_ref(const float *g, const float *x, float *gx, float *y, int64_t r, int64_t d);
+int gelu_backward_sum_avx2(const float *g, const float *x, float *gx, float *y, int64_t r, int64_t d);
+int gelu_backward_sum_avx512(const float *g, const float *x, float *gx, float *y, int64_t r, int64_t d);
+int gelu_backward_sum(const float *g, const float *x, float *gx, float *y, int64_t r, int64_t d);
+
 void layer_norm_forward_ref(const float *x, int64_t sx, const float *w, const float *b,
                             float eps, float *y, float *mean, float *rstd, int64_t r, int64_t d);
 void layer_norm_forward_avx2(const float *x, int64_t sx, const float *w, const float *b,

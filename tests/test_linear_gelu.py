@@ -111,6 +111,26 @@ def test_nan_and_inf_pass_through_the_epilogue(c):
         _check(c, "sgemm_bf16_gelu", "sgemm_bf16", a, b, None)
 
 
+@pytest.mark.parametrize("gemm, level", _params("gelu_backward_sum", FP32_LEVELS))
+@pytest.mark.parametrize("r, d", [(1, 1), (33, 17), (100, 256), (8320, 40)])
+def test_gelu_backward_sum_is_gelu_backward_then_sum_rows(c, gemm, level, r, d):
+    """The backward of LinearGELU's GELU with the bias gradient summed as it goes: at each level
+    gelu_backward's gx and sum_rows' sums of it, bit for bit (the reference's: to float32)."""
+    g, h = make_array(20, (r, d), np.float32), make_array(21, (r, d), np.float32) * 3
+    gx, sums = np.full((r, d), np.nan, np.float32), np.full(d, np.nan, np.float32)
+    ptr = _cmem.ptr
+    assert getattr(c.lib, f"gelu_backward_sum_{level}")(ptr(g), ptr(h), ptr(gx), ptr(sums), r, d) == 0
+    want_gx = np.empty_like(gx)
+    getattr(c.lib, f"gelu_backward_{level}")(ptr(g), ptr(h), ptr(want_gx), r * d)
+    want = np.empty(d, np.float32)
+    getattr(c.lib, f"sum_rows_{level}")(ptr(want_gx), d, ptr(want), r, d)
+    assert np.array_equal(gx, want_gx)
+    if level == "ref":
+        np.testing.assert_allclose(sums, want_gx.astype(np.float64).sum(0), rtol=1e-6, atol=1e-6)
+    else:
+        assert np.array_equal(sums, want)
+
+
 # ---- the MLP: fused and step-by-step paths --------------------------------------
 
 def _mlp_run(mlp, x, g, bf16, fuse):

@@ -1,8 +1,9 @@
 """The C backend's LinearGELU (ops.LinearGELU): the product on the C GEMM with GELU as its
 epilogue (cext/gemm.c sgemm_bias_gelu, cext/gemm_bf16.c sgemm_bf16_gelu): each block of
 h = x @ weight^T + bias goes through GELU as soon as it is done, while it is in cache, where
-Linear then GELU would write h out and read it back. The values are those of c_ops.Linear then
-c_ops.GELU, bit for bit; the backward is theirs, in turn.
+Linear then GELU would write h out and read it back. The backward's GELU also sums its rows for
+the bias gradient as it goes (cext/fused.c gelu_backward_sum), where Linear's backward would read
+them again. The values are those of c_ops.Linear then c_ops.GELU, forward and backward, bit for bit.
 
 Legend: R rows, Din/Dout features, "..." leading dims. Training keeps h for the backward (a
 second output); under no_grad GELU overwrites h in place.
@@ -11,9 +12,9 @@ import numpy as np
 
 from minit2t import grad_mode, ops
 from minit2t.backends import c_kernels as ck
-from minit2t.backends._checks import check_linear
-from minit2t.backends._cmem import lib, pool, ptr, strides, usable
-from minit2t.backends.c_ops import Linear, _f32, reshape
+from minit2t.backends._checks import check_linear, check_same_shape
+from minit2t.backends._cmem import contiguous, lib, pool, ptr, strides, usable
+from minit2t.backends.c_ops import Linear, _f32, mm, reshape
 from minit2t.ops import linear
 
 
@@ -35,6 +36,19 @@ def linear_gelu_forward(x, weight, bias, bf16=False, keep=True):
     return (h[0] if keep else None), a[0]
 
 
+def gelu_backward_sum(g, h):
+    """g, h (R, Dout) float32 -> gh = g * GELU'(h) (R, Dout) and its column sums (Dout,), as
+    c_kernels.gelu_backward then sum_rows, bit for bit."""
+    g, h = contiguous(np.asarray(g)), contiguous(np.asarray(h))
+    check_same_shape("gelu_backward_sum", g=g, h=h)
+    gh, sums = pool.empty(h.shape), np.empty(h.shape[-1], np.float32)
+    if h.size and lib.gelu_backward_sum(ptr(g), ptr(h), ptr(gh), ptr(sums), h.shape[0], h.shape[1]):
+        raise MemoryError(f"gelu_backward_sum: no memory for the partial sums of {h.shape}")
+    if not h.size:
+        sums[:] = 0.0
+    return gh, sums
+
+
 class LinearGELU(ops.LinearGELU):
     @staticmethod
     def forward(ctx, x, weight, bias=None):
@@ -52,5 +66,10 @@ class LinearGELU(ops.LinearGELU):
     def backward(ctx, g):
         if not ctx.in_c or g.dtype != np.float32:
             return ops.LinearGELU.backward(ctx, g)
-        gh = ck.gelu_backward(reshape(g, ctx.h.shape), ctx.h)             # (R, Dout)
-        return Linear.backward(ctx, gh)                                   # gx, gw, gb
+        if not ctx.needs_input_grad(2):                                   # no bias, or a frozen one
+            return Linear.backward(ctx, ck.gelu_backward(reshape(g, ctx.h.shape), ctx.h))
+        gh, gb = gelu_backward_sum(reshape(g, ctx.h.shape), ctx.h)        # (R, Dout), (Dout,)
+        x2, weight = ctx.saved
+        gx = mm(gh, weight, ctx.bf16).reshape(ctx.shape) if ctx.needs_input_grad(0) else None
+        gw = mm(gh.T, x2, ctx.bf16) if ctx.needs_input_grad(1) else None  # (Dout, Din)
+        return gx, gw, gb
