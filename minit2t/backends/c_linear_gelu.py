@@ -13,7 +13,7 @@ import numpy as np
 from minit2t import grad_mode, ops
 from minit2t.backends import c_kernels as ck
 from minit2t.backends._checks import check_linear, check_same_shape
-from minit2t.backends._cmem import contiguous, lib, pool, ptr, strides, usable
+from minit2t.backends._cmem import contiguous, ffi, lib, pool, ptr, strides, usable
 from minit2t.backends.c_ops import Linear, _f32, mm, reshape
 from minit2t.ops import linear
 
@@ -30,7 +30,7 @@ def linear_gelu_forward(x, weight, bias, bf16=False, keep=True):
     a = pool.empty((1, r, dout)) if keep else h
     if h.size:
         gemm = lib.sgemm_bf16_gelu if bf16 else lib.sgemm_bias_gelu
-        b = ck.ffi.NULL if bias is None else ptr(ck.contiguous(bias))
+        b = ffi.NULL if bias is None else ptr(contiguous(bias))
         gemm(1, r, dout, x.shape[1], ptr(x), strides(x, (None, 0, 1)), ptr(w), strides(w, (None, 0, 1)),
              b, ptr(h), strides(h, (0, 1)), ptr(a), strides(a, (0, 1)))
     return (h[0] if keep else None), a[0]
