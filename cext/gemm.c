@@ -12,6 +12,7 @@
  *   c  C (Bt, M, N), strides sc = {batch, row}; columns contiguous
  *   bias (N,), added to every row of C (sgemm_bias) */
 #include "runtime.h"
+#include "gemm_blocking.h"
 
 /* The plain triple loop, in i, p, j order: row i of C is zeroed, then
  * A[i, p] * row p of B is added to it for p = 0 .. K-1. */
@@ -50,7 +51,7 @@ void sgemm_bias_gelu_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
 {
     if (bias) sgemm_bias_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);
     else sgemm_ref(bt, m, n, k, a, sa, b, sb, c, sc);
-    for (int64_t t = 0; t < bt; t++) gelu_block_ref(c + t * sc[0], sc[1], act + t * sact[0], sact[1], NULL, 0, m, n, 0);
+    gemm_gelu_matrices(gelu_block_ref, bt, m, n, c, sc, act, sact);
 }
 
 /* Products under 2048 multiply-adds go to the reference: packing would
@@ -84,7 +85,7 @@ void sgemm_bias_gelu(int64_t bt, int64_t m, int64_t n, int64_t k,
     if ((double)m * (double)n * (double)k < TINY_GEMM) {  /* the reference product, this ISA's GELU: */
         if (bias) sgemm_bias_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);  /* sgemm_bias, then */
         else sgemm_ref(bt, m, n, k, a, sa, b, sb, c, sc);                  /* gelu_forward */
-        for (int64_t t = 0; t < bt; t++) gelu_block(c + t * sc[0], sc[1], act + t * sact[0], sact[1], NULL, 0, m, n, 0);
+        gemm_gelu_matrices(gelu_block, bt, m, n, c, sc, act, sact);
         return;
     }
     DISPATCH(isa, sgemm_bias_gelu, (bt, m, n, k, a, sa, b, sb, bias, c, sc, act, sact));

@@ -8,6 +8,7 @@
  *   c  C (Bt, M, N), strides sc = {batch, row}; columns contiguous
  *   bias (N,) added to every row of C, or NULL */
 #include "runtime.h"
+#include "gemm_blocking.h"
 #include "bf16.h"
 
 /* The plain loops, as sgemm_ref: row i of C is zeroed, then bf16(A[i, p])
@@ -38,7 +39,7 @@ void sgemm_bf16_gelu_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
                          float *act, const int64_t *sact)
 {
     sgemm_bf16_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);
-    for (int64_t t = 0; t < bt; t++) gelu_block_ref(c + t * sc[0], sc[1], act + t * sact[0], sact[1], NULL, 0, m, n, 0);
+    gemm_gelu_matrices(gelu_block_ref, bt, m, n, c, sc, act, sact);
 }
 
 /* Products under 2048 multiply-adds go to the reference, as in sgemm:
@@ -91,7 +92,7 @@ void sgemm_bf16_gelu(int64_t bt, int64_t m, int64_t n, int64_t k,
     int isa = minit2t_isa();
     if ((double)m * (double)n * (double)k < TINY_GEMM) {  /* as sgemm_bf16, then gelu_forward */
         sgemm_bf16_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);
-        for (int64_t t = 0; t < bt; t++) gelu_block(c + t * sc[0], sc[1], act + t * sact[0], sact[1], NULL, 0, m, n, 0);
+        gemm_gelu_matrices(gelu_block, bt, m, n, c, sc, act, sact);
         return;
     }
     gelu_versions[isa](bt, m, n, k, a, sa, b, sb, bias, c, sc, act, sact);

@@ -158,13 +158,9 @@ static void loops_alone(const bf16_kit *kit, const gemm_problem *P)
             int64_t nb = MIN(s.nc, P->n - jc), kb = MIN(s.kc, P->k - pc);
             int64_t kp = ceil_div(kb, kit->kstep) * kit->kstep;
             pack_slivers(kit, P, pc, kb, kp, jc, nb, 0, ceil_div(nb, kit->nr), bp);
-            for (int64_t ic = 0; ic < P->m; ic += kit->mc) {
-                gemm_next next = {ic + kit->mc, MIN(kit->mc, P->m - ic - kit->mc), pc, kb};
-                if (next.ic >= P->m)                  /* the first block of the next K block, */
-                    next = (gemm_next){pc + s.kc < P->k ? 0 : -1, MIN(kit->mc, P->m), pc + s.kc,
-                                       MIN(s.kc, P->k - pc - s.kc)};   /* or none */
-                a_block(kit, P, ic, MIN(kit->mc, P->m - ic), pc, kb, kp, jc, nb, bp, ap, next);
-            }
+            for (int64_t ic = 0; ic < P->m; ic += kit->mc)
+                a_block(kit, P, ic, MIN(kit->mc, P->m - ic), pc, kb, kp, jc, nb, bp, ap,
+                        gemm_next_block(P, ic, kit->mc, pc, kb, s.kc));
         }
 }
 
@@ -242,8 +238,7 @@ void gemm_bf16_run(const bf16_kit *kit, int64_t bt, int64_t m, int64_t n, int64_
 {
     if (bt <= 0 || m <= 0 || n <= 0 || k <= 0) {          /* nothing, or C = bias (or 0) */
         sgemm_bf16_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);
-        for (int64_t t = 0; act && t < bt && m > 0 && n > 0; t++)
-            gelu_block(c + t * sc[0], sc[1], act + t * sact[0], sact[1], NULL, 0, m, n, 0);
+        if (act) gemm_gelu_matrices(gelu_block, bt, m, n, c, sc, act, sact);
         return;
     }
     int nt = minit2t_threads_for(2.0 * (double)bt * (double)m * (double)n * (double)k);

@@ -57,6 +57,19 @@ typedef struct {
     int64_t rsact;             /* see gemm_act_block */
 } gemm_problem;
 
+/* act[t] = gelu(C[t]) for each of bt matrices (m, n), strides sc, sact as
+ * sgemm_bias_gelu's, by `gelu` (gelu_block_ref, or the dispatcher
+ * gelu_block): the GELU of a product that did not run the blocked loops
+ * (a reference, a product too small for them, or K = 0). */
+typedef void (*gemm_gelu_fn)(const float *x, int64_t rx, float *y, int64_t ry, float *h, int64_t rh,
+                             int64_t rows, int64_t cols, int stream);
+static inline void gemm_gelu_matrices(gemm_gelu_fn gelu, int64_t bt, int64_t m, int64_t n, const float *c,
+                                      const int64_t *sc, float *act, const int64_t *sact)
+{
+    for (int64_t t = 0; t < bt && m > 0 && n > 0; t++)
+        gelu(c + t * sc[0], sc[1], act + t * sact[0], sact[1], NULL, 0, m, n, 0);
+}
+
 /* The GEMM's epilogue (sgemm_bias_gelu, sgemm_bf16_gelu): with P->act,
  * act[ic:+mb, jc:+nb] = gelu(C[ic:+mb, jc:+nb]) for a block of C whose
  * last K block is done, while it is still in cache (gelu_block, fused.c),
@@ -162,6 +175,17 @@ void gemm_loops(const gemm_blocking *g, const gemm_problem *P);
  * the A block this thread takes next, A[next.ic:+next.mb, next.pc:+next.kb],
  * asked for into L2 meanwhile (next.ic < 0: none). */
 typedef struct { int64_t ic, mb, pc, kb; } gemm_next;
+
+/* After A block ic (mc rows) of the K block at pc (kb long, blocks of kc) of
+ * P, taken in order on one thread: the next rows, else the first block of
+ * the next K block, else none. */
+static inline gemm_next gemm_next_block(const gemm_problem *P, int64_t ic, int64_t mc, int64_t pc,
+                                        int64_t kb, int64_t kc)
+{
+    if (ic + mc < P->m) return (gemm_next){ic + mc, MIN(mc, P->m - ic - mc), pc, kb};
+    if (pc + kc < P->k) return (gemm_next){0, MIN(mc, P->m), pc + kc, MIN(kc, P->k - pc - kc)};
+    return (gemm_next){-1, 0, pc, 0};
+}
 void gemm_block(const gemm_blocking *g, const gemm_problem *P, int64_t ic, int64_t mb,
                 int64_t pc, int64_t kb, int64_t jc, int64_t nb, const float *bp,
                 float *ap, float *edge_a, gemm_next next);

@@ -255,12 +255,8 @@ void gemm_loops(const gemm_blocking *g, const gemm_problem *P)
         for (int64_t pc = 0; pc < P->k; pc += kc) {
             int64_t nb = MIN(nc, P->n - jc), kb = MIN(kc, P->k - pc);
             gemm_pack_b(kb, nb, P->b + pc * P->rsb + jc * P->csb, P->rsb, P->csb, g->nr, bp);
-            for (int64_t ic = 0; ic < P->m; ic += g->mc) {
-                gemm_next next = {ic + g->mc, MIN(g->mc, P->m - ic - g->mc), pc, kb};
-                if (next.ic >= P->m)                  /* the first block of the next K block, */
-                    next = (gemm_next){pc + kc < P->k ? 0 : -1, MIN(g->mc, P->m), pc + kc,
-                                       MIN(kc, P->k - pc - kc)};   /* or none */
-                gemm_block(g, P, ic, MIN(g->mc, P->m - ic), pc, kb, jc, nb, bp, ap, edge_a, next);
-            }
+            for (int64_t ic = 0; ic < P->m; ic += g->mc)
+                gemm_block(g, P, ic, MIN(g->mc, P->m - ic), pc, kb, jc, nb, bp, ap, edge_a,
+                           gemm_next_block(P, ic, g->mc, pc, kb, kc));
         }
 }

@@ -182,11 +182,10 @@ void gemm_threaded(const gemm_blocking *g, int64_t bt, int64_t m, int64_t n,
 {
     if (bt <= 0 || m <= 0 || n <= 0) return;
     if (k <= 0) {                                        /* C = bias, or 0 */
-        for (int64_t t = 0; t < bt; t++) {
+        for (int64_t t = 0; t < bt; t++)
             for (int64_t i = 0; i < m; i++)
                 for (int64_t j = 0; j < n; j++) c[t * sc[0] + i * sc[1] + j] = bias ? bias[j] : 0.0f;
-            if (act) gelu_block(c + t * sc[0], sc[1], act + t * sact[0], sact[1], NULL, 0, m, n, 0);
-        }
+        if (act) gemm_gelu_matrices(gelu_block, bt, m, n, c, sc, act, sact);
         return;
     }
     int nt = minit2t_threads_for(2.0 * (double)bt * (double)m * (double)n * (double)k);

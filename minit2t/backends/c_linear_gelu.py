@@ -14,7 +14,7 @@ from minit2t import grad_mode, ops
 from minit2t.backends import c_kernels as ck
 from minit2t.backends._checks import check_linear, check_same_shape
 from minit2t.backends._cmem import contiguous, ffi, lib, pool, ptr, strides, usable
-from minit2t.backends.c_ops import Linear, _f32, mm, reshape
+from minit2t.backends.c_ops import Linear, _f32, reshape
 from minit2t.ops import linear
 
 
@@ -66,10 +66,9 @@ class LinearGELU(ops.LinearGELU):
     def backward(ctx, g):
         if not ctx.in_c or g.dtype != np.float32:
             return ops.LinearGELU.backward(ctx, g)
-        if not ctx.needs_input_grad(2):                                   # no bias, or a frozen one
-            return Linear.backward(ctx, ck.gelu_backward(reshape(g, ctx.h.shape), ctx.h))
-        gh, gb = gelu_backward_sum(reshape(g, ctx.h.shape), ctx.h)        # (R, Dout), (Dout,)
-        x2, weight = ctx.saved
-        gx = mm(gh, weight, ctx.bf16).reshape(ctx.shape) if ctx.needs_input_grad(0) else None
-        gw = mm(gh.T, x2, ctx.bf16) if ctx.needs_input_grad(1) else None  # (Dout, Din)
-        return gx, gw, gb
+        g2 = reshape(g, ctx.h.shape)                                      # (R, Dout)
+        if ctx.needs_input_grad(2):
+            gh, gb = gelu_backward_sum(g2, ctx.h)                         # (R, Dout), (Dout,)
+        else:                                                             # no bias, or a frozen one
+            gh, gb = ck.gelu_backward(g2, ctx.h), None
+        return Linear.grads(ctx, gh, gb)                                  # gx, gw, gb

@@ -123,11 +123,16 @@ class Linear(ops.Linear):
     def backward(ctx, g):
         if not ctx.in_c:
             return ops.Linear.backward(ctx, g)
+        g2 = reshape(g, (-1, ctx.saved[1].shape[0]))                     # (R, Dout)
+        gb = ck.sum_rows(g2) if ctx.needs_input_grad(2) else None         # (Dout,)
+        return Linear.grads(ctx, g2, gb)
+
+    @staticmethod
+    def grads(ctx, g2, gb):
+        """gx, gw from g2 (R, Dout) and the forward's saved x2, weight; gb given (Dout,) or None."""
         x2, weight = ctx.saved
-        g2 = reshape(g, (-1, weight.shape[0]))                           # (R, Dout)
         gx = mm(g2, weight, ctx.bf16).reshape(ctx.shape) if ctx.needs_input_grad(0) else None
         gw = mm(g2.T, x2, ctx.bf16) if ctx.needs_input_grad(1) else None  # (Dout, Din)
-        gb = ck.sum_rows(g2) if ctx.needs_input_grad(2) else None         # (Dout,)
         return gx, gw, gb
 
 
