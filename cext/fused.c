@@ -18,6 +18,7 @@
  *   softmax_backward     g, y (R, N) -> gx (R, N)
  *   copy_strided         src, dst: shape (nd,), strides ss, ds (nd,)
  *   add_arrays           a, b (n,) -> y (n,) = a + b
+ *   add_block            x, z (rows, cols), row strides rx, rz -> y = x + z, row stride ry
  *   sum_rows             x (R, D), row stride sx -> y (D,), the sum of the rows
  * The formulas are in minit2t.h. Outputs are contiguous. The references
  * accumulate row sums in double; they are also the scalar path of CPUs
@@ -48,6 +49,14 @@ void gelu_block_ref(const float *x, int64_t rx, float *y, int64_t ry, float *h, 
             for (int64_t j = 0; j < cols; j++) h[i * rh + j] = x[i * rx + j];
         gelu_forward_ref(x + i * rx, y + i * ry, cols);
     }
+}
+
+void add_block_ref(const float *x, int64_t rx, const float *z, int64_t rz, float *y, int64_t ry,
+                   int64_t rows, int64_t cols, int stream)
+{
+    (void)stream;
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) y[i * ry + j] = x[i * rx + j] + z[i * rz + j];
 }
 
 void gelu_backward_ref(const float *g, const float *x, float *gx, int64_t n)
@@ -180,6 +189,13 @@ void gelu_block(const float *x, int64_t rx, float *y, int64_t ry, float *h, int6
 {
     int isa = minit2t_isa();
     DISPATCH(isa, gelu_block, (x, rx, y, ry, h, rh, rows, cols, stream));
+}
+
+void add_block(const float *x, int64_t rx, const float *z, int64_t rz, float *y, int64_t ry,
+               int64_t rows, int64_t cols, int stream)
+{
+    int isa = minit2t_isa();
+    DISPATCH(isa, add_block, (x, rx, z, rz, y, ry, rows, cols, stream));
 }
 
 void gelu_backward(const float *g, const float *x, float *gx, int64_t n)

@@ -173,6 +173,25 @@ void FAST(gelu_block)(const float *x, int64_t rx, float *y, int64_t ry, float *h
     if (stream) _mm_sfence();
 }
 
+/* x + z over a block of rows on the calling thread alone, as gelu_block:
+ * the epilogue of a product with a residual (sgemm_bias_add). */
+void FAST(add_block)(const float *x, int64_t rx, const float *z, int64_t rz, float *y, int64_t ry,
+                     int64_t rows, int64_t cols, int stream)
+{
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * rx, *zr = z + r * rz;     /* row r: (cols,) */
+        float *yr = y + r * ry;
+        int s = stream && (uintptr_t)yr % 64 == 0;
+        int64_t i = 0;
+        for (; i + VW <= cols; i += VW) store_out(yr + i, VADD(VLOAD(xr + i), VLOAD(zr + i)), s);
+        if (i < cols) {
+            VTAIL m = VTAILMASK(cols - i);
+            VSTORET(yr + i, m, VADD(VLOADT(xr + i, m, 0.0f), VLOADT(zr + i, m, 0.0f)));
+        }
+    }
+    if (stream) _mm_sfence();
+}
+
 void FAST(gelu_backward)(const float *g, const float *x, float *gx, int64_t n)
 {
     int nt = minit2t_threads_for(40.0 * (double)n), stream = streamed(gx, n);

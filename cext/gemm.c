@@ -54,6 +54,17 @@ void sgemm_bias_gelu_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
     gemm_gelu_matrices(gelu_block_ref, bt, m, n, c, sc, act, sact);
 }
 
+/* sgemm_bias_ref (or sgemm_ref, bias NULL), then C += R. */
+void sgemm_bias_add_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
+                        const float *a, const int64_t *sa, const float *b,
+                        const int64_t *sb, const float *bias, const float *r, const int64_t *sr,
+                        float *c, const int64_t *sc)
+{
+    if (bias) sgemm_bias_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);
+    else sgemm_ref(bt, m, n, k, a, sa, b, sb, c, sc);
+    gemm_add_matrices(add_block_ref, bt, m, n, c, sc, r, sr);
+}
+
 /* Products under 2048 multiply-adds go to the reference: packing would
  * cost more than it saves. */
 #define TINY_GEMM 2048.0
@@ -89,4 +100,19 @@ void sgemm_bias_gelu(int64_t bt, int64_t m, int64_t n, int64_t k,
         return;
     }
     DISPATCH(isa, sgemm_bias_gelu, (bt, m, n, k, a, sa, b, sb, bias, c, sc, act, sact));
+}
+
+void sgemm_bias_add(int64_t bt, int64_t m, int64_t n, int64_t k,
+                    const float *a, const int64_t *sa, const float *b,
+                    const int64_t *sb, const float *bias, const float *r, const int64_t *sr,
+                    float *c, const int64_t *sc)
+{
+    int isa = minit2t_isa();
+    if ((double)m * (double)n * (double)k < TINY_GEMM) {  /* the reference product, this ISA's sum */
+        if (bias) sgemm_bias_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);
+        else sgemm_ref(bt, m, n, k, a, sa, b, sb, c, sc);
+        gemm_add_matrices(add_block, bt, m, n, c, sc, r, sr);
+        return;
+    }
+    DISPATCH(isa, sgemm_bias_add, (bt, m, n, k, a, sa, b, sb, bias, r, sr, c, sc));
 }

@@ -98,14 +98,14 @@ void sgemm_avx512(int64_t bt, int64_t m, int64_t n, int64_t k,
                   const float *a, const int64_t *sa, const float *b,
                   const int64_t *sb, float *c, const int64_t *sc)
 {
-    gemm_threaded(&gemm_blocking_avx512, bt, m, n, k, a, sa, b, sb, NULL, c, sc, NULL, NULL);
+    gemm_threaded(&gemm_blocking_avx512, bt, m, n, k, a, sa, b, sb, NULL, c, sc, NULL, NULL, NULL, NULL);
 }
 
 void sgemm_bias_avx512(int64_t bt, int64_t m, int64_t n, int64_t k,
                        const float *a, const int64_t *sa, const float *b,
                        const int64_t *sb, const float *bias, float *c, const int64_t *sc)
 {
-    gemm_threaded(&gemm_blocking_avx512, bt, m, n, k, a, sa, b, sb, bias, c, sc, NULL, NULL);
+    gemm_threaded(&gemm_blocking_avx512, bt, m, n, k, a, sa, b, sb, bias, c, sc, NULL, NULL, NULL, NULL);
 }
 
 void sgemm_bias_gelu_avx512(int64_t bt, int64_t m, int64_t n, int64_t k,
@@ -113,7 +113,15 @@ void sgemm_bias_gelu_avx512(int64_t bt, int64_t m, int64_t n, int64_t k,
                             const int64_t *sb, const float *bias, float *c, const int64_t *sc,
                             float *act, const int64_t *sact)
 {
-    gemm_threaded(&gemm_blocking_avx512, bt, m, n, k, a, sa, b, sb, bias, c, sc, act, sact);
+    gemm_threaded(&gemm_blocking_avx512, bt, m, n, k, a, sa, b, sb, bias, c, sc, act, sact, NULL, NULL);
+}
+
+void sgemm_bias_add_avx512(int64_t bt, int64_t m, int64_t n, int64_t k,
+                           const float *a, const int64_t *sa, const float *b,
+                           const int64_t *sb, const float *bias, const float *r, const int64_t *sr,
+                           float *c, const int64_t *sc)
+{
+    gemm_threaded(&gemm_blocking_avx512, bt, m, n, k, a, sa, b, sb, bias, c, sc, c, sc, r, sr);
 }
 
 #endif /* MINIT2T_X86; elsewhere the dispatchers call only sgemm_ref */

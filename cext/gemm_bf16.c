@@ -42,6 +42,16 @@ void sgemm_bf16_gelu_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
     gemm_gelu_matrices(gelu_block_ref, bt, m, n, c, sc, act, sact);
 }
 
+/* sgemm_bf16_ref, then C += R. */
+void sgemm_bf16_add_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
+                        const float *a, const int64_t *sa, const float *b,
+                        const int64_t *sb, const float *bias, const float *r, const int64_t *sr,
+                        float *c, const int64_t *sc)
+{
+    sgemm_bf16_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);
+    gemm_add_matrices(add_block_ref, bt, m, n, c, sc, r, sr);
+}
+
 /* Products under 2048 multiply-adds go to the reference, as in sgemm:
  * packing would cost more than it saves. */
 #define TINY_GEMM 2048.0
@@ -96,4 +106,31 @@ void sgemm_bf16_gelu(int64_t bt, int64_t m, int64_t n, int64_t k,
         return;
     }
     gelu_versions[isa](bt, m, n, k, a, sa, b, sb, bias, c, sc, act, sact);
+}
+
+typedef void (*sgemm_bf16_add_version)(int64_t bt, int64_t m, int64_t n, int64_t k,
+                                       const float *a, const int64_t *sa, const float *b,
+                                       const int64_t *sb, const float *bias, const float *r,
+                                       const int64_t *sr, float *c, const int64_t *sc);
+#if MINIT2T_X86
+static const sgemm_bf16_add_version add_versions[] = {
+    sgemm_bf16_add_ref, sgemm_bf16_add_avx2, sgemm_bf16_add_avx512, sgemm_bf16_add_avx512bf16,
+    sgemm_bf16_add_amx};
+#else
+static const sgemm_bf16_add_version add_versions[] = {
+    sgemm_bf16_add_ref, sgemm_bf16_add_ref, sgemm_bf16_add_ref, sgemm_bf16_add_ref, sgemm_bf16_add_ref};
+#endif
+
+void sgemm_bf16_add(int64_t bt, int64_t m, int64_t n, int64_t k,
+                    const float *a, const int64_t *sa, const float *b,
+                    const int64_t *sb, const float *bias, const float *r, const int64_t *sr,
+                    float *c, const int64_t *sc)
+{
+    int isa = minit2t_isa();
+    if ((double)m * (double)n * (double)k < TINY_GEMM) {  /* as sgemm_bf16, then the sum */
+        sgemm_bf16_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);
+        gemm_add_matrices(add_block, bt, m, n, c, sc, r, sr);
+        return;
+    }
+    add_versions[isa](bt, m, n, k, a, sa, b, sb, bias, r, sr, c, sc);
 }

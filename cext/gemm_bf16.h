@@ -48,10 +48,13 @@ typedef struct {
 } bf16_kit;
 
 /* ---- gemm_bf16_loops.c: the entry of every fast version; arguments as
- * sgemm_bf16_gelu (minit2t.h; act NULL: no GELU), kit the version's. */
+ * sgemm_bf16_gelu (minit2t.h; act NULL: no epilogue), then res, sres as
+ * gemm_threaded's (gemm_blocking.h: with act = c, the residual of
+ * sgemm_bf16_add), kit the version's. */
 void gemm_bf16_run(const bf16_kit *kit, int64_t bt, int64_t m, int64_t n, int64_t k,
                    const float *a, const int64_t *sa, const float *b, const int64_t *sb,
-                   const float *bias, float *c, const int64_t *sc, float *act, const int64_t *sact);
+                   const float *bias, float *c, const int64_t *sc, float *act, const int64_t *sact,
+                   const float *res, const int64_t *sres);
 
 /* ---- gemm_bf16_avx512.c: the packing into pairs, for the AMX kit too
  * (lda, and B's rows, in bf16; kp even). */

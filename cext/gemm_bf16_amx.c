@@ -111,9 +111,20 @@ void sgemm_bf16_gelu_amx(int64_t bt, int64_t m, int64_t n, int64_t k,
                          float *act, const int64_t *sact)
 {
     if (minit2t_amx_ready())
-        gemm_bf16_run(&kit, bt, m, n, k, a, sa, b, sb, bias, c, sc, act, sact);
+        gemm_bf16_run(&kit, bt, m, n, k, a, sa, b, sb, bias, c, sc, act, sact, NULL, NULL);
     else
         sgemm_bf16_gelu_avx512bf16(bt, m, n, k, a, sa, b, sb, bias, c, sc, act, sact);
+}
+
+void sgemm_bf16_add_amx(int64_t bt, int64_t m, int64_t n, int64_t k,
+                        const float *a, const int64_t *sa, const float *b,
+                        const int64_t *sb, const float *bias, const float *r, const int64_t *sr,
+                        float *c, const int64_t *sc)
+{
+    if (minit2t_amx_ready())
+        gemm_bf16_run(&kit, bt, m, n, k, a, sa, b, sb, bias, c, sc, c, sc, r, sr);
+    else
+        sgemm_bf16_add_avx512bf16(bt, m, n, k, a, sa, b, sb, bias, r, sr, c, sc);
 }
 
 void sgemm_bf16_amx(int64_t bt, int64_t m, int64_t n, int64_t k,

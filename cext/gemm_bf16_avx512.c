@@ -201,14 +201,22 @@ void sgemm_bf16_gelu_avx512bf16(int64_t bt, int64_t m, int64_t n, int64_t k,
                                 const int64_t *sb, const float *bias, float *c, const int64_t *sc,
                                 float *act, const int64_t *sact)
 {
-    gemm_bf16_run(&kit, bt, m, n, k, a, sa, b, sb, bias, c, sc, act, sact);
+    gemm_bf16_run(&kit, bt, m, n, k, a, sa, b, sb, bias, c, sc, act, sact, NULL, NULL);
+}
+
+void sgemm_bf16_add_avx512bf16(int64_t bt, int64_t m, int64_t n, int64_t k,
+                               const float *a, const int64_t *sa, const float *b,
+                               const int64_t *sb, const float *bias, const float *r, const int64_t *sr,
+                               float *c, const int64_t *sc)
+{
+    gemm_bf16_run(&kit, bt, m, n, k, a, sa, b, sb, bias, c, sc, c, sc, r, sr);
 }
 
 void sgemm_bf16_avx512bf16(int64_t bt, int64_t m, int64_t n, int64_t k,
                            const float *a, const int64_t *sa, const float *b,
                            const int64_t *sb, const float *bias, float *c, const int64_t *sc)
 {
-    gemm_bf16_run(&kit, bt, m, n, k, a, sa, b, sb, bias, c, sc, NULL, NULL);
+    gemm_bf16_run(&kit, bt, m, n, k, a, sa, b, sb, bias, c, sc, NULL, NULL, NULL, NULL);
 }
 
 #endif /* MINIT2T_X86; elsewhere sgemm_bf16 calls only sgemm_bf16_ref */

@@ -63,10 +63,10 @@ static void ukernel(int64_t kp, const void *a, int64_t lda, const void *b, float
     FLOAT32_GEMM.ukernel_rows(kp, a, lda, b, c, rsc, flags, bias);
 }
 
-/* Arguments as sgemm_bf16_gelu (act NULL: no GELU). */
+/* Arguments as gemm_bf16_run's. */
 static void run(int64_t bt, int64_t m, int64_t n, int64_t k, const float *a, const int64_t *sa,
                 const float *b, const int64_t *sb, const float *bias, float *c, const int64_t *sc,
-                float *act, const int64_t *sact)
+                float *act, const int64_t *sact, const float *res, const int64_t *sres)
 {
     const gemm_blocking *g = &FLOAT32_GEMM;
     bf16_kit kit = {
@@ -74,14 +74,14 @@ static void run(int64_t bt, int64_t m, int64_t n, int64_t k, const float *a, con
         .a_bytes = 4, .b_bytes = 4, .pack_a = pack_floats, .pack_b = pack_b_floats,
         .ukernel = ukernel,
     };
-    gemm_bf16_run(&kit, bt, m, n, k, a, sa, b, sb, bias, c, sc, act, sact);
+    gemm_bf16_run(&kit, bt, m, n, k, a, sa, b, sb, bias, c, sc, act, sact, res, sres);
 }
 
 void FAST(sgemm_bf16)(int64_t bt, int64_t m, int64_t n, int64_t k,
                       const float *a, const int64_t *sa, const float *b,
                       const int64_t *sb, const float *bias, float *c, const int64_t *sc)
 {
-    run(bt, m, n, k, a, sa, b, sb, bias, c, sc, NULL, NULL);
+    run(bt, m, n, k, a, sa, b, sb, bias, c, sc, NULL, NULL, NULL, NULL);
 }
 
 void FAST(sgemm_bf16_gelu)(int64_t bt, int64_t m, int64_t n, int64_t k,
@@ -89,5 +89,13 @@ void FAST(sgemm_bf16_gelu)(int64_t bt, int64_t m, int64_t n, int64_t k,
                            const int64_t *sb, const float *bias, float *c, const int64_t *sc,
                            float *act, const int64_t *sact)
 {
-    run(bt, m, n, k, a, sa, b, sb, bias, c, sc, act, sact);
+    run(bt, m, n, k, a, sa, b, sb, bias, c, sc, act, sact, NULL, NULL);
+}
+
+void FAST(sgemm_bf16_add)(int64_t bt, int64_t m, int64_t n, int64_t k,
+                          const float *a, const int64_t *sa, const float *b,
+                          const int64_t *sb, const float *bias, const float *r, const int64_t *sr,
+                          float *c, const int64_t *sc)
+{
+    run(bt, m, n, k, a, sa, b, sb, bias, c, sc, c, sc, r, sr);
 }

@@ -139,7 +139,7 @@ static void fallback(const gemm_problem *P)
 {
     int64_t sa[3] = {0, P->rsa, P->csa}, sb[3] = {0, P->rsb, P->csb}, sc[2] = {0, P->rsc};
     sgemm_bf16_ref(1, P->m, P->n, P->k, P->a, sa, P->b, sb, P->bias, P->c, sc);
-    if (P->act) gelu_block(P->c, P->rsc, P->act, P->rsact, NULL, 0, P->m, P->n, 0);
+    if (P->act) gemm_epilogue(P, 0, 0, P->c, P->rsc, NULL, 0, P->m, P->n, 0);
 }
 
 /* The whole product P on the calling thread, with no OpenMP construct (it
@@ -234,11 +234,13 @@ static void alone_of(const void *kit, const gemm_problem *S)
 
 void gemm_bf16_run(const bf16_kit *kit, int64_t bt, int64_t m, int64_t n, int64_t k,
                    const float *a, const int64_t *sa, const float *b, const int64_t *sb,
-                   const float *bias, float *c, const int64_t *sc, float *act, const int64_t *sact)
+                   const float *bias, float *c, const int64_t *sc, float *act, const int64_t *sact,
+                   const float *res, const int64_t *sres)
 {
     if (bt <= 0 || m <= 0 || n <= 0 || k <= 0) {          /* nothing, or C = bias (or 0) */
         sgemm_bf16_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);
-        if (act) gemm_gelu_matrices(gelu_block, bt, m, n, c, sc, act, sact);
+        if (res) gemm_add_matrices(add_block, bt, m, n, c, sc, res, sres);
+        else if (act) gemm_gelu_matrices(gelu_block, bt, m, n, c, sc, act, sact);
         return;
     }
     int nt = minit2t_threads_for(2.0 * (double)bt * (double)m * (double)n * (double)k);
@@ -248,7 +250,7 @@ void gemm_bf16_run(const bf16_kit *kit, int64_t bt, int64_t m, int64_t n, int64_
             if (kit->thread_start) kit->thread_start();
 #pragma omp for schedule(dynamic, 1)
             for (int64_t t = 0; t < bt; t++) {
-                gemm_problem P = gemm_problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc, act, sact);
+                gemm_problem P = gemm_problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc, act, sact, res, sres);
                 loops_alone(kit, &P);
             }
             if (kit->thread_end) kit->thread_end();
@@ -256,7 +258,7 @@ void gemm_bf16_run(const bf16_kit *kit, int64_t bt, int64_t m, int64_t n, int64_
         return;
     }
     for (int64_t t = 0; t < bt; t++) {
-        gemm_problem P = gemm_problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc, act, sact);
+        gemm_problem P = gemm_problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc, act, sact, res, sres);
         if (gemm_split_k(&P, kit->kc) && gemm_split_k_run(&P, kit->kstep, nt, alone_of, kit) == 0) {
             continue;
         } else if (nt > 1 && k > kit->kc) {

@@ -53,8 +53,10 @@ typedef struct {
     float *c;
     int64_t rsc;               /* C (M, N), columns contiguous */
     const float *bias;         /* (N,) added to every row of C, or NULL */
-    float *act;                /* GELU's output (M, N), row stride rsact, or NULL: */
-    int64_t rsact;             /* see gemm_act_block */
+    float *act;                /* the epilogue's output (M, N), row stride rsact, */
+    int64_t rsact;             /* or NULL: none (see gemm_act_block) */
+    const float *res;          /* with act: NULL, act = gelu(C); else act = C + res, */
+    int64_t rsres;             /* res (M, N) with row stride rsres */
 } gemm_problem;
 
 /* act[t] = gelu(C[t]) for each of bt matrices (m, n), strides sc, sact as
@@ -70,11 +72,31 @@ static inline void gemm_gelu_matrices(gemm_gelu_fn gelu, int64_t bt, int64_t m, 
         gelu(c + t * sc[0], sc[1], act + t * sact[0], sact[1], NULL, 0, m, n, 0);
 }
 
+/* C[t] += R[t] for each of bt matrices (m, n), strides sc, sr as
+ * sgemm_bias_add's, by `add` (add_block_ref, or the dispatcher add_block):
+ * the residual of a product that did not run the blocked loops. */
+typedef void (*gemm_add_fn)(const float *x, int64_t rx, const float *z, int64_t rz, float *y, int64_t ry,
+                            int64_t rows, int64_t cols, int stream);
+static inline void gemm_add_matrices(gemm_add_fn add, int64_t bt, int64_t m, int64_t n, float *c,
+                                     const int64_t *sc, const float *r, const int64_t *sr)
+{
+    for (int64_t t = 0; t < bt && m > 0 && n > 0; t++)
+        add(c + t * sc[0], sc[1], r + t * sr[0], sr[1], c + t * sc[0], sc[1], m, n, 0);
+}
+
+/* P's epilogue on rows [i, +rows), columns [j, +cols) of C, whose values
+ * are x (row stride rx; x may be C itself): act = gelu(x), and h = x when
+ * h is not NULL; or, with P->res, act = x + res. stream as gelu_block's. */
+void gemm_epilogue(const gemm_problem *P, int64_t i, int64_t j, const float *x, int64_t rx,
+                   float *h, int64_t rh, int64_t rows, int64_t cols, int stream);
+
 /* The GEMM's epilogue (sgemm_bias_gelu, sgemm_bf16_gelu): with P->act,
  * act[ic:+mb, jc:+nb] = gelu(C[ic:+mb, jc:+nb]) for a block of C whose
  * last K block is done, while it is still in cache (gelu_block, fused.c),
  * so the activation costs no pass of its own over C. act may be c (in
- * place: the values before GELU are then not kept). With cb, the block was
+ * place: the values before GELU are then not kept). With P->res
+ * (sgemm_bias_add, sgemm_bf16_add; act is then c) the epilogue is
+ * C + res instead (add_block). With cb, the block was
  * computed into this thread's scratch (row stride ldb; a product of one K
  * block), and goes from there to act and to C (when act is not C), both by
  * streaming stores when large: no store misses the cache to read a line it
@@ -115,18 +137,21 @@ void gemm_act_block(const gemm_problem *P, int64_t ic, int64_t mb, int64_t jc, i
 #define GEMM_STREAM_BYTES (4 << 20)
 
 /* ---- gemm_threads.c: the entry of sgemm_avx2 / sgemm_avx512 and their
- * _bias and _bias_gelu twins; arguments as sgemm_bias_gelu (bias NULL:
- * none; act NULL: no GELU). */
+ * _bias, _bias_gelu and _bias_add twins; arguments as sgemm_bias_gelu (bias
+ * NULL: none; act NULL: no epilogue), then res, sres: with act = c, the
+ * residual of sgemm_bias_add (NULL: act = gelu(C)). */
 void gemm_threaded(const gemm_blocking *g, int64_t bt, int64_t m, int64_t n,
                    int64_t k, const float *a, const int64_t *sa,
                    const float *b, const int64_t *sb, const float *bias,
-                   float *c, const int64_t *sc, float *act, const int64_t *sact);
+                   float *c, const int64_t *sc, float *act, const int64_t *sact,
+                   const float *res, const int64_t *sres);
 
-/* Matrix t of a batch (arguments as sgemm_bias_gelu) as a gemm_problem. */
+/* Matrix t of a batch (arguments as sgemm_bias_gelu, then the residual as
+ * sgemm_bias_add's r, sr, or NULL) as a gemm_problem. */
 gemm_problem gemm_problem_at(int64_t t, int64_t m, int64_t n, int64_t k, const float *a,
                              const int64_t *sa, const float *b, const int64_t *sb,
                              const float *bias, float *c, const int64_t *sc,
-                             float *act, const int64_t *sact);
+                             float *act, const int64_t *sact, const float *res, const int64_t *sres);
 
 /* A weight gradient's K (the batch's rows) is far longer than its M and N
  * (gemm_split_k: K > kc and K >= 8 max(M, N)): K is cut into GEMM_SPLIT_K

@@ -235,7 +235,7 @@ void gemm_fallback(const gemm_problem *P)
         sgemm_bias_ref(1, P->m, P->n, P->k, P->a, sa, P->b, sb, P->bias, P->c, sc);
     else
         sgemm_ref(1, P->m, P->n, P->k, P->a, sa, P->b, sb, P->c, sc);
-    if (P->act) gelu_block(P->c, P->rsc, P->act, P->rsact, NULL, 0, P->m, P->n, 0);
+    if (P->act) gemm_epilogue(P, 0, 0, P->c, P->rsc, NULL, 0, P->m, P->n, 0);
 }
 
 /* The loops jc, pc, ic (the nesting above) for the whole of P, on the

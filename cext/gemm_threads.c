@@ -60,6 +60,7 @@ int gemm_split_k_run(const gemm_problem *P, int64_t kstep, int nt, void (*alone)
         S.rsc = P->n;
         S.bias = NULL;
         S.act = NULL;
+        S.res = NULL;
         alone(how, &S);
     }
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
@@ -68,7 +69,7 @@ int gemm_split_k_run(const gemm_problem *P, int64_t kstep, int nt, void (*alone)
         for (int64_t j = 0; j < P->n; j++) ci[j] = P->bias ? P->bias[j] : 0.0f;
         for (int t = 0; t < chunks; t++)
             for (int64_t j = 0; j < P->n; j++) ci[j] += part[t * mn + i * P->n + j];
-        if (P->act) gelu_block(ci, P->rsc, P->act + i * P->rsact, P->rsact, NULL, 0, 1, P->n, 0);
+        if (P->act) gemm_epilogue(P, i, 0, ci, P->rsc, NULL, 0, 1, P->n, 0);
     }
     free(part);
     return 0;
@@ -84,12 +85,14 @@ gemm_problem gemm_problem_slice(const gemm_problem *P, int by_rows, int64_t lo, 
         S.a += lo * P->rsa;
         S.c += lo * P->rsc;
         S.act = P->act ? P->act + lo * P->rsact : NULL;
+        S.res = P->res ? P->res + lo * P->rsres : NULL;
     } else {
         S.n = cnt;
         S.b += lo * P->csb;
         S.c += lo;
         S.bias = P->bias ? P->bias + lo : NULL;
         S.act = P->act ? P->act + lo : NULL;
+        S.res = P->res ? P->res + lo : NULL;
     }
     return S;
 }
@@ -154,12 +157,23 @@ static void gemm_team(const gemm_blocking *g, const gemm_problem *P, int nt)
 gemm_problem gemm_problem_at(int64_t t, int64_t m, int64_t n, int64_t k, const float *a,
                              const int64_t *sa, const float *b, const int64_t *sb,
                              const float *bias, float *c, const int64_t *sc,
-                             float *act, const int64_t *sact)
+                             float *act, const int64_t *sact, const float *res, const int64_t *sres)
 {
     gemm_problem P = {m, n, k, a + t * sa[0], sa[1], sa[2],
                       b + t * sb[0], sb[1], sb[2], c + t * sc[0], sc[1], bias,
-                      act ? act + t * sact[0] : NULL, act ? sact[1] : 0};
+                      act ? act + t * sact[0] : NULL, act ? sact[1] : 0,
+                      res ? res + t * sres[0] : NULL, res ? sres[1] : 0};
     return P;
+}
+
+void gemm_epilogue(const gemm_problem *P, int64_t i, int64_t j, const float *x, int64_t rx,
+                   float *h, int64_t rh, int64_t rows, int64_t cols, int stream)
+{
+    float *act = P->act + i * P->rsact + j;
+    if (P->res)
+        add_block(x, rx, P->res + i * P->rsres + j, P->rsres, act, P->rsact, rows, cols, stream);
+    else
+        gelu_block(x, rx, act, P->rsact, h, rh, rows, cols, stream);
 }
 
 void gemm_act_block(const gemm_problem *P, int64_t ic, int64_t mb, int64_t jc, int64_t nb,
@@ -168,37 +182,39 @@ void gemm_act_block(const gemm_problem *P, int64_t ic, int64_t mb, int64_t jc, i
     float *c = P->c + ic * P->rsc + jc, *act = P->act + ic * P->rsact + jc;
     int big = P->m * P->n * (int64_t)sizeof(float) >= GEMM_STREAM_BYTES;
     if (cb)                         /* act (and C, when act is not C) from the block */
-        gelu_block(cb, ldb, act, P->rsact, act == c ? NULL : c, P->rsc, mb, nb,
-                   big && P->rsact % 16 == 0 && P->rsc % 16 == 0);
+        gemm_epilogue(P, ic, jc, cb, ldb, act == c ? NULL : c, P->rsc, mb, nb,
+                      big && P->rsact % 16 == 0 && P->rsc % 16 == 0);
     else                            /* in C: streaming stores only into another act */
-        gelu_block(c, P->rsc, act, P->rsact, NULL, 0, mb, nb, big && P->rsact % 16 == 0 && act != c);
+        gemm_epilogue(P, ic, jc, c, P->rsc, NULL, 0, mb, nb, big && P->rsact % 16 == 0 && act != c);
 }
 
-/* Arguments as sgemm_bias_gelu (bias, act NULL: none); g the ISA's blocking. */
+/* Arguments as gemm_blocking.h says (bias, act, res NULL: none); g the ISA's blocking. */
 void gemm_threaded(const gemm_blocking *g, int64_t bt, int64_t m, int64_t n,
                    int64_t k, const float *a, const int64_t *sa,
                    const float *b, const int64_t *sb, const float *bias,
-                   float *c, const int64_t *sc, float *act, const int64_t *sact)
+                   float *c, const int64_t *sc, float *act, const int64_t *sact,
+                   const float *res, const int64_t *sres)
 {
     if (bt <= 0 || m <= 0 || n <= 0) return;
     if (k <= 0) {                                        /* C = bias, or 0 */
         for (int64_t t = 0; t < bt; t++)
             for (int64_t i = 0; i < m; i++)
                 for (int64_t j = 0; j < n; j++) c[t * sc[0] + i * sc[1] + j] = bias ? bias[j] : 0.0f;
-        if (act) gemm_gelu_matrices(gelu_block, bt, m, n, c, sc, act, sact);
+        if (res) gemm_add_matrices(add_block, bt, m, n, c, sc, res, sres);
+        else if (act) gemm_gelu_matrices(gelu_block, bt, m, n, c, sc, act, sact);
         return;
     }
     int nt = minit2t_threads_for(2.0 * (double)bt * (double)m * (double)n * (double)k);
     if (nt > 1 && (bt >= 4 * nt || bt % nt == 0)) {      /* one matrix per thread */
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
         for (int64_t t = 0; t < bt; t++) {
-            gemm_problem P = gemm_problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc, act, sact);
+            gemm_problem P = gemm_problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc, act, sact, res, sres);
             gemm_loops(g, &P);
         }
         return;
     }
     for (int64_t t = 0; t < bt; t++) {
-        gemm_problem P = gemm_problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc, act, sact);
+        gemm_problem P = gemm_problem_at(t, m, n, k, a, sa, b, sb, bias, c, sc, act, sact, res, sres);
         if (gemm_split_k(&P, g->kc) && gemm_split_k_run(&P, 1, nt, loops_of, g) == 0) continue;
         if (nt == 1) gemm_loops(g, &P);
         else if (k > g->kc) gemm_sliced(g, &P, nt);

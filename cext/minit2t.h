@@ -85,6 +85,29 @@ void sgemm_bias_gelu(int64_t bt, int64_t m, int64_t n, int64_t k,
                      const int64_t *sb, const float *bias, float *c, const int64_t *sc,
                      float *act, const int64_t *sact);
 
+/* ---- a linear layer with a residual stream added: C[b] = A[b] @ B[b] +
+ * bias + R[b], summed as sgemm_bias then add_arrays, (A @ B + bias) + R,
+ * bias may be NULL; R has strides sr = {batch, row}, columns contiguous,
+ * and does not overlap C. The fast versions add R to each block of C as
+ * soon as it is done, while it is in cache (gemm_act_block): a transformer
+ * block's x + proj(...) with no pass of its own over C. */
+void sgemm_bias_add_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
+                        const float *a, const int64_t *sa, const float *b,
+                        const int64_t *sb, const float *bias, const float *r, const int64_t *sr,
+                        float *c, const int64_t *sc);
+void sgemm_bias_add_avx2(int64_t bt, int64_t m, int64_t n, int64_t k,
+                         const float *a, const int64_t *sa, const float *b,
+                         const int64_t *sb, const float *bias, const float *r, const int64_t *sr,
+                         float *c, const int64_t *sc);
+void sgemm_bias_add_avx512(int64_t bt, int64_t m, int64_t n, int64_t k,
+                           const float *a, const int64_t *sa, const float *b,
+                           const int64_t *sb, const float *bias, const float *r, const int64_t *sr,
+                           float *c, const int64_t *sc);
+void sgemm_bias_add(int64_t bt, int64_t m, int64_t n, int64_t k,
+                    const float *a, const int64_t *sa, const float *b,
+                    const int64_t *sb, const float *bias, const float *r, const int64_t *sr,
+                    float *c, const int64_t *sc);
+
 /* ---- matmul in bfloat16: C[b] = bf16(A[b]) @ bf16(B[b]) (+ bias) ----------
  * Arguments as sgemm_bias (bias may be NULL). bf16(x) rounds each float to
  * the nearest bfloat16 (ties to even; NaN stays NaN), as torch's
@@ -145,6 +168,32 @@ void sgemm_bf16_gelu(int64_t bt, int64_t m, int64_t n, int64_t k,
                      const float *a, const int64_t *sa, const float *b,
                      const int64_t *sb, const float *bias, float *c, const int64_t *sc,
                      float *act, const int64_t *sact);
+
+/* The same with a residual: C as sgemm_bf16, plus R as sgemm_bias_add. */
+void sgemm_bf16_add_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
+                        const float *a, const int64_t *sa, const float *b,
+                        const int64_t *sb, const float *bias, const float *r, const int64_t *sr,
+                        float *c, const int64_t *sc);
+void sgemm_bf16_add_avx2(int64_t bt, int64_t m, int64_t n, int64_t k,
+                         const float *a, const int64_t *sa, const float *b,
+                         const int64_t *sb, const float *bias, const float *r, const int64_t *sr,
+                         float *c, const int64_t *sc);
+void sgemm_bf16_add_avx512(int64_t bt, int64_t m, int64_t n, int64_t k,
+                           const float *a, const int64_t *sa, const float *b,
+                           const int64_t *sb, const float *bias, const float *r, const int64_t *sr,
+                           float *c, const int64_t *sc);
+void sgemm_bf16_add_avx512bf16(int64_t bt, int64_t m, int64_t n, int64_t k,
+                               const float *a, const int64_t *sa, const float *b,
+                               const int64_t *sb, const float *bias, const float *r, const int64_t *sr,
+                               float *c, const int64_t *sc);
+void sgemm_bf16_add_amx(int64_t bt, int64_t m, int64_t n, int64_t k,
+                        const float *a, const int64_t *sa, const float *b,
+                        const int64_t *sb, const float *bias, const float *r, const int64_t *sr,
+                        float *c, const int64_t *sc);
+void sgemm_bf16_add(int64_t bt, int64_t m, int64_t n, int64_t k,
+                    const float *a, const int64_t *sa, const float *b,
+                    const int64_t *sb, const float *bias, const float *r, const int64_t *sr,
+                    float *c, const int64_t *sc);
 
 /* ---- unfold (im2col): x (B, C, H, W) -> cols (B, C*k*k, L) --------------
  * x has strides sx = {batch, channel, row, col}; cols is contiguous.
@@ -221,6 +270,18 @@ void gelu_block_avx512(const float *x, int64_t rx, float *y, int64_t ry, float *
                        int64_t rows, int64_t cols, int stream);
 void gelu_block(const float *x, int64_t rx, float *y, int64_t ry, float *h, int64_t rh,
                 int64_t rows, int64_t cols, int stream);
+
+/* x + z on a block: x, z (rows, cols), row strides rx, rz -> y (rows, cols),
+ * row stride ry (y may be x). stream as gelu_block's. No threads of its
+ * own: the epilogue of sgemm_bias_add / sgemm_bf16_add, inside theirs. */
+void add_block_ref(const float *x, int64_t rx, const float *z, int64_t rz, float *y, int64_t ry,
+                   int64_t rows, int64_t cols, int stream);
+void add_block_avx2(const float *x, int64_t rx, const float *z, int64_t rz, float *y, int64_t ry,
+                    int64_t rows, int64_t cols, int stream);
+void add_block_avx512(const float *x, int64_t rx, const float *z, int64_t rz, float *y, int64_t ry,
+                      int64_t rows, int64_t cols, int stream);
+void add_block(const float *x, int64_t rx, const float *z, int64_t rz, float *y, int64_t ry,
+               int64_t rows, int64_t cols, int stream);
 
 void gelu_backward_ref(const float *g, const float *x, float *gx, int64_t n);
 void gelu_backward_avx2(const float *g, const float *x, float *gx, int64_t n);

@@ -1,10 +1,10 @@
 """The C backend: the ops of c_ops (Add, Concat, MatMul, Linear, LayerNorm, Softmax, GELU, Reshape,
-GetItem, Split, Unfold, Fold, BandDot, BandMix, Attention, ToMeMatch) and c_linear_gelu (LinearGELU,
-built on c_ops' Linear and GELU) on the float32 kernels of the cffi
+GetItem, Split, Unfold, Fold, BandDot, BandMix, Attention, ToMeMatch), c_linear_gelu (LinearGELU,
+built on c_ops' Linear and GELU) and c_linear_add (LinearAdd, on c_ops' Linear) on the float32 kernels of the cffi
 module minit2t._cext (cext/: AVX-512, AVX2 or scalar, chosen at run time;
 threads over cores).
 
-    OPS                          the ops this backend replaces (c_ops.OPS and LinearGELU)
+    OPS                          the ops this backend replaces (c_ops.OPS, LinearGELU, LinearAdd)
     matmul, unfold, fold         the GEMM and im2col kernels (c_kernels), which
                                  also take float64 (then in NumPy)
     set_num_threads, isa, ...    threads and the instruction set in force
@@ -32,9 +32,10 @@ from minit2t.backends._cmem import lib, pool
 if lib is not None:                          # the kernels and ops need the compiled module
     from minit2t.backends.c_kernels import fold, matmul, unfold  # noqa: F401
     from minit2t import ops as _ops
+    from minit2t.backends.c_linear_add import LinearAdd as _LinearAdd
     from minit2t.backends.c_linear_gelu import LinearGELU as _LinearGELU
     from minit2t.backends.c_ops import OPS as _C_OPS
-    OPS = {**_C_OPS, _ops.LinearGELU: _LinearGELU}
+    OPS = {**_C_OPS, _ops.LinearGELU: _LinearGELU, _ops.LinearAdd: _LinearAdd}
 
 name = "c"
 _warned = False

@@ -1,7 +1,8 @@
 """The speed policy of fused ops: when one op may stand for a layer's steps.
 
-Two fused ops stand for steps of a layer: F.attention for an attention layer's
-softmax(q k^T * scale) v, and F.linear_gelu for an MLP's fc1 then GELU.
+Three fused ops stand for steps of a layer: F.attention for an attention layer's
+softmax(q k^T * scale) v, F.linear_gelu for an MLP's fc1 then GELU, and F.linear_add for a
+transformer block's residual add with the Linear before it (an attention's proj, an MLP's fc2).
 
 An attention layer computes softmax(q k^T * scale) v in steps (its own methods, and
 the sub-modules `softmax` and `attn_drop` through which the probabilities pass),
@@ -20,6 +21,12 @@ A layer says what the fused op stands for in two class attributes:
 The class that sets fused_steps is the one whose steps the fused op reproduces.
 An Mlp declares only fused_layers, {"fc1": Linear, "act": GELU}: its forward holds
 the two steps that F.linear_gelu (ops.LinearGELU) stands for.
+
+The residual add: a Block declares fused_layers, {"attn": Attention, "mlp": Mlp,
+"drop_path": (Identity, DropPath)}, the modules between x and the sum x + branch; an
+Attention and an Mlp declare residual_layers, the Linear and the Dropout that end the branch
+({"proj": Linear, "proj_drop": Dropout}, {"fc2": Linear, "drop": Dropout}), which
+F.linear_add (ops.LinearAdd) stands for together with the sum.
 """
 from minit2t import ops
 from minit2t.backends import implementation
@@ -42,10 +49,12 @@ def _own_steps(layer):
 
 
 def _plain(module, cls):
-    """Whether `module` is a `cls` that nothing watches and that changes nothing at random."""
+    """Whether `module` is a `cls` (a tuple: one of them) that nothing watches and that changes
+    nothing at random."""
     hooked = module._forward_pre_hooks or module._forward_hooks
-    drops = module.training and getattr(module, "p", 0) != 0     # a dropout acting now
-    return type(module) is cls and not hooked and not drops
+    rate = getattr(module, "p", getattr(module, "drop_prob", 0))   # a Dropout's, a DropPath's
+    drops = module.training and rate != 0                          # dropping now
+    return type(module) in (cls if isinstance(cls, tuple) else (cls,)) and not hooked and not drops
 
 
 def may_fuse_linear_gelu(layer):
@@ -54,3 +63,24 @@ def may_fuse_linear_gelu(layer):
     of its own (where it has none, the reference op would only stand in for a faster Linear)."""
     return implementation(ops.LinearGELU) is not ops.LinearGELU and all(
         _plain(getattr(layer, name), cls) for name, cls in layer.fused_layers.items())
+
+
+def may_fuse_linear_add(layer):
+    """True when F.linear_add may stand for `residual + drop(linear(x))` in `layer`, whose
+    residual_layers name the Linear and the Dropout after it (an Attention's proj and proj_drop, an
+    Mlp's fc2 and drop): each of exactly its class and unhooked, the dropout dropping nothing now,
+    the Linear with a bias, and the active backend has a LinearAdd of its own."""
+    linear = getattr(layer, next(iter(layer.residual_layers)))
+    return implementation(ops.LinearAdd) is not ops.LinearAdd and linear.bias is not None and all(
+        _plain(getattr(layer, name), cls) for name, cls in layer.residual_layers.items())
+
+
+def may_fuse_residual(block):
+    """True when a transformer Block may hand its residual stream to its two branches,
+    attn(norm1(x), residual=x) and mlp(norm2(x), residual=x), which add it themselves, in their
+    last product where may_fuse_linear_add allows: the active backend has a LinearAdd of its own,
+    the block has no LayerScale, and each of block.fused_layers (the branches, the drop path) is
+    of exactly its class, unhooked (a hook on a branch would see its output with x added) and
+    dropping nothing now."""
+    return (implementation(ops.LinearAdd) is not ops.LinearAdd and block.ls1 is None and block.ls2 is None
+            and all(_plain(getattr(block, name), cls) for name, cls in block.fused_layers.items()))

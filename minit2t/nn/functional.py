@@ -16,11 +16,15 @@ def _check_last_dim(x, n, what):
         raise ValueError(f"{what} expects input of shape (..., {n}), got {x.shape}")
 
 
-def _linear_op(op, x, weight, bias, what):
+def _check_linear(x, weight, what):
     if not isinstance(weight, Tensor) or weight.ndim != 2:
         got = weight.shape if isinstance(weight, Tensor) else type(weight).__name__
         raise ValueError(f"{what} expects weight as a (Dout, Din) Tensor, got {got}")
     _check_last_dim(x, weight.shape[1], what)
+
+
+def _linear_op(op, x, weight, bias, what):
+    _check_linear(x, weight, what)
     return op.apply(x, weight) if bias is None else op.apply(x, weight, bias)   # (..., Dout)
 
 
@@ -33,6 +37,16 @@ def linear_gelu(x, weight, bias=None):
     """gelu(linear(x, weight, bias)) -> (..., Dout) as one op (ops.LinearGELU): the same values
     and gradients as the two in turn."""
     return _linear_op(ops.LinearGELU, x, weight, bias, "linear_gelu")
+
+
+def linear_add(x, weight, bias, residual):
+    """residual + linear(x, weight, bias) -> (..., Dout) as one op (ops.LinearAdd): the same values
+    and gradients as the two in turn. bias (Dout,) is required; residual is (..., Dout)."""
+    if not isinstance(bias, Tensor) or not isinstance(residual, Tensor):
+        raise TypeError(f"linear_add expects bias and residual as Tensors, got "
+                        f"{type(bias).__name__} and {type(residual).__name__}")
+    _check_linear(x, weight, "linear_add")
+    return ops.LinearAdd.apply(x, weight, bias, residual)                # (..., Dout)
 
 
 def layer_norm(x, weight, bias, eps=1e-5):

@@ -10,7 +10,7 @@ from numbers import Real
 
 import numpy as np
 
-from minit2t.backends.fusion import may_fuse_attention, may_fuse_linear_gelu
+from minit2t.backends.fusion import may_fuse_attention, may_fuse_linear_add, may_fuse_linear_gelu, may_fuse_residual
 from minit2t.nn import functional as F
 from minit2t.nn.layers import GELU, Dropout, DropPath, Identity, LayerNorm, Linear, Softmax
 from minit2t.nn.module import Module, Parameter
@@ -26,13 +26,15 @@ def _check_tokens(x, dim, what):
 
 
 class Mlp(Module):
-    """fc1 -> GELU -> dropout -> fc2 -> dropout.
+    """fc1 -> GELU -> dropout -> fc2 -> dropout; with `residual`, residual + all that (a Block's sum).
 
     fc1 and GELU run as one op, F.linear_gelu (the same values and gradients), when nothing
     needs them apart (no hook on either, neither replaced) and the backend has a fused version
-    (minit2t.backends.fusion.may_fuse_linear_gelu)."""
+    (minit2t.backends.fusion.may_fuse_linear_gelu); so do fc2 and the sum with the residual,
+    F.linear_add (fusion.may_fuse_linear_add)."""
 
     fused_layers = {"fc1": Linear, "act": GELU}                      # what F.linear_gelu stands for
+    residual_layers = {"fc2": Linear, "drop": Dropout}               # ... and F.linear_add, with the sum
 
     def __init__(self, in_features, hidden_features=None, out_features=None, drop=0.0):
         super().__init__()
@@ -43,12 +45,12 @@ class Mlp(Module):
         self.fc2 = Linear(hidden_features, out_features)
         self.drop = Dropout(drop)
 
-    def forward(self, x):                                            # (B, N, D)
+    def forward(self, x, residual=None):                             # (B, N, D)
         if may_fuse_linear_gelu(self):
             x = F.linear_gelu(x, self.fc1.weight, self.fc1.bias)     # (B, N, F)
         else:
             x = self.act(self.fc1(x))                                # (B, N, F)
-        return self.drop(self.fc2(self.drop(x)))                     # (B, N, Dout)
+        return linear_out(self, self.fc2, self.drop, self.drop(x), residual)  # (B, N, Dout)
 
 
 class Attention(Module):
@@ -62,6 +64,7 @@ class Attention(Module):
 
     fused_steps = ("heads", "probabilities", "mix")                  # what F.attention stands for
     fused_layers = {"softmax": Softmax, "attn_drop": Dropout}        # ... with these sub-modules
+    residual_layers = {"proj": Linear, "proj_drop": Dropout}         # what F.linear_add stands for
 
     def __init__(self, dim, num_heads=8, qkv_bias=False, qk_scale=None, attn_drop=0.0, proj_drop=0.0):
         super().__init__()
@@ -75,13 +78,16 @@ class Attention(Module):
         self.proj = Linear(dim, dim)
         self.proj_drop = Dropout(proj_drop)
 
-    def forward(self, x, size=None):                                 # (B, N, D)
+    def forward(self, x, size=None, residual=None):                  # (B, N, D)
+        """The attention of x; with `residual` (B, N, D), residual + it (a Block's sum), which
+        proj's product adds when F.linear_add may stand for the two (fusion.may_fuse_linear_add)."""
         _check_tokens(x, self.dim, "Attention")
         if may_fuse_attention(self, size):
             x = F.attention(self.qkv(x), self.num_heads, self.scale)  # (B, N, D)
-            return self.proj_drop(self.proj(x))
+            return linear_out(self, self.proj, self.proj_drop, x, residual)  # (B, N, D)
         q, k, v = self.heads(x)                                      # (B, h, N, d) each
-        return self.mix(self.probabilities(q, k, size), v)           # (B, N, D)
+        x = self.mix(self.probabilities(q, k, size), v)              # (B, N, D)
+        return x if residual is None else residual + x
 
     def heads(self, x):                                              # (B, N, D)
         """q, k, v split into heads."""
@@ -102,6 +108,16 @@ class Attention(Module):
         """The heads' weighted sums of v, concatenated and projected."""
         x = concat_heads(self.attn_drop(attn) @ v)                   # (B, N, D)
         return self.proj_drop(self.proj(x))
+
+
+def linear_out(layer, linear, drop, x, residual=None):              # (B, N, Din)
+    """drop(linear(x)), the end of an attention or MLP branch; with `residual`, residual + that,
+    as one op (F.linear_add) when `layer` allows it (fusion.may_fuse_linear_add)."""
+    if residual is None:
+        return drop(linear(x))                                       # (B, N, Dout)
+    if may_fuse_linear_add(layer):
+        return F.linear_add(x, linear.weight, linear.bias, residual)  # (B, N, Dout)
+    return residual + drop(linear(x))                                # (B, N, Dout)
 
 
 def concat_heads(x):                                                 # (B, h, N, d)
@@ -137,9 +153,14 @@ class Block(Module):
     no ls1 / ls2 at all, so its parameters and state-dict names are the release's.
 
     `attention`: "standard" (the release's Attention) or "shunted" (ShuntedAttention with `sr_ratio`, which
-    needs tokens 1 + H*H, cls first, H a multiple of sr_ratio)."""
+    needs tokens 1 + H*H, cls first, H a multiple of sr_ratio).
+
+    When nothing needs a branch's output apart from the sum (fusion.may_fuse_residual: no LayerScale, no
+    hook on a branch, no drop path acting, the backend has ops.LinearAdd), each branch gets x and adds it
+    itself, in its last product (F.linear_add): the same values and gradients, with no pass of its own."""
 
     ls1 = ls2 = None                                                 # no LayerScale unless given one
+    fused_layers = {"attn": Attention, "mlp": Mlp, "drop_path": (Identity, DropPath)}  # see forward
 
     def __init__(self, dim, num_heads, mlp_ratio=4.0, qkv_bias=False, qk_scale=None,
                  drop=0.0, attn_drop=0.0, drop_path=0.0, layer_scale_init=None, attention="standard", sr_ratio=2):
@@ -160,6 +181,9 @@ class Block(Module):
             self.ls2 = LayerScale(dim, layer_scale_init)
 
     def forward(self, x):                                            # (B, N, D)
+        if may_fuse_residual(self):          # the same sums, each in its branch's last product
+            x = self.attn(self.norm1(x), residual=x)                 # x + attn(norm1(x))
+            return self.mlp(self.norm2(x), residual=x)               # (B, N, D)
         x = x + self.drop_path(scaled(self.ls1, self.attn(self.norm1(x))))
         return x + self.drop_path(scaled(self.ls2, self.mlp(self.norm2(x))))  # (B, N, D)
 

@@ -8,7 +8,7 @@ from minit2t.ops.band import BandDot, BandMix
 from minit2t.ops.conv import Fold, Unfold
 from minit2t.ops.elementwise import Add, Cast, Div, Erf, Exp, Log, Mul, Neg, Pow, Sqrt, Sub, Tanh
 from minit2t.ops.function import Context, Function, unbroadcast
-from minit2t.ops.linear import Linear, LinearGELU
+from minit2t.ops.linear import Linear, LinearAdd, LinearGELU
 from minit2t.ops.match import ToMeMatch
 from minit2t.ops.matmul import MatMul
 from minit2t.ops.norm import LayerNorm
@@ -16,6 +16,6 @@ from minit2t.ops.reduce import Max, Mean, Sum
 from minit2t.ops.shape import Concat, Expand, GetItem, Permute, Reshape, Split
 
 __all__ = ["Add", "Attention", "BandDot", "BandMix", "Cast", "Concat", "Context", "Div", "Dropout", "Erf", "Exp",
-           "Expand", "Fold", "Function", "GELU", "GetItem", "LayerNorm", "Linear", "LinearGELU", "Log", "LogSoftmax", "MatMul",
+           "Expand", "Fold", "Function", "GELU", "GetItem", "LayerNorm", "Linear", "LinearAdd", "LinearGELU", "Log", "LogSoftmax", "MatMul",
            "Max", "Mean", "Mul", "Neg", "Permute", "Pow", "Reshape", "Softmax", "Split", "Sqrt", "Sub", "Sum", "Tanh",
            "ToMeMatch", "Unfold", "unbroadcast"]

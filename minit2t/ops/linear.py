@@ -14,6 +14,11 @@ backend apply GELU to each block of the product while it is still in cache.
     h  = x @ weight^T + bias     (R, Dout), kept for the backward
     a  = h * Phi(h)              (R, Dout)
     gh = ga * (Phi(h) + h phi(h)), then Linear's backward on gh
+
+LinearAdd is the layer with a residual stream added to its output, y = r + (x @ weight^T
++ bias) (a transformer block's x + proj(...)): the same math as Linear then Add, which lets
+a backend add r to each block of the product while it is still in cache.
+    gr = g,  then Linear's backward on g
 A backend may replace these ops with faster ones (minit2t.backends).
 """
 from minit2t.amp import operands
@@ -28,6 +33,14 @@ def check(x, weight, bias):
                          f"got {x.shape} and {weight.shape}")
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(f"linear: bias must be ({weight.shape[0]},) for weight {weight.shape}, got {bias.shape}")
+
+
+def check_residual(residual, x, weight):
+    """residual (..., Dout) for x (..., Din) and weight (Dout, Din) (shared with the backends)."""
+    shape = x.shape[:-1] + (weight.shape[0],)
+    if residual.shape != shape:
+        raise ValueError(f"linear_add: residual must be {shape} for x {x.shape} and weight "
+                         f"{weight.shape}, got {residual.shape}")
 
 
 class Linear(Function):
@@ -66,3 +79,18 @@ class LinearGELU(Function):
     @staticmethod
     def backward(ctx, g):
         return Linear.backward(ctx, gelu_grad(g, ctx.h))                  # gx, gw, gb
+
+
+class LinearAdd(Function):
+    """x (..., Din), weight (Dout, Din), bias (Dout,), residual (..., Dout) -> residual + linear(x)
+    (..., Dout)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, residual):
+        y = Linear.forward(ctx, x, weight, bias)                          # (..., Dout)
+        check_residual(residual, x, weight)
+        return residual + y                                               # (..., Dout)
+
+    @staticmethod
+    def backward(ctx, g):
+        return Linear.backward(ctx, g) + (g,)                             # gx, gw, gb, gr
