@@ -191,6 +191,11 @@ CASES = {   # name: (minit2t, the rule in torch, torch's own op, input shapes, t
     # measured 1.6e-3 forward, 2.0-2.6e-3 for the gradients, as the Linear alone
     "linear_gelu": (F.linear_gelu, lambda x, w, b: TF.gelu(_product(lambda x, w: x @ w.T)(x, w) + b),
                     lambda x, w, b: TF.gelu(TF.linear(x, w, b)), [(3, 50, 40), (70, 40), (70,)], AUTOCAST),
+    # the sum with the residual in float32, on the float32 product; torch's autocast adds the bf16
+    # product to the float32 residual (in float32): the product's rounding, as the Linear alone
+    "linear_add": (F.linear_add, lambda x, w, b, r: r + (_product(lambda x, w: x @ w.T)(x, w) + b),
+                   lambda x, w, b, r: r + TF.linear(x, w, b), [(3, 50, 40), (70, 40), (70,), (3, 50, 70)],
+                   AUTOCAST),
     "matmul": (lambda a, b: a @ b, _product(torch.matmul), torch.matmul, [(2, 3, 17, 40), (2, 3, 40, 9)],
                AUTOCAST),
     "matmul_broadcast": (lambda a, b: a @ b, _product(torch.matmul), torch.matmul, [(2, 5, 40), (40, 9)],

@@ -156,6 +156,9 @@ REPLACED = {   # every op a backend replaces: (minit2t, torch, input shapes)
     # past the reference's tiny products: the C kernels' blocks, edges and epilogue
     "linear_gelu_blocked": (F.linear_gelu, lambda x, w, b: TF.gelu(TF.linear(x, w, b)),
                             [(2, 70, 40), (150, 40), (150,)]),
+    "linear_add": (F.linear_add, lambda x, w, b, r: r + TF.linear(x, w, b), [(3, 4, 9), (5, 9), (5,), (3, 4, 5)]),
+    "linear_add_blocked": (F.linear_add, lambda x, w, b, r: r + TF.linear(x, w, b),
+                           [(2, 70, 40), (150, 40), (150,), (2, 70, 150)]),
     "matmul_batched": (lambda a, b: a @ b, lambda a, b: a @ b, [(2, 3, 4, 9), (2, 3, 9, 5)]),
     "matmul_broadcast": (lambda a, b: a @ b, lambda a, b: a @ b, [(2, 3, 4, 9), (9, 5)]),
     "matmul_transposed": (lambda q, k: q @ k.transpose(-2, -1), lambda q, k: q @ k.transpose(-2, -1),
