@@ -123,6 +123,30 @@ def test_block_fused_is_the_steps_bit_for_bit(c, shape, bf16):
     assert np.array_equal(inference, steps[0])
 
 
+@pytest.mark.parametrize("bf16", [False, True])
+def test_t2t_layer_fused_is_the_steps_bit_for_bit(c, bf16, monkeypatch):
+    """The T2T layer: its value skip v + proj(...) and its x + mlp(...) each in the product before."""
+    import minit2t.models.token_transformer as tt
+    mt.manual_seed(0)
+    layer = tt.TokenTransformer(27, 32, mlp_ratio=2.0)
+    x, g = make_array(31, (3, 64, 27), np.float32), make_array(32, (3, 64, 32), np.float32)
+
+    def run():
+        layer.zero_grad()
+        xt = mt.tensor(x, requires_grad=True)
+        with mt.autocast("bfloat16", enabled=bf16):
+            y = layer(xt)
+        y.backward(g)
+        return y.data, xt.grad, [p.grad.copy() for p in layer.parameters()]
+    with on_backend("c"):
+        assert may_fuse_residual(layer) and may_fuse_linear_add(layer.attn) and may_fuse_linear_add(layer.mlp)
+        fused = run()
+        monkeypatch.setattr(tt, "may_fuse_residual", lambda block: False)
+        monkeypatch.setattr(tt, "linear_out", lambda layer, linear, drop, x, r: r + drop(linear(x)))
+        steps = run()
+    _same(fused, steps)
+
+
 def test_block_with_dropout_draws_the_same_masks(c):
     """Dropout acting after proj and fc2: the branches add the residual after it, as the steps do."""
     mt.manual_seed(0)

@@ -76,11 +76,12 @@ def may_fuse_linear_add(layer):
 
 
 def may_fuse_residual(block):
-    """True when a transformer Block may hand its residual stream to its two branches,
-    attn(norm1(x), residual=x) and mlp(norm2(x), residual=x), which add it themselves, in their
-    last product where may_fuse_linear_add allows: the active backend has a LinearAdd of its own,
-    the block has no LayerScale, and each of block.fused_layers (the branches, the drop path) is
-    of exactly its class, unhooked (a hook on a branch would see its output with x added) and
-    dropping nothing now."""
-    return (implementation(ops.LinearAdd) is not ops.LinearAdd and block.ls1 is None and block.ls2 is None
+    """True when a transformer block may hand its residual stream to its branches (an nn.Block's
+    attn(norm1(x), residual=x) and mlp(norm2(x), residual=x), a T2T layer's mlp), which add it
+    themselves, in their last product where may_fuse_linear_add allows: the active backend has a
+    LinearAdd of its own, the block has no LayerScale, and each of block.fused_layers (the
+    branches, the drop path) is of exactly its class, unhooked (a hook on a branch would see its
+    output with x added) and dropping nothing now."""
+    scaled = getattr(block, "ls1", None) is not None or getattr(block, "ls2", None) is not None
+    return (implementation(ops.LinearAdd) is not ops.LinearAdd and not scaled
             and all(_plain(getattr(block, name), cls) for name, cls in block.fused_layers.items()))
