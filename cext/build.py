@@ -33,7 +33,7 @@ GENERATED = os.path.join(os.path.dirname(HERE), "build", "cext")
 SOURCES = ["runtime.c", "gemm.c", "gemm_loops.c", "gemm_threads.c", "gemm_avx2.c",
            "gemm_avx512.c", "gemm_bf16.c", "gemm_bf16_loops.c", "gemm_bf16_avx512.c",
            "gemm_bf16_amx.c", "im2col.c", "fused.c", "band.c", "attention.c", "match.c"]
-TEMPLATES = ["im2col_fast.c", "fused_fast.c", "band_fast.c", "attention_fast.c", "gemm_bf16_fast.c",
+TEMPLATES = ["im2col_fast.c", "tokens_fast.c", "fused_fast.c", "band_fast.c", "attention_fast.c", "gemm_bf16_fast.c",
              "match_fast.c"]
 ISAS = {"avx2": 0, "avx512": 1}      # a template's suffix in each build: its FAST_AVX512
 HEADERS = ["minit2t.h", "runtime.h", "gemm_blocking.h", "gemm_tile.h", "fast_isa.h",

@@ -58,6 +58,65 @@ void fold_ref(const float *cols, const int64_t *scol, float *x, int64_t nb,
                 }
 }
 
+/* unfold_ref's values in cols_t (B, L, C*k*k): token by token. */
+void unfold_tokens_ref(const float *x, const int64_t *sx, float *cols, int64_t nb,
+                       int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p)
+{
+    if (h + 2 * p < k || w + 2 * p < k) return;
+    int64_t ho = (h + 2 * p - k) / s + 1, wo = (w + 2 * p - k) / s + 1;
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t oh = 0; oh < ho; oh++)
+            for (int64_t ow = 0; ow < wo; ow++) {
+                float *token = cols + ((b * ho + oh) * wo + ow) * nc * k * k;
+                for (int64_t c = 0; c < nc; c++)
+                    for (int64_t i = 0; i < k; i++)
+                        for (int64_t j = 0; j < k; j++) {
+                            int64_t ih = oh * s - p + i, iw = ow * s - p + j;
+                            int inside = ih >= 0 && ih < h && iw >= 0 && iw < w;
+                            token[(c * k + i) * k + j] =
+                                inside ? x[b * sx[0] + c * sx[1] + ih * sx[2] + iw * sx[3]] : 0.0f;
+                        }
+            }
+}
+
+/* x = 0 (through sx), then the loops of fold_ref over cols_t: (i, j)
+ * outermost, so each pixel gets its terms in fold_ref's order. */
+void fold_tokens_ref(const float *cols, float *x, const int64_t *sx, int64_t nb,
+                     int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p)
+{
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t c = 0; c < nc; c++)
+            for (int64_t ih = 0; ih < h; ih++)
+                for (int64_t iw = 0; iw < w; iw++) x[b * sx[0] + c * sx[1] + ih * sx[2] + iw * sx[3]] = 0.0f;
+    if (h + 2 * p < k || w + 2 * p < k) return;
+    int64_t ho = (h + 2 * p - k) / s + 1, wo = (w + 2 * p - k) / s + 1, f = nc * k * k;
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t i = 0; i < k; i++)
+            for (int64_t j = 0; j < k; j++)
+                for (int64_t oh = 0; oh < ho; oh++)
+                    for (int64_t ow = 0; ow < wo; ow++) {
+                        int64_t ih = oh * s - p + i, iw = ow * s - p + j;
+                        if (ih < 0 || ih >= h || iw < 0 || iw >= w) continue;
+                        const float *token = cols + ((b * ho + oh) * wo + ow) * f;
+                        for (int64_t c = 0; c < nc; c++)
+                            x[b * sx[0] + c * sx[1] + ih * sx[2] + iw * sx[3]] += token[(c * k + i) * k + j];
+                    }
+}
+
+void unfold_tokens(const float *x, const int64_t *sx, float *cols, int64_t nb,
+                   int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p)
+{
+    int isa = minit2t_isa();
+    DISPATCH(isa, unfold_tokens, (x, sx, cols, nb, nc, h, w, k, s, p));
+}
+
+void fold_tokens(const float *cols, float *x, const int64_t *sx, int64_t nb,
+                 int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p)
+{
+    int isa = minit2t_isa();
+    DISPATCH(isa, fold_tokens, (cols, x, sx, nb, nc, h, w, k, s, p));
+}
+
 /* The fast versions need unit column strides: x's for unfold, cols' for
  * fold; anything else goes to the reference. */
 void unfold(const float *x, const int64_t *sx, float *cols, int64_t nb,

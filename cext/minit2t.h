@@ -222,6 +222,35 @@ void fold_avx512(const float *cols, const int64_t *scol, float *x, int64_t nb,
 void fold(const float *cols, const int64_t *scol, float *x, int64_t nb,
           int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p);
 
+/* ---- the soft split's tokens: unfold and fold with cols tokens-major -----
+ * cols_t (B, L, C*k*k), contiguous: cols_t[b, l, f] = cols[b, f, l] of
+ * unfold, the layout the T2T layers read their tokens in; x (B, C, H, W)
+ * with strides sx = {batch, channel, row, col}, any layout (a T2T layer's
+ * tokens seen as an image are channels-last: sx[1] = 1).
+ *   unfold_tokens  x -> cols_t
+ *   fold_tokens    cols_t -> x, through sx: zero, then every token's
+ *                  windows summed back, for each pixel in the order of
+ *                  fold's (kernel offset (i, j) by (i, j)): fold's values
+ * The fast versions (tokens_fast.c): threads over rows of tokens (unfold)
+ * or over images (fold: windows of one image overlap); each token is one
+ * run of C*k*k floats, filled channel by channel from its k*k pixels. */
+void unfold_tokens_ref(const float *x, const int64_t *sx, float *cols, int64_t nb,
+                       int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p);
+void unfold_tokens_avx2(const float *x, const int64_t *sx, float *cols, int64_t nb,
+                        int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p);
+void unfold_tokens_avx512(const float *x, const int64_t *sx, float *cols, int64_t nb,
+                          int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p);
+void unfold_tokens(const float *x, const int64_t *sx, float *cols, int64_t nb,
+                   int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p);
+void fold_tokens_ref(const float *cols, float *x, const int64_t *sx, int64_t nb,
+                     int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p);
+void fold_tokens_avx2(const float *cols, float *x, const int64_t *sx, int64_t nb,
+                      int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p);
+void fold_tokens_avx512(const float *cols, float *x, const int64_t *sx, int64_t nb,
+                        int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p);
+void fold_tokens(const float *cols, float *x, const int64_t *sx, int64_t nb,
+                 int64_t nc, int64_t h, int64_t w, int64_t k, int64_t s, int64_t p);
+
 /* ---- fused elementwise kernels (fused.c; fast versions fused_fast.c) ----
  * Legend: n elements; R rows of D (layer norm) or N (softmax) floats.
  * The fast versions split rows (GELU: blocks of 4096 elements) over threads

@@ -122,16 +122,21 @@ def torch_fold(cols, hw, k, s, p):
     return F.fold(torch.from_numpy(np.ascontiguousarray(cols)), hw, k, stride=s, padding=p).numpy()
 
 
-@given(case=window_cases(), seed=seeds, layout=st.sampled_from(["contiguous", "strided", "cropped"]))
+@given(case=window_cases(), seed=seeds,
+       layout=st.sampled_from(["contiguous", "strided", "cropped", "channels_last"]))
 def test_unfold_fold_match_references(windows_backend, case, seed, layout):
     shape, k, s, p = case
     x = make_array(seed, shape, np.float32, noncontiguous=layout == "strided")
     if layout == "cropped":                  # rows not contiguous, columns are
         x = make_array(seed, shape[:3] + (shape[3] + 2,), np.float32)[..., 1:-1]
+    if layout == "channels_last":            # a T2T layer's tokens as an image: (B, H, W, C) in memory
+        x = make_array(seed, (shape[0], shape[2], shape[3], shape[1]), np.float32).transpose(0, 3, 1, 2)
     cols = windows_backend.unfold(x, k, s, p)                       # (B, C*k*k, L)
     np.testing.assert_array_equal(cols, torch_unfold(x, k, s, p))
     np.testing.assert_array_equal(cols, conv.unfold(x, k, s, p))
     g = make_array(seed + 1, cols.shape, np.float32, noncontiguous=layout == "strided")
+    if layout == "channels_last":            # its gradient as the tokens' (B, L, C*k*k) transposed
+        g = make_array(seed + 1, (cols.shape[0], cols.shape[2], cols.shape[1]), np.float32).transpose(0, 2, 1)
     out = windows_backend.fold(g, shape[2:], k, s, p)               # (B, C, H, W)
     np.testing.assert_allclose(out, torch_fold(g, shape[2:], k, s, p), rtol=1e-6, atol=1e-6)
     assert out.shape == shape and out.dtype == np.float32
@@ -242,6 +247,32 @@ def test_c_fast_unfold_fold_equal_reference(c_backend, case, seed):
 def test_c_fast_unfold_fold_wide_rows(c_backend, shape, k, s, p):
     """Rows wide enough for the vector loops that split stride-2 and stride-4 rows into phases."""
     _fast_equals_reference(c_backend, shape, k, s, p, seed=3)
+
+
+@given(case=window_cases(), seed=seeds, channels_last=st.booleans())
+def test_c_unfold_fold_tokens_are_unfold_fold_transposed(c_backend, case, seed, channels_last):
+    """unfold_tokens / fold_tokens at every level: unfold_ref's columns tokens-major, and fold_ref's
+    sums from them, bit for bit, from and into x of either layout."""
+    shape, k, s, p = case
+    nb, nc, h, w = shape
+    lib = c_backend.lib
+    x = make_array(seed, shape, np.float32)
+    cols = np.asarray(torch_unfold(x, k, s, p))                     # (B, C*k*k, L)
+    tokens = np.ascontiguousarray(cols.transpose(0, 2, 1))          # (B, L, C*k*k)
+    want = np.full_like(x, np.nan)
+    lib.fold_ref(_cmem.ptr(cols), _cmem.strides(cols, range(3)), _cmem.ptr(want), nb, nc, h, w, k, s, p)
+    if channels_last:
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    for level in ["ref"] + _fast_levels(c_backend):
+        got = np.full_like(tokens, np.nan)
+        getattr(lib, "unfold_tokens_" + level)(_cmem.ptr(x), _cmem.strides(x, range(4)),
+                                               _cmem.ptr(got), nb, nc, h, w, k, s, p)
+        np.testing.assert_array_equal(got, tokens, err_msg=level)
+        back = np.full((nb, h, w, nc), np.nan, np.float32).transpose(0, 3, 1, 2) if channels_last \
+            else np.full_like(want, np.nan)
+        getattr(lib, "fold_tokens_" + level)(_cmem.ptr(tokens), _cmem.ptr(back), _cmem.strides(back, range(4)),
+                                             nb, nc, h, w, k, s, p)
+        np.testing.assert_array_equal(back, want, err_msg=level)
 
 
 def _fast_equals_reference(c_backend, shape, k, s, p, seed):

@@ -73,29 +73,52 @@ def _gemm(a, b, shape, bf16=False):
 
 
 def unfold(x, kernel_size, stride, padding):
-    """x (B, C, H, W) -> cols (B, C*k*k, L)."""
+    """x (B, C, H, W) -> cols (B, C*k*k, L). A channels-last x (a T2T layer's tokens seen as an
+    image: x.strides[1] is one float) gives cols as a view of a tokens-major (B, L, C*k*k) array,
+    which cols.transpose(1, 2) (the soft split's tokens) finds contiguous; otherwise cols is
+    contiguous."""
     x = np.asarray(x)
     k, s, p = conv.check_unfold(x, kernel_size, stride, padding)
     if x.dtype != np.float32:
         return conv.unfold(x, k, s, p)       # float64: the reference
-    x = usable(x) if x.strides[3] == x.itemsize else copy_contiguous(x)    # the fast path: unit column stride
     nb, nc, h, w = x.shape
     ho, wo = conv.windows(h, w, k, s, p)
+    if _channels_last(x):                    # straight into the tokens' layout, x read in place
+        x = usable(x)
+        cols = pool.empty((nb, ho * wo, nc * k * k))           # (B, L, C*k*k)
+        if cols.size:
+            lib.unfold_tokens(ptr(x), strides(x, range(4)), ptr(cols), nb, nc, h, w, k, s, p)
+        return cols.transpose(0, 2, 1)                         # (B, C*k*k, L)
+    x = usable(x) if x.strides[3] == x.itemsize else copy_contiguous(x)    # the fast path: unit column stride
     cols = pool.empty((nb, nc * k * k, ho * wo))           # (B, C*k*k, L)
     if cols.size:
         lib.unfold(ptr(x), strides(x, range(4)), ptr(cols), nb, nc, h, w, k, s, p)
     return cols
 
 
+def _channels_last(x):
+    """x (B, C, H, W) laid out (B, H, W, C) in memory, C > 1 and H*W > 1."""
+    nb, nc, h, w = x.shape
+    return nc > 1 and h * w > 1 and x.strides[1] == x.itemsize and x.strides[3] == nc * x.itemsize \
+        and x.strides[2] == w * x.strides[3]
+
+
 def fold(cols, output_size, kernel_size, stride, padding):
-    """cols (B, C*k*k, L) -> x (B, C, H, W), overlapping windows summed."""
+    """cols (B, C*k*k, L) -> x (B, C, H, W), overlapping windows summed. Tokens-major cols (the
+    gradient of unfold's tokens-major view: cols.strides[1] is one float) give x as a view of a
+    channels-last (B, H, W, C) array, read in place; otherwise x is contiguous."""
     cols = np.asarray(cols)
     h, w, k, s, p = conv.check_fold(cols, output_size, kernel_size, stride, padding)
     if cols.dtype != np.float32:
         return conv.fold(cols, h, w, k, s, p)    # float64: the reference
-    nc = cols.shape[1] // (k * k)
+    nb, nc = cols.shape[0], cols.shape[1] // (k * k)
+    if cols.shape[1] > 1 and cols.shape[2] > 1 and cols.strides[1] == cols.itemsize:
+        tokens = contiguous(cols.transpose(0, 2, 1))           # (B, L, C*k*k), in place when it can be
+        x = pool.empty((nb, h, w, nc))                         # (B, H, W, C)
+        if x.size:
+            lib.fold_tokens(ptr(tokens), ptr(x), strides(x, (0, 3, 1, 2)), nb, nc, h, w, k, s, p)
+        return x.transpose(0, 3, 1, 2)                         # (B, C, H, W)
     cols = usable(cols) if cols.strides[2] == cols.itemsize else copy_contiguous(cols)   # likewise
-    nb = cols.shape[0]
     x = pool.empty((nb, nc, h, w))                         # (B, C, H, W)
     if x.size:
         lib.fold(ptr(cols), strides(cols, range(3)), ptr(x), nb, nc, h, w, k, s, p)
