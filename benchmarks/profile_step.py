@@ -44,6 +44,7 @@ FAMILIES = {                  # op class name -> family
     "Reshape": "copies and reshapes", "Permute": "copies and reshapes", "GetItem": "copies and reshapes",
     "Split": "copies and reshapes", "Concat": "copies and reshapes", "Expand": "copies and reshapes",
     "Cast": "copies and reshapes", "Attention": "attention (fused op)", "LinearGELU": "Linear + GELU (fused op)",
+    "LinearAdd": "Linear + residual sum (fused op)",
 }
 
 
