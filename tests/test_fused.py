@@ -493,6 +493,7 @@ def test_c_kernels_refuse_bad_input(c, call, error, match):
     with pytest.raises(error, match=match):
         call(c)
 def test_c_results_do_not_depend_on_threads(c):
+    from minit2t.backends.c_linear_add import linear_add_forward
     x, g = f32(5, (300, 70), 2.0), f32(6, (300, 70))
     w, b = f32(7, 70), f32(8, 70)
     a, bm = f32(9, (3000, 50)).T, f32(10, (3000, 70))              # K = 3000: several K blocks
@@ -504,9 +505,14 @@ def test_c_results_do_not_depend_on_threads(c):
             backends.set_num_threads(n)
             _, mean, rstd = c.layer_norm_forward(x, w, b, 1e-5)
             o, p = c.attention_forward(qkv, 2, 0.3)
+            image = f32(13, (4, 9, 9, 32)).transpose(0, 3, 1, 2)    # channels last: the tokens' soft split
+            cols = c.unfold(image, 3, 2, 1)                           # (4, 288, 25), tokens-major
             runs.append(c.layer_norm_backward(g, x, w, mean, rstd) +
                         (c.gelu_forward(x), c.sum_rows(f32(12, (8320, 70))), c.linear_forward(g, x[:50], w[:50]), o, p,
-                         c.attention_backward(o, qkv, p, 0.3), c.matmul(a, bm)))
+                         c.attention_backward(o, qkv, p, 0.3),
+                         linear_add_forward(bm, bm[:40, :70], w[:40], f32(14, (3000, 40))), cols,
+                         c.fold((cols.transpose(0, 2, 1) * 0.5).transpose(0, 2, 1), (9, 9), 3, 2, 1),
+                         c.matmul(a, bm)))
     finally:
         backends.set_num_threads(before)
     for one, two in zip(*runs):
