@@ -5,7 +5,8 @@
  *   VF, VW        the vector type, its number of floats
  *   VLOAD, VSTORE, VSET1; VSTREAM (a streaming store, p on a VF boundary); VADD, VSUB, VMUL, VDIV, VMIN, VMAX, VABS
  *   VFMA(a, b, c) = a*b + c   VFNMA(a, b, c) = c - a*b   VFMS(a, b, c) = a*b - c
- *   VROUND (to nearest)
+ *   VROUND (to nearest); VRECIP(x) = 1 / x, here a division (AVX-512: the
+ *          14-bit reciprocal and one Newton step, within an ulp or two)
  *   VMASK  a lane mask: VLT, VGT (ordered), VNLT (not less: true for NaN);
  *          VSEL(m, a, b) = m ? b : a, lane by lane;
  *          VSCALE_OR_0(x, n, m) = m ? x * 2^n : 0 (n integral, as VF, and
@@ -28,6 +29,7 @@
 #define VSUB _mm256_sub_ps
 #define VMUL _mm256_mul_ps
 #define VDIV _mm256_div_ps
+#define VRECIP(x) _mm256_div_ps(_mm256_set1_ps(1.0f), x)
 #define VMAX _mm256_max_ps
 #define VMIN _mm256_min_ps
 #define VABS(x) _mm256_andnot_ps(_mm256_set1_ps(-0.0f), x)

@@ -15,6 +15,15 @@
 #define VSUB _mm512_sub_ps
 #define VMUL _mm512_mul_ps
 #define VDIV _mm512_div_ps
+/* 1 / x: vrcp14ps (relative error below 2^-14), then one Newton step r + r (1 - x r), which squares that
+ * error: within an ulp or two of the division, at a fraction of its cost (vdivps on 16 lanes issues once
+ * every several cycles). */
+static inline __m512 vrecip_avx512(__m512 x)
+{
+    __m512 r = _mm512_rcp14_ps(x);
+    return _mm512_fmadd_ps(r, _mm512_fnmadd_ps(x, r, _mm512_set1_ps(1.0f)), r);
+}
+#define VRECIP vrecip_avx512
 #define VMAX _mm512_max_ps
 #define VMIN _mm512_min_ps
 #define VABS(x) _mm512_abs_ps(x)

@@ -66,7 +66,7 @@ static inline VF vnormcdf(VF x, VF *pdf)
     VF l = VFMS(ax, ax, h);
     VF ez = VMUL(vexp_nonpos(VMUL(h, VSET1(-0.5f))), VFNMA(l, VSET1(0.5f), VSET1(1.0f)));
     *pdf = VMUL(ez, VSET1(0.398942280f));                           /* exp(-z^2) / sqrt(2 pi) */
-    VF t = VDIV(VSET1(1.0f), VFMA(ax, VSET1(0.353553391f), VSET1(1.0f)));
+    VF t = VRECIP(VFMA(ax, VSET1(0.353553391f), VSET1(1.0f)));
     VF w = VSET1(-2.951927483e-02f);                                 /* erfc(z) e^{z^2} / (2 t) */
     w = VFMA(w, t, VSET1(1.422130316e-01f));
     w = VFMA(w, t, VSET1(-2.434451729e-01f));
