@@ -26,14 +26,10 @@ import statistics
 import sys
 import time
 
-import numpy as np
-
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # this checkout's minit2t
 
-import minit2t as mt  # noqa: E402
-from machine import cpu_name  # noqa: E402  (benchmarks/machine.py)
 from minit2t.backends import _cmem, c_attention, c_backend, c_kernels  # noqa: E402
-from minit2t.speed import minit2t_runners  # noqa: E402
+from model_runs import add_run_options, heading, model_run  # noqa: E402  (benchmarks/model_runs.py)
 
 
 def load_build(path, i):
@@ -61,11 +57,7 @@ def use(build):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("builds", nargs="+")
-    parser.add_argument("--what", choices=("infer", "step"), default="infer")
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                        help="bf16: the forward (and loss) under mt.autocast, as `bench --precision bf16`")
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--model", default="t2t_vit_cifar")
+    add_run_options(parser, rounds=15)
     args = parser.parse_args()
     if len(args.builds) < 2 or args.rounds < 1:
         sys.exit(f"ab_builds: expected two builds or more and --rounds >= 1, got {len(args.builds)} "
@@ -74,12 +66,7 @@ def main():
         sys.exit(f"ab_builds: the C backend does not load here: {_cmem.build_error}")
     installed = (_cmem.ffi, _cmem.lib)
     builds = [load_build(path, i) for i, path in enumerate(args.builds)]
-    batch = 256 if args.what == "infer" else 128
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
-    step, infer = minit2t_runners(mt.create_model(args.model), x, rng.integers(0, 10, batch),
-                                  bf16=args.precision == "bf16")
-    run = infer if args.what == "infer" else step
+    run = model_run(args)
     times = [[] for _ in builds]
     try:
         for build in builds:                                       # warm-up, untimed
@@ -98,8 +85,7 @@ def main():
 
 
 def report(args, times):
-    print(f"{args.model} {args.what} ({args.precision}), {cpu_name()}, {_cmem.lib.minit2t_get_num_threads()} threads, "
-          f"ISA {_cmem.ISAS[_cmem.lib.minit2t_isa()]}, {args.rounds} rounds")
+    print(heading(args))
     first = statistics.median(times[0])
     for path, t in zip(args.builds, times):
         med = statistics.median(t)

@@ -104,3 +104,18 @@ def test_ab_builds_times_builds_in_turn(tmp_path):
     missing = subprocess.run([sys.executable, script, str(tmp_path / "none.so"), builds[0]], capture_output=True,
                              text=True, env=env, timeout=600)
     assert missing.returncode != 0 and "no build at" in missing.stderr and missing.stderr.count("\n") == 1
+
+
+def test_ab_fusion_times_a_fusion_on_and_off():
+    """benchmarks/ab_fusion.py, one round on one thread: the two ways' times and their ratios; a bad
+    --rounds is a one-line refusal."""
+    pytest.importorskip("minit2t._cext", reason="the C extension is not built")
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "ab_fusion.py")
+    env = dict(os.environ, MINIT2T_NUM_THREADS="1")
+    run = subprocess.run([sys.executable, script, "--rounds", "1", "--off", "both"], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert run.returncode == 0, run.stderr
+    assert re.search(r"on +\d+\.\d ms +off +\d+\.\d ms +off / on: \d\.\d{3} \(medians\), \d\.\d{3}", run.stdout), run.stdout
+    bad = subprocess.run([sys.executable, script, "--rounds", "0"], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert bad.returncode != 0 and "expected --rounds >= 1, got 0" in bad.stderr and bad.stderr.count("\n") == 1
