@@ -43,14 +43,22 @@ void sgemm_bias_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
             for (int64_t j = 0; j < n; j++) c[t * sc[0] + i * sc[1] + j] += bias[j];
 }
 
+/* sgemm_bias_ref, or sgemm_ref where bias is NULL: the product of the references with an
+ * epilogue, and of their dispatchers' products too small to pack. */
+static void bias_product_ref(int64_t bt, int64_t m, int64_t n, int64_t k, const float *a, const int64_t *sa,
+                             const float *b, const int64_t *sb, const float *bias, float *c, const int64_t *sc)
+{
+    if (bias) sgemm_bias_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);
+    else sgemm_ref(bt, m, n, k, a, sa, b, sb, c, sc);
+}
+
 /* sgemm_bias_ref (or sgemm_ref, bias NULL), then act = gelu(C) (act may be c). */
 void sgemm_bias_gelu_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
                          const float *a, const int64_t *sa, const float *b,
                          const int64_t *sb, const float *bias, float *c, const int64_t *sc,
                          float *act, const int64_t *sact)
 {
-    if (bias) sgemm_bias_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);
-    else sgemm_ref(bt, m, n, k, a, sa, b, sb, c, sc);
+    bias_product_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);
     gemm_gelu_matrices(gelu_block_ref, bt, m, n, c, sc, act, sact);
 }
 
@@ -60,8 +68,7 @@ void sgemm_bias_add_ref(int64_t bt, int64_t m, int64_t n, int64_t k,
                         const int64_t *sb, const float *bias, const float *r, const int64_t *sr,
                         float *c, const int64_t *sc)
 {
-    if (bias) sgemm_bias_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);
-    else sgemm_ref(bt, m, n, k, a, sa, b, sb, c, sc);
+    bias_product_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);
     gemm_add_matrices(add_block_ref, bt, m, n, c, sc, r, sr);
 }
 
@@ -94,8 +101,7 @@ void sgemm_bias_gelu(int64_t bt, int64_t m, int64_t n, int64_t k,
 {
     int isa = minit2t_isa();
     if ((double)m * (double)n * (double)k < TINY_GEMM) {  /* the reference product, this ISA's GELU: */
-        if (bias) sgemm_bias_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);  /* sgemm_bias, then */
-        else sgemm_ref(bt, m, n, k, a, sa, b, sb, c, sc);                  /* gelu_forward */
+        bias_product_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);      /* sgemm_bias, then gelu_forward */
         gemm_gelu_matrices(gelu_block, bt, m, n, c, sc, act, sact);
         return;
     }
@@ -109,8 +115,7 @@ void sgemm_bias_add(int64_t bt, int64_t m, int64_t n, int64_t k,
 {
     int isa = minit2t_isa();
     if ((double)m * (double)n * (double)k < TINY_GEMM) {  /* the reference product, this ISA's sum */
-        if (bias) sgemm_bias_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);
-        else sgemm_ref(bt, m, n, k, a, sa, b, sb, c, sc);
+        bias_product_ref(bt, m, n, k, a, sa, b, sb, bias, c, sc);
         gemm_add_matrices(add_block, bt, m, n, c, sc, r, sr);
         return;
     }

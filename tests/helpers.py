@@ -112,6 +112,17 @@ def numerical_grad_check(fn, arrays, eps=1e-6, rtol=1e-6, atol=1e-8, seed=0):
         assert_close(inputs[i].grad, num, rtol, atol, f"input {i} vs finite differences")
 
 
+def layer_run(layer, x, g, bf16=False):
+    """layer(x) (under autocast with bf16) and its backward for upstream g -> (y, gx, [param grads]): what
+    a fused path and the steps it stands for are compared on."""
+    layer.zero_grad()
+    xt = mt.tensor(x, requires_grad=True)
+    with mt.autocast("bfloat16", enabled=bf16):
+        y = layer(xt)
+    y.backward(g)
+    return y.data, xt.grad, [p.grad.copy() for p in layer.parameters()]
+
+
 def reference(op, *arrays, grad=None, **options):
     """The reference op's output on float64 copies of `arrays`; with `grad`, also its
     input gradients (one per array)."""

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import minit2t as mt
 import minit2t.nn.functional as F
-from helpers import on_backend
+from helpers import layer_run, on_backend
 from minit2t import ops
 from minit2t.backends import _cmem, get_backend
 from minit2t.backends.fusion import may_fuse_linear_add, may_fuse_residual
@@ -88,18 +88,13 @@ def test_nan_and_inf_pass_through_the_epilogue(c):
 
 def _block_run(block, x, g, bf16, fuse):
     """block(x) (its residual sums fused or not), its gradients for upstream g: (y, gx, [param grads])."""
-    block.zero_grad()
-    xt = mt.tensor(x, requires_grad=True)
     original = Block.fused_layers
     try:
         if not fuse:
             Block.fused_layers = {**original, "attn": type("NotAttention", (), {})}   # policy says no
-        with mt.autocast("bfloat16", enabled=bf16):
-            y = block(xt)
-        y.backward(g)
+        return layer_run(block, x, g, bf16)
     finally:
         Block.fused_layers = original
-    return y.data, xt.grad, [p.grad.copy() for p in block.parameters()]
 
 
 def _same(a, b):
@@ -130,20 +125,12 @@ def test_t2t_layer_fused_is_the_steps_bit_for_bit(c, bf16, monkeypatch):
     mt.manual_seed(0)
     layer = tt.TokenTransformer(27, 32, mlp_ratio=2.0)
     x, g = make_array(31, (3, 64, 27), np.float32), make_array(32, (3, 64, 32), np.float32)
-
-    def run():
-        layer.zero_grad()
-        xt = mt.tensor(x, requires_grad=True)
-        with mt.autocast("bfloat16", enabled=bf16):
-            y = layer(xt)
-        y.backward(g)
-        return y.data, xt.grad, [p.grad.copy() for p in layer.parameters()]
     with on_backend("c"):
         assert may_fuse_residual(layer) and may_fuse_linear_add(layer.attn) and may_fuse_linear_add(layer.mlp)
-        fused = run()
+        fused = layer_run(layer, x, g, bf16)
         monkeypatch.setattr(tt, "may_fuse_residual", lambda block: False)
         monkeypatch.setattr(tt, "linear_out", lambda layer, linear, drop, x, r: r + drop(linear(x)))
-        steps = run()
+        steps = layer_run(layer, x, g, bf16)
     _same(fused, steps)
 
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import minit2t as mt
 import minit2t.nn.functional as F
-from helpers import on_backend
+from helpers import layer_run, on_backend
 from minit2t import ops
 from minit2t.backends import _cmem, get_backend
 from minit2t.backends.fusion import may_fuse_linear_gelu
@@ -135,18 +135,13 @@ def test_gelu_backward_sum_is_gelu_backward_then_sum_rows(c, gemm, level, r, d):
 
 def _mlp_run(mlp, x, g, bf16, fuse):
     """mlp(x) (fused or not), its gradients for upstream g: (y, gx, [param grads])."""
-    mlp.zero_grad()
-    xt = mt.tensor(x, requires_grad=True)
     original = Mlp.fused_layers
     try:
         if not fuse:
             Mlp.fused_layers = {**original, "fc1": type("NotLinear", (), {})}   # policy says no
-        with mt.autocast("bfloat16", enabled=bf16):
-            y = mlp(xt)
-        y.backward(g)
+        return layer_run(mlp, x, g, bf16)
     finally:
         Mlp.fused_layers = original
-    return y.data, xt.grad, [p.grad.copy() for p in mlp.parameters()]
 
 
 @pytest.mark.parametrize("bf16", [False, True])

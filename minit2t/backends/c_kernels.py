@@ -3,6 +3,7 @@ and the math they compute is the NumPy reference's in minit2t/ops.
 
     matmul, unfold, fold          the GEMM and im2col (float32 in C, float64 in NumPy)
     linear_forward                the GEMM with the bias added as each tile is written
+    linear_operands, gemm_head    a Linear's checked operands, and the GEMM's first arguments for them
     gelu_*, layer_norm_*, softmax_*   fused forward and backward, float32 only
     add                           a + b of one shape (the residual sums), float32 only
     sum_rows                      the sum of the rows (Linear's bias gradient), float32 only
@@ -113,7 +114,8 @@ def fold(cols, output_size, kernel_size, stride, padding):
         return conv.fold(cols, h, w, k, s, p)    # float64: the reference
     nb, nc = cols.shape[0], cols.shape[1] // (k * k)
     if cols.shape[1] > 1 and cols.shape[2] > 1 and cols.strides[1] == cols.itemsize:
-        tokens = contiguous(cols.transpose(0, 2, 1))           # (B, L, C*k*k), in place when it can be
+        tokens = cols.transpose(0, 2, 1)                       # (B, L, C*k*k), in place when it can be
+        tokens = usable(tokens) if tokens.flags.c_contiguous else copy_contiguous(tokens)
         x = pool.empty((nb, h, w, nc))                         # (B, H, W, C)
         if x.size:
             lib.fold_tokens(ptr(tokens), ptr(x), strides(x, (0, 3, 1, 2)), nb, nc, h, w, k, s, p)
@@ -167,19 +169,33 @@ def copy_into(dst, src):
     return dst
 
 
+def linear_operands(what, x, weight, bias, *more):
+    """x (R, Din), weight (Dout, Din), bias (Dout,) or None, checked (with `more` arrays: float32)
+    for the C GEMM of `what` -> (x, w, bias, R, Dout): x and bias as the kernels read them (bias None
+    stays None), w = weight.T (Din, Dout), a view. Shared by the Linear kernels (linear_forward,
+    c_linear_gelu, c_linear_add)."""
+    x, weight = np.asarray(x), np.asarray(weight)
+    bias = None if bias is None else np.asarray(bias)
+    r, dout = check_linear(x, weight, bias)
+    _float32(what, x, weight, *(() if bias is None else (bias,)), *more)
+    return usable(x), usable(weight.T), (None if bias is None else contiguous(bias)), r, dout
+
+
+def gemm_head(x, w):
+    """The first arguments of sgemm and its twins for one product x (R, K) @ w (K, N): 1, R, N, K,
+    then x and w with their strides (pointers into x and w: the caller holds them)."""
+    return 1, x.shape[0], w.shape[1], x.shape[1], ptr(x), strides(x, (None, 0, 1)), ptr(w), strides(w, (None, 0, 1))
+
+
 def linear_forward(x, weight, bias, bf16=False):
     """x (R, Din) @ weight.T + bias (Dout,) -> (R, Dout): the bias added in the GEMM.
     bf16: by sgemm_bf16 (x and weight rounded to bfloat16 as they are packed, float32 sums;
     the bias as it is)."""
-    x, weight, bias = np.asarray(x), np.asarray(weight), np.asarray(bias)
-    r, dout = check_linear(x, weight, bias)
-    _float32("linear_forward", x, weight, bias)
-    x, w, b = usable(x), usable(weight.T), contiguous(bias)        # w (Din, Dout), a view
+    x, w, b, r, dout = linear_operands("linear_forward", x, weight, np.asarray(bias))
     out = pool.empty((1, r, dout))
     if out.size:
         gemm = lib.sgemm_bf16 if bf16 else lib.sgemm_bias
-        gemm(1, r, dout, x.shape[1], ptr(x), strides(x, (None, 0, 1)), ptr(w),
-             strides(w, (None, 0, 1)), ptr(b), ptr(out), strides(out, (0, 1)))
+        gemm(*gemm_head(x, w), ptr(b), ptr(out), strides(out, (0, 1)))
     return out[0]
 
 

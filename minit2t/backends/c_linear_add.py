@@ -10,8 +10,7 @@ import numpy as np
 
 from minit2t import ops
 from minit2t.backends import c_kernels as ck
-from minit2t.backends._checks import check_linear
-from minit2t.backends._cmem import contiguous, lib, pool, ptr, strides, usable
+from minit2t.backends._cmem import contiguous, lib, pool, ptr, strides
 from minit2t.backends.c_ops import Linear, _f32, reshape
 from minit2t.ops import linear
 
@@ -20,18 +19,16 @@ def linear_add_forward(x, weight, bias, residual, bf16=False):
     """x (R, Din), weight (Dout, Din), bias (Dout,), residual (R, Dout) -> residual + x @ weight.T
     + bias (R, Dout), a new array. bf16: the product as sgemm_bf16's (x and weight rounded to
     bfloat16 as they are packed)."""
-    x, weight, bias, residual = (np.asarray(a) for a in (x, weight, bias, residual))
-    r, dout = check_linear(x, weight, bias)
-    ck._float32("linear_add_forward", x, weight, bias, residual)
+    residual = np.asarray(residual)
+    x, w, b, r, dout = ck.linear_operands("linear_add_forward", x, weight, np.asarray(bias), residual)
     if residual.shape != (r, dout):
         raise ValueError(f"linear_add_forward expects residual ({r}, {dout}) for x {x.shape} and "
-                         f"weight {weight.shape}, got {residual.shape}")
-    x, w, res = usable(x), usable(weight.T), contiguous(residual)    # w (Din, Dout), a view
+                         f"weight {np.shape(weight)}, got {residual.shape}")
+    res = contiguous(residual)
     out = pool.empty((1, r, dout))
     if out.size:
         gemm = lib.sgemm_bf16_add if bf16 else lib.sgemm_bias_add
-        gemm(1, r, dout, x.shape[1], ptr(x), strides(x, (None, 0, 1)), ptr(w), strides(w, (None, 0, 1)),
-             ptr(contiguous(bias)), ptr(res), strides(res, (None, 0)), ptr(out), strides(out, (0, 1)))
+        gemm(*ck.gemm_head(x, w), ptr(b), ptr(res), strides(res, (None, 0)), ptr(out), strides(out, (0, 1)))
     return out[0]
 
 

@@ -12,8 +12,8 @@ import numpy as np
 
 from minit2t import grad_mode, ops
 from minit2t.backends import c_kernels as ck
-from minit2t.backends._checks import check_linear, check_same_shape
-from minit2t.backends._cmem import contiguous, ffi, lib, pool, ptr, strides, usable
+from minit2t.backends._checks import check_same_shape
+from minit2t.backends._cmem import contiguous, ffi, lib, pool, ptr, strides
 from minit2t.backends.c_ops import Linear, _f32, reshape
 from minit2t.ops import linear
 
@@ -22,17 +22,13 @@ def linear_gelu_forward(x, weight, bias, bf16=False, keep=True):
     """x (R, Din), weight (Dout, Din), bias (Dout,) or None -> (h, a), both (R, Dout):
     h = x @ weight.T + bias, a = gelu(h); without keep h is None (GELU wrote over it).
     bf16: the product as sgemm_bf16's (x and weight rounded to bfloat16 as they are packed)."""
-    x, weight = np.asarray(x), np.asarray(weight)
-    r, dout = check_linear(x, weight, weight[:, 0] if bias is None else np.asarray(bias))
-    ck._float32("linear_gelu_forward", x, weight, *(() if bias is None else (bias,)))
-    x, w = usable(x), usable(weight.T)                             # w (Din, Dout), a view
+    x, w, bias, r, dout = ck.linear_operands("linear_gelu_forward", x, weight, bias)   # w (Din, Dout)
     h = pool.empty((1, r, dout))
     a = pool.empty((1, r, dout)) if keep else h
     if h.size:
         gemm = lib.sgemm_bf16_gelu if bf16 else lib.sgemm_bias_gelu
-        b = ffi.NULL if bias is None else ptr(contiguous(bias))
-        gemm(1, r, dout, x.shape[1], ptr(x), strides(x, (None, 0, 1)), ptr(w), strides(w, (None, 0, 1)),
-             b, ptr(h), strides(h, (0, 1)), ptr(a), strides(a, (0, 1)))
+        gemm(*ck.gemm_head(x, w), ffi.NULL if bias is None else ptr(bias), ptr(h), strides(h, (0, 1)),
+             ptr(a), strides(a, (0, 1)))
     return (h[0] if keep else None), a[0]
 
 
